@@ -1,0 +1,132 @@
+//! Loading and checking an OCI bundle before anything is created for it.
+//!
+//! libcontainer parses `config.json` again when it builds the container; we
+//! parse it first so that every mistake a user can make in a bundle is reported
+//! with the bundle's path and what is wrong, before a state dir, cgroup or
+//! process exists that would have to be cleaned up.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// A bundle whose `config.json` parsed and whose paths exist.
+#[derive(Debug)]
+pub struct Bundle {
+    /// Canonical path of the bundle directory.
+    pub path: PathBuf,
+    pub spec: Spec,
+}
+
+impl Bundle {
+    pub fn load(path: &Path) -> Result<Self> {
+        let bundle_error = |reason: String| Error::Bundle {
+            path: path.to_owned(),
+            reason,
+        };
+        let path = fs::canonicalize(path).map_err(|e| bundle_error(describe_io(&e)))?;
+        if !path.is_dir() {
+            return Err(bundle_error("not a directory".into()));
+        }
+        let config_path = path.join("config.json");
+        let bytes = fs::read(&config_path)
+            .map_err(|e| bundle_error(format!("config.json: {}", describe_io(&e))))?;
+        let spec: Spec = serde_json::from_slice(&bytes).map_err(|source| Error::MalformedConfig {
+            path: config_path.clone(),
+            source,
+        })?;
+        check_spec(&config_path, &path, &spec)?;
+        Ok(Bundle { path, spec })
+    }
+
+    /// The rootfs as the spec names it, resolved against the bundle.
+    pub fn rootfs(&self) -> PathBuf {
+        rootfs_path(&self.path, &self.spec)
+    }
+}
+
+pub(crate) fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {
+    match spec.root() {
+        Some(root) if root.path().is_absolute() => root.path().clone(),
+        Some(root) => bundle.join(root.path()),
+        None => bundle.join("rootfs"),
+    }
+}
+
+/// What a runtime must refuse up front (runtime spec, "config.md"), and what
+/// this kernel cannot do, each with a reason that names the field.
+fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
+    let unsupported = |reason: String| Error::UnsupportedConfig {
+        path: config_path.to_owned(),
+        reason,
+    };
+    if !spec.version().starts_with("1.") {
+        return Err(unsupported(format!(
+            "ociVersion {:?}: only 1.x is supported",
+            spec.version()
+        )));
+    }
+    if spec.root().is_none() {
+        return Err(unsupported("root: missing (the rootfs must be named)".into()));
+    }
+    let rootfs = rootfs_path(bundle, spec);
+    if !rootfs.is_dir() {
+        return Err(unsupported(format!(
+            "root.path {}: no such directory",
+            rootfs.display()
+        )));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| unsupported("process: missing (nothing to run)".into()))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(unsupported("process.args: empty (nothing to run)".into()));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| unsupported("linux: missing (this runtime runs Linux containers)".into()))?;
+    for ns in linux.namespaces().iter().flatten() {
+        if let Some(ns_path) = ns.path() {
+            if !ns_path.exists() {
+                return Err(unsupported(format!(
+                    "linux.namespaces: {:?} path {}: no such file",
+                    ns.typ(),
+                    ns_path.display()
+                )));
+            }
+        } else if !kernel_has_namespace(ns.typ()) {
+            return Err(unsupported(format!(
+                "linux.namespaces: {:?}: this kernel has no such namespace",
+                ns.typ()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn kernel_has_namespace(typ: LinuxNamespaceType) -> bool {
+    let name = match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    };
+    Path::new("/proc/self/ns").join(name).exists()
+}
+
+/// `io::Error`'s Display adds "(os error N)"; users want the words.
+pub(crate) fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,68 @@
+//! One file per subcommand: parse runc's flags, call one library method.
+
+mod create;
+mod delete;
+mod events;
+mod exec;
+mod features;
+mod foreground;
+mod kill;
+mod list;
+mod pause;
+mod ps;
+mod run;
+mod spec;
+mod start;
+mod state;
+mod update;
+
+use anyhow::{bail, Result};
+use liboci_cli::{CommonCmd, StandardCmd};
+use substrate_runtime::Runtime;
+
+use crate::Command;
+
+/// Runs one subcommand; the value is the process exit status.
+pub fn run(command: Command, runtime: &Runtime) -> Result<u8> {
+    match command {
+        Command::Standard(cmd) => match *cmd {
+            StandardCmd::Create(args) => create::create(args, runtime).map(|()| 0),
+            StandardCmd::Start(args) => start::start(args, runtime).map(|()| 0),
+            StandardCmd::State(args) => state::state(args, runtime).map(|()| 0),
+            StandardCmd::Kill(args) => kill::kill(args, runtime).map(|()| 0),
+            StandardCmd::Delete(args) => delete::delete(args, runtime).map(|()| 0),
+        },
+        Command::Common(cmd) => match *cmd {
+            CommonCmd::Run(args) => run::run(args, runtime),
+            CommonCmd::Exec(args) => exec::exec(args, runtime),
+            CommonCmd::Ps(args) => ps::ps(args, runtime).map(|()| 0),
+            CommonCmd::List(args) => list::list(args, runtime).map(|()| 0),
+            CommonCmd::Pause(args) => pause::pause(args, runtime).map(|()| 0),
+            CommonCmd::Resume(args) => pause::resume(args, runtime).map(|()| 0),
+            CommonCmd::Update(args) => update::update(args, runtime).map(|()| 0),
+            CommonCmd::Events(args) => events::events(args, runtime).map(|()| 0),
+            CommonCmd::Features(_) => features::features().map(|()| 0),
+            CommonCmd::Spec(args) => spec::spec(args).map(|()| 0),
+            CommonCmd::Checkpointt(_) => {
+                bail!("checkpoint is not supported by substrate-runtime (no CRIU integration)")
+            }
+        },
+    }
+}
+
+/// The error and its causes on one line, dropping a cause whose text the
+/// line already holds (libcontainer's messages often embed their source).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}

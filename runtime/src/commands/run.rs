@@ -1,0 +1,50 @@
+use anyhow::Result;
+use liboci_cli::Run;
+use substrate_runtime::{CreateOptions, Runtime};
+
+use super::foreground::SignalForwarder;
+
+/// `create` + `start`, then (unless `--detach`) wait for the init, forward
+/// signals to it, delete the world and exit with its status, as `runc run`.
+pub fn run(args: Run, runtime: &Runtime) -> Result<u8> {
+    let forwarder = if args.detach {
+        None
+    } else {
+        // Orphans in the world reparent to us, so the init's exit is seen
+        // and zombies do not pile up (runc does the same unless
+        // --no-subreaper).
+        if !args.no_subreaper {
+            nix::sys::prctl::set_child_subreaper(true)?;
+        }
+        Some(SignalForwarder::install()?)
+    };
+    let mut world = runtime.create(
+        &args.container_id,
+        &args.bundle,
+        CreateOptions {
+            pid_file: args.pid_file,
+            console_socket: args.console_socket,
+            preserve_fds: args.preserve_fds,
+            no_pivot: args.no_pivot,
+            detach: args.detach,
+            stdio: Default::default(),
+        },
+    )?;
+    if let Err(e) = world.start() {
+        let _ = world.delete(true);
+        return Err(e.into());
+    }
+    let Some(forwarder) = forwarder else {
+        return Ok(0);
+    };
+    let pid = world.pid().expect("a started world has an init pid");
+    let status = forwarder.wait(nix::unistd::Pid::from_raw(pid))?;
+    if !args.keep {
+        world.refresh()?;
+        // A cleanup failure must not replace the workload's exit status.
+        if let Err(e) = world.delete(true) {
+            tracing::error!("cannot delete container {:?}: {e}", args.container_id);
+        }
+    }
+    Ok(status)
+}

@@ -1,0 +1,111 @@
+//! The runtime library's one error type.
+//!
+//! Every variant carries what a user needs to fix the problem (which id, which
+//! file, which status), so the binary can print `{:#}` and be done.
+
+use std::path::PathBuf;
+
+use libcontainer::error::LibcontainerError;
+
+use crate::state::WorldStatus;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId { id: String, reason: &'static str },
+
+    #[error("container {id:?} does not exist")]
+    NotFound { id: String },
+
+    #[error("container {id:?} already exists")]
+    AlreadyExists { id: String },
+
+    #[error("bundle {}: {reason}", path.display())]
+    Bundle { path: PathBuf, reason: String },
+
+    #[error("{}: malformed config.json: {source}", path.display())]
+    MalformedConfig {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+
+    #[error("{}: unsupported config: {reason}", path.display())]
+    UnsupportedConfig { path: PathBuf, reason: String },
+
+    #[error("invalid signal {0:?}: expected a name (TERM, SIGKILL) or a number (1-31)")]
+    InvalidSignal(String),
+
+    #[error("container {id:?} is {status}: cannot {operation} it")]
+    IncorrectStatus {
+        id: String,
+        status: WorldStatus,
+        operation: &'static str,
+    },
+
+    #[error("process file {}: {reason}", path.display())]
+    ProcessFile { path: PathBuf, reason: String },
+
+    #[error("resources file {}: {reason}", path.display())]
+    ResourcesFile { path: PathBuf, reason: String },
+
+    #[error("cannot {operation} container {id:?}")]
+    Libcontainer {
+        id: String,
+        operation: &'static str,
+        #[source]
+        source: LibcontainerError,
+    },
+
+    #[error("cannot {operation} container {id:?}: cgroup")]
+    Cgroup {
+        id: String,
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error("{context}: {}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A primary failure whose cleanup failed as well; both are kept.
+    #[error("{primary}; cleaning up after it also failed: {cleanup}")]
+    WithCleanup {
+        primary: Box<Error>,
+        cleanup: Box<Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn libcontainer(
+        id: &str,
+        operation: &'static str,
+        source: LibcontainerError,
+    ) -> Self {
+        Error::Libcontainer {
+            id: id.to_owned(),
+            operation,
+            source,
+        }
+    }
+
+    /// Whether the error means "there is no such container", which runc's
+    /// callers (containerd, podman) match on to treat a delete as done.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}

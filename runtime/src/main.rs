@@ -1,0 +1,63 @@
+//! `substrate-runtime`: runc's command line over the Substrate runtime
+//! library, so that containerd's runc shim, podman and Docker drive worlds
+//! unchanged.
+
+mod commands;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
+use substrate_runtime::{Runtime, DEFAULT_ROOT};
+
+#[derive(Parser, Debug)]
+#[command(name = "substrate-runtime", version, about = "Substrate's OCI runtime (runc-compatible CLI)")]
+struct Opts {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    #[command(flatten)]
+    Standard(Box<StandardCmd>),
+    #[command(flatten)]
+    Common(Box<CommonCmd>),
+}
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    let format = match logging::LogFormat::parse(opts.global.log_format.as_deref()) {
+        Ok(format) => format,
+        Err(e) => return fatal(&e, false),
+    };
+    if let Err(e) = logging::init(opts.global.log.as_deref(), format, opts.global.debug) {
+        return fatal(&e, false);
+    }
+    let logs_elsewhere = opts
+        .global
+        .log
+        .as_deref()
+        .is_some_and(|p| p != std::path::Path::new("/dev/stderr"));
+    let runtime = Runtime::new(opts.global.root.clone().unwrap_or_else(|| DEFAULT_ROOT.into()))
+        .with_systemd_cgroup(opts.global.systemd_cgroup);
+    match commands::run(opts.command, &runtime) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fatal(&e, logs_elsewhere),
+    }
+}
+
+/// Reports a failure as runc does: one error line in the log, and the same
+/// line on stderr when the log goes elsewhere (containerd and podman read
+/// either), then exit status 1.
+fn fatal(e: &anyhow::Error, logs_elsewhere: bool) -> ExitCode {
+    let message = commands::error_chain(e);
+    tracing::error!("{message}");
+    if logs_elsewhere || !tracing::dispatcher::has_been_set() {
+        eprintln!("substrate-runtime: {message}");
+    }
+    ExitCode::FAILURE
+}

@@ -1,0 +1,133 @@
+//! `Runtime`: where worlds' state lives, and how to find them again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::Container;
+
+use crate::error::{Error, Result};
+use crate::world::World;
+
+/// Default state root, as runc's is `/run/runc`.
+pub const DEFAULT_ROOT: &str = "/run/substrate";
+
+/// Entry point of the library: a state root under which each world has a
+/// directory named by its id.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    systemd_cgroup: bool,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            root: root.into(),
+            systemd_cgroup: false,
+        }
+    }
+
+    /// Ask for systemd's cgroup driver. libcontainer falls back to cgroupfs
+    /// where systemd does not manage cgroups (hybrid hierarchies, no systemd).
+    pub fn with_systemd_cgroup(mut self, systemd_cgroup: bool) -> Self {
+        self.systemd_cgroup = systemd_cgroup;
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn systemd_cgroup(&self) -> bool {
+        self.systemd_cgroup
+    }
+
+    pub(crate) fn world_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Loads the world `id`, with its status refreshed from the kernel.
+    pub fn world(&self, id: &str) -> Result<World> {
+        validate_id(id)?;
+        let dir = self.world_dir(id);
+        if !dir.join("state.json").exists() {
+            return Err(Error::NotFound { id: id.to_owned() });
+        }
+        let container =
+            Container::load(dir).map_err(|e| Error::libcontainer(id, "load", e))?;
+        Ok(World::from_container(container))
+    }
+
+    /// Every world under the root, sorted by id. Directories without a state
+    /// file (a create killed before it wrote one) are skipped here; `delete
+    /// --force` removes them.
+    pub fn worlds(&self) -> Result<Vec<World>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot read state root", &self.root, e)),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().join("state.json").exists())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids.iter()
+            .filter_map(|id| match self.world(id) {
+                Ok(world) => Some(Ok(world)),
+                // Deleted between read_dir and load: not an error for a listing.
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect()
+    }
+}
+
+/// Container ids follow runc's rule (`^[\w+\-.]+$`, not `.` or `..`), since
+/// the id names a directory under the root.
+pub fn validate_id(id: &str) -> Result<()> {
+    let invalid = |reason| Error::InvalidId {
+        id: id.to_owned(),
+        reason,
+    };
+    if id.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if id == "." || id == ".." {
+        return Err(invalid("it names a directory"));
+    }
+    if id.len() > 1024 {
+        return Err(invalid("it is longer than 1024 bytes"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
+    {
+        return Err(invalid("only letters, digits, '_', '+', '-' and '.' are allowed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_runc_rules() {
+        for good in ["a", "my-ctr_1", "x.y+z", "0123456789abcdef"] {
+            assert!(validate_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "../x", "é"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_world_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(dir.path());
+        assert!(runtime.world("nope").unwrap_err().is_not_found());
+        assert!(runtime.worlds().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,147 @@
+//! A world: one container and everything Substrate records about it.
+//!
+//! Each lifecycle operation lives in its own file (`create.rs`, `start.rs`,
+//! …) as an `impl World` block, so "what does delete do?" is answered by a
+//! file name.
+
+mod create;
+mod delete;
+mod exec;
+pub(crate) mod kill;
+mod pause;
+mod start;
+mod stats;
+pub(crate) mod update;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{AnyCgroupManager, CgroupConfig};
+use libcontainer::container::Container;
+use serde::{Deserialize, Serialize};
+
+pub use create::{CreateOptions, Stdio};
+pub use exec::ExecOptions;
+
+use crate::error::{Error, Result};
+use crate::state::{WorldState, WorldStatus, OCI_VERSION};
+
+/// What Substrate keeps beside libcontainer's own `state.json`: facts that
+/// runc's state reports and libcontainer does not store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WorldMeta {
+    rootfs: PathBuf,
+    cgroup_path: PathBuf,
+}
+
+const META_FILE: &str = "substrate.json";
+
+#[derive(Debug)]
+pub struct World {
+    container: Container,
+}
+
+impl World {
+    pub(crate) fn from_container(container: Container) -> Self {
+        World { container }
+    }
+
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+
+    pub fn status(&self) -> WorldStatus {
+        self.container.status().into()
+    }
+
+    /// Host pid of the world's init process, while it has one.
+    pub fn pid(&self) -> Option<i32> {
+        match self.status() {
+            WorldStatus::Stopped => None,
+            _ => self.container.pid().map(|p| p.as_raw()),
+        }
+    }
+
+    pub fn bundle(&self) -> &Path {
+        self.container.bundle()
+    }
+
+    /// The directory holding this world's runtime state.
+    pub fn state_dir(&self) -> &Path {
+        &self.container.root
+    }
+
+    pub fn state(&self) -> WorldState {
+        let meta = self.meta();
+        let state = &self.container.state;
+        WorldState {
+            oci_version: OCI_VERSION.to_owned(),
+            id: state.id.clone(),
+            pid: self.pid().unwrap_or(0),
+            status: self.status(),
+            bundle: state.bundle.clone(),
+            rootfs: meta.map(|m| m.rootfs).unwrap_or_default(),
+            created: state.created,
+            annotations: state.annotations.clone().filter(|a| !a.is_empty()),
+            owner: String::new(),
+        }
+    }
+
+    fn meta(&self) -> Option<WorldMeta> {
+        let bytes = fs::read(self.state_dir().join(META_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The cgroup manager for this world's cgroup. The path comes from what
+    /// create recorded, so it works even when libcontainer's own config file
+    /// was never written (a create killed half-way).
+    pub(crate) fn cgroup_manager(&self, operation: &'static str) -> Result<AnyCgroupManager> {
+        let cgroup_path = match self.meta() {
+            Some(meta) => meta.cgroup_path,
+            None => {
+                self.container
+                    .spec()
+                    .map_err(|e| Error::libcontainer(self.id(), operation, e))?
+                    .cgroup_path
+            }
+        };
+        cgroup_manager(self.id(), &cgroup_path, self.container.systemd(), operation)
+    }
+
+    /// Re-reads the state from disk and the kernel.
+    pub fn refresh(&mut self) -> Result<()> {
+        let id = self.id().to_owned();
+        self.container
+            .refresh_state()
+            .map_err(|e| Error::libcontainer(&id, "load", e))?;
+        self.container
+            .refresh_status()
+            .map_err(|e| Error::libcontainer(&id, "load", e))
+    }
+
+    fn incorrect_status(&self, operation: &'static str) -> Error {
+        Error::IncorrectStatus {
+            id: self.id().to_owned(),
+            status: self.status(),
+            operation,
+        }
+    }
+}
+
+pub(crate) fn cgroup_manager(
+    id: &str,
+    cgroup_path: &Path,
+    systemd: bool,
+    operation: &'static str,
+) -> Result<AnyCgroupManager> {
+    libcgroups::common::create_cgroup_manager(CgroupConfig {
+        cgroup_path: cgroup_path.to_owned(),
+        systemd_cgroup: systemd,
+        container_name: id.to_owned(),
+    })
+    .map_err(|e| Error::Cgroup {
+        id: id.to_owned(),
+        operation,
+        source: Box::new(e),
+    })
+}
