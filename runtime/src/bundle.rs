@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimit, PosixRlimitType, Spec};
 
 use crate::error::{Error, Result};
 
@@ -85,6 +85,9 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(unsupported("process.args: empty (nothing to run)".into()));
     }
+    for rlimit in process.rlimits().iter().flatten() {
+        check_rlimit(rlimit).map_err(&unsupported)?;
+    }
     let linux = spec
         .linux()
         .as_ref()
@@ -106,6 +109,60 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Raising a hard limit needs CAP_SYS_RESOURCE (setrlimit(2)); without it
+/// the container's init would fail with a bare EPERM, so say which limit.
+fn check_rlimit(rlimit: &PosixRlimit) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let resource = match rlimit.typ() {
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+    };
+    if rlimit.soft() > rlimit.hard() {
+        return Err(format!(
+            "process.rlimits: {:?} soft limit {} is above its hard limit {}",
+            rlimit.typ(),
+            rlimit.soft(),
+            rlimit.hard()
+        ));
+    }
+    let (_, current_hard) = getrlimit(resource).map_err(|e| format!("getrlimit: {e}"))?;
+    if rlimit.hard() > current_hard && !has_cap_sys_resource() {
+        return Err(format!(
+            "process.rlimits: {:?} hard limit {} is above this host's {} and the runtime lacks CAP_SYS_RESOURCE to raise it",
+            rlimit.typ(),
+            rlimit.hard(),
+            current_hard
+        ));
+    }
+    Ok(())
+}
+
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
 fn kernel_has_namespace(typ: LinuxNamespaceType) -> bool {

@@ -37,7 +37,7 @@ pub enum Error {
     #[error("invalid signal {0:?}: expected a name (TERM, SIGKILL) or a number (1-31)")]
     InvalidSignal(String),
 
-    #[error("container {id:?} is {status}: cannot {operation} it")]
+    #[error("container {id:?} is {status}: cannot {operation}")]
     IncorrectStatus {
         id: String,
         status: WorldStatus,

@@ -14,7 +14,11 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{self, FilterExt};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -91,27 +95,39 @@ impl tracing::field::Visit for MessageVisitor {
 }
 
 /// Installs the global logger. Without `--debug` only warnings and errors of
-/// this runtime are written; libcontainer's own error lines repeat what the
-/// returned error already says, so they are shown only with `--debug`.
+/// this runtime are written: libcontainer's error lines in this process repeat
+/// what the returned error already says. Its error lines from the container's
+/// intermediate and init processes are kept, because the error those send back
+/// is only an errno ("EPERM") and the line says which step failed.
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> Result<()> {
-    let filter = if debug {
-        EnvFilter::new("debug")
-    } else {
-        EnvFilter::new("warn,libcontainer=off,libcgroups=off")
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .event_format(RuncFormat(format));
-    match log {
+    let writer = match log {
         Some(path) if path != Path::new("/dev/stderr") => {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open --log {}", path.display()))?;
-            builder.with_writer(std::sync::Mutex::new(file)).init();
+            BoxMakeWriter::new(std::sync::Mutex::new(file))
         }
-        _ => builder.with_writer(std::io::stderr).init(),
+        _ => BoxMakeWriter::new(std::io::stderr),
+    };
+    let layer = tracing_subscriber::fmt::layer()
+        .event_format(RuncFormat(format))
+        .with_writer(writer);
+    if debug {
+        let layer = layer.with_filter(EnvFilter::new("debug"));
+        tracing_subscriber::registry().with(layer).init();
+    } else {
+        let runtime_pid = std::process::id();
+        let from_container_setup = filter::filter_fn(move |meta| {
+            *meta.level() == Level::ERROR
+                && meta.target().starts_with("libcontainer")
+                && std::process::id() != runtime_pid
+        });
+        let layer = layer.with_filter(
+            EnvFilter::new("warn,libcontainer=off,libcgroups=off").or(from_container_setup),
+        );
+        tracing_subscriber::registry().with(layer).init();
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ impl World {
     /// paused one too, killing every process in its cgroup first.
     pub fn delete(mut self, force: bool) -> Result<()> {
         if !force && matches!(self.status(), WorldStatus::Running | WorldStatus::Paused) {
-            return Err(self.incorrect_status("delete (without --force)"));
+            return Err(self.incorrect_status("delete it without --force"));
         }
         let id = self.id().to_owned();
         self.container

@@ -45,7 +45,7 @@ impl World {
         match self.status() {
             WorldStatus::Running | WorldStatus::Created => {}
             WorldStatus::Paused if options.ignore_paused => {}
-            _ => return Err(self.incorrect_status("exec into")),
+            _ => return Err(self.incorrect_status("exec into it")),
         }
         let process_file = match &options.process {
             Some(path) => {

@@ -30,7 +30,7 @@ impl World {
             WorldStatus::Creating => false,
         };
         if !can_kill {
-            return Err(self.incorrect_status("kill"));
+            return Err(self.incorrect_status("kill it"));
         }
         self.container
             .kill(signal, all)

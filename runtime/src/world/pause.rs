@@ -7,7 +7,7 @@ use crate::state::WorldStatus;
 impl World {
     pub fn pause(&mut self) -> Result<()> {
         if self.status() != WorldStatus::Running {
-            return Err(self.incorrect_status("pause"));
+            return Err(self.incorrect_status("pause it"));
         }
         let id = self.id().to_owned();
         self.container
@@ -17,7 +17,7 @@ impl World {
 
     pub fn resume(&mut self) -> Result<()> {
         if self.status() != WorldStatus::Paused {
-            return Err(self.incorrect_status("resume"));
+            return Err(self.incorrect_status("resume it"));
         }
         let id = self.id().to_owned();
         self.container

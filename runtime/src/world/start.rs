@@ -7,7 +7,7 @@ use crate::state::WorldStatus;
 impl World {
     pub fn start(&mut self) -> Result<()> {
         if self.status() != WorldStatus::Created {
-            return Err(self.incorrect_status("start"));
+            return Err(self.incorrect_status("start it"));
         }
         let id = self.id().to_owned();
         self.container

@@ -14,7 +14,7 @@ use crate::state::WorldStatus;
 impl World {
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         if self.status() == WorldStatus::Stopped {
-            return Err(self.incorrect_status("update"));
+            return Err(self.incorrect_status("update it"));
         }
         let manager = self.cgroup_manager("update")?;
         let options = ControllerOpt {
