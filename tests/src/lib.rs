@@ -1,0 +1,357 @@
+//! Harness for Substrate's end-to-end tests: real kernel, real binaries.
+//!
+//! Every test gets its own state root (a temp dir) and its own container ids,
+//! so the suite runs in parallel without tests seeing each other's worlds.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The repository checkout.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_owned()
+}
+
+/// Directory holding the workspace's binaries: `SUBSTRATE_BIN_DIR`, or the
+/// cargo profile dir this test binary was built into (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SUBSTRATE_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, which `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// Built artifacts of `bundles/build.sh`, made once per target dir and shared
+/// by every test (the rootfs is mounted read-only by each world).
+pub struct BaseBundles {
+    pub dir: PathBuf,
+}
+
+impl BaseBundles {
+    pub fn busybox(&self) -> PathBuf {
+        self.dir.join("busybox")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("busybox/rootfs")
+    }
+    pub fn busybox_image(&self) -> PathBuf {
+        self.dir.join("busybox-image.tar")
+    }
+}
+
+pub fn base_bundles() -> &'static BaseBundles {
+    static BUNDLES: OnceLock<BaseBundles> = OnceLock::new();
+    BUNDLES.get_or_init(|| {
+        let dir = bin_dir().join("test-bundles");
+        if !dir.join("busybox/config.json").exists() {
+            // Build beside the final place and rename, so concurrent test
+            // processes never see a half-built bundle.
+            let tmp = tempfile::Builder::new()
+                .prefix(".test-bundles-")
+                .tempdir_in(bin_dir())
+                .expect("tempdir");
+            let status = Command::new("bash")
+                .arg(workspace_root().join("bundles/build.sh"))
+                .arg(tmp.path())
+                .stdout(Stdio::null())
+                .status()
+                .expect("run bundles/build.sh");
+            assert!(status.success(), "bundles/build.sh failed");
+            let built = tmp.keep();
+            if fs::rename(&built, &dir).is_err() {
+                // Another test process won the race; use its copy.
+                let _ = fs::remove_dir_all(&built);
+            }
+        }
+        BaseBundles { dir }
+    })
+}
+
+/// A unique container id: the test's name plus this process and a counter.
+pub fn unique_id(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `substrate-runtime` with a private `--root`.
+pub struct Runtime {
+    pub bin: PathBuf,
+    pub root: TempDir,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    pub fn new() -> Self {
+        Runtime {
+            bin: bin("substrate-runtime"),
+            root: tempfile::Builder::new()
+                .prefix("substrate-root-")
+                .tempdir()
+                .expect("tempdir"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd
+    }
+
+    /// Runs to completion with stdin closed and output captured. Output goes
+    /// through files, not pipes: a created world's init inherits them and
+    /// would hold a pipe open until it exits, as with runc.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut stdout = tempfile::tempfile().expect("tempfile");
+        let mut stderr = tempfile::tempfile().expect("tempfile");
+        let status = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(stdout.try_clone().expect("dup"))
+            .stderr(stderr.try_clone().expect("dup"))
+            .status()
+            .expect("spawn substrate-runtime");
+        Output {
+            status,
+            stdout: read_all(&mut stdout),
+            stderr: read_all(&mut stderr),
+        }
+    }
+
+    /// Runs, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "substrate-runtime {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs, asserts a non-zero exit and a single line on stderr, returns it.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "substrate-runtime {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(out.status.code(), Some(1), "runc's error exit status is 1: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "expected a one-line error, got: {stderr}"
+        );
+        stderr
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn wait_status(&self, id: &str, status: &str) {
+        wait_until(&format!("{id} to be {status}"), || self.status(id) == status);
+    }
+
+    pub fn pid(&self, id: &str) -> i32 {
+        self.state(id)["pid"].as_i64().expect("pid") as i32
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Whatever a failed test left running is killed, so one failure does
+        // not leak processes into the next tests.
+        if let Ok(entries) = fs::read_dir(self.root.path()) {
+            for entry in entries.flatten() {
+                let id = entry.file_name();
+                let _ = self
+                    .cmd(&["delete", "--force", &id.to_string_lossy()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+fn read_all(file: &mut fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut bytes = Vec::new();
+    file.rewind().expect("rewind");
+    file.read_to_end(&mut bytes).expect("read");
+    bytes
+}
+
+/// An OCI bundle whose rootfs is the shared busybox rootfs, with a config
+/// edited per test.
+pub struct Bundle {
+    pub dir: TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A bundle running `args`, in the cgroup `/substrate-tests/<id>` so
+    /// leftovers can be looked for by id.
+    pub fn new(id: &str, args: &[&str]) -> Self {
+        let base = base_bundles();
+        let mut config: Value = serde_json::from_slice(
+            &fs::read(base.busybox().join("config.json")).expect("base config"),
+        )
+        .expect("base config is JSON");
+        config["root"]["path"] = base.rootfs().to_string_lossy().into();
+        config["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+        config["linux"]["cgroupsPath"] = cgroup_path(id).into();
+        let bundle = Bundle {
+            dir: tempfile::Builder::new()
+                .prefix("substrate-bundle-")
+                .tempdir()
+                .expect("tempdir"),
+            config,
+        };
+        bundle.write();
+        bundle
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8 temp path")
+    }
+
+    pub fn edit(&mut self, f: impl FnOnce(&mut Value)) -> &mut Self {
+        f(&mut self.config);
+        self.write();
+        self
+    }
+
+    fn write(&self) {
+        let mut file = fs::File::create(self.dir.path().join("config.json")).expect("config.json");
+        file.write_all(serde_json::to_string_pretty(&self.config).unwrap().as_bytes())
+            .expect("write config.json");
+    }
+}
+
+pub fn cgroup_path(id: &str) -> String {
+    format!("/substrate-tests/{id}")
+}
+
+/// Polls `condition` every 10 ms for up to 10 s.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Everything a world named `id` could leave on the host: its state dir, a
+/// cgroup in any v1 hierarchy or the v2 one, a mount, or a process whose
+/// command line names the runtime root (the runtime's own clones). Returns
+/// descriptions of what is left; empty means clean.
+pub fn leftovers(runtime_root: &Path, id: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let state_dir = runtime_root.join(id);
+    if state_dir.exists() {
+        left.push(format!("state dir {}", state_dir.display()));
+    }
+    if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+        for hierarchy in hierarchies.flatten() {
+            for candidate in [
+                hierarchy.path().join(cgroup_path(id).trim_start_matches('/')),
+                hierarchy.path().join(format!(":youki:{id}")),
+            ] {
+                if candidate.exists() {
+                    left.push(format!("cgroup {}", candidate.display()));
+                }
+            }
+        }
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = runtime_root.to_string_lossy();
+    for line in mountinfo.lines() {
+        if line.contains(root.as_ref()) || line.contains(&format!("/{id}/")) {
+            left.push(format!("mount {line}"));
+        }
+    }
+    for pid in processes_mentioning(&root) {
+        left.push(format!("process {pid}"));
+    }
+    left
+}
+
+/// Pids of live (non-zombie) processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle)
+        })
+        .collect()
+}
+
+pub fn assert_no_leftovers(runtime_root: &Path, id: &str) {
+    // A killed process may need a moment to be reaped by its new parent.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let left = leftovers(runtime_root, id);
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(left.is_empty(), "world {id} left behind: {left:#?}");
+}
