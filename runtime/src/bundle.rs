@@ -133,10 +133,14 @@ fn check_rlimit(rlimit: &PosixRlimit) -> Result<(), String> {
         PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
         PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
     };
+    // The name as config.json spells it (RLIMIT_NOFILE).
+    let name = serde_json::to_value(rlimit.typ())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{:?}", rlimit.typ()));
     if rlimit.soft() > rlimit.hard() {
         return Err(format!(
-            "process.rlimits: {:?} soft limit {} is above its hard limit {}",
-            rlimit.typ(),
+            "process.rlimits: {name} soft limit {} is above its hard limit {}",
             rlimit.soft(),
             rlimit.hard()
         ));
@@ -144,8 +148,7 @@ fn check_rlimit(rlimit: &PosixRlimit) -> Result<(), String> {
     let (_, current_hard) = getrlimit(resource).map_err(|e| format!("getrlimit: {e}"))?;
     if rlimit.hard() > current_hard && !has_cap_sys_resource() {
         return Err(format!(
-            "process.rlimits: {:?} hard limit {} is above this host's {} and the runtime lacks CAP_SYS_RESOURCE to raise it",
-            rlimit.typ(),
+            "process.rlimits: {name} hard limit {} is above this host's {} and the runtime lacks CAP_SYS_RESOURCE to raise it",
             rlimit.hard(),
             current_hard
         ));

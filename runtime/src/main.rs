@@ -50,14 +50,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reports a failure as runc does: one error line in the log, and the same
-/// line on stderr when the log goes elsewhere (containerd and podman read
-/// either), then exit status 1.
+/// Reports a failure: one plain line on stderr for whoever ran the command
+/// (podman and containerd's shims show it), and, when `--log` names a file,
+/// the same message as a runc-shaped `error` entry there, which containerd's
+/// runc shim reads to say why a call failed. Exit status 1, as runc.
 fn fatal(e: &anyhow::Error, logs_elsewhere: bool) -> ExitCode {
     let message = commands::error_chain(e);
-    tracing::error!("{message}");
-    if logs_elsewhere || !tracing::dispatcher::has_been_set() {
-        eprintln!("substrate-runtime: {message}");
+    if logs_elsewhere {
+        tracing::error!("{message}");
     }
+    eprintln!("substrate-runtime: {message}");
     ExitCode::FAILURE
 }

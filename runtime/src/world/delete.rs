@@ -1,6 +1,11 @@
 //! `delete`: remove a world's processes, cgroup and state.
 
 use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use super::World;
 use crate::error::{Error, Result};
@@ -23,12 +28,23 @@ impl World {
 
 impl Runtime {
     /// Deletes the world `id`. With `force`, a world that does not exist is
-    /// not an error (as with runc), and a state dir without a state file — a
-    /// create killed before it wrote one — is removed.
+    /// not an error (as with runc), and what a create killed half-way left
+    /// is removed too: its setup processes, cgroup and state dir.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        match self.world(id) {
-            Ok(world) => world.delete(force),
-            Err(Error::NotFound { .. }) if force => {
+        let world = match self.world(id) {
+            Ok(world) => Some(world),
+            Err(Error::NotFound { .. }) if force => None,
+            Err(e) => return Err(e),
+        };
+        let interrupted_create = world
+            .as_ref()
+            .is_none_or(|w| w.container.pid().is_none());
+        if force && interrupted_create {
+            self.kill_orphaned_setup_processes(id);
+        }
+        match world {
+            Some(world) => world.delete(force),
+            None => {
                 let dir = self.world_dir(id);
                 match fs::remove_dir_all(&dir) {
                     Ok(()) => Ok(()),
@@ -36,7 +52,74 @@ impl Runtime {
                     Err(e) => Err(Error::io("cannot remove state dir", dir, e)),
                 }
             }
-            Err(e) => Err(e),
         }
+    }
+
+    /// A create killed with SIGKILL leaves libcontainer's intermediate and
+    /// init processes behind, blocked forever on their sync sockets (the
+    /// kernel sends no parent-death signal to them), and possibly outside
+    /// the world's cgroup, where killing the cgroup cannot reach them. They
+    /// are clones of that create command, so they are found by what only they
+    /// have: our executable, and a command line naming this root and id.
+    fn kill_orphaned_setup_processes(&self, id: &str) {
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let root = self.root().to_string_lossy().into_owned();
+        let orphans: Vec<Pid> = setup_processes(&exe, &root, id).collect();
+        for &pid in &orphans {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        // Wait (briefly) until they are gone or zombies, so none of them
+        // re-creates the cgroup after it has been removed.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while orphans.iter().any(|&pid| is_alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn setup_processes<'a>(exe: &'a Path, root: &'a str, id: &'a str) -> impl Iterator<Item = Pid> + 'a {
+    let me = std::process::id() as i32;
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(move |&pid| pid != me)
+        .filter(move |pid| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe))
+        .filter(move |pid| {
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            let has = |s: &str| args.iter().any(|a| *a == s.as_bytes());
+            (has("create") || has("run")) && has(id) && names_root(&args, root)
+        })
+        .map(Pid::from_raw)
+}
+
+/// Whether a command line's `--root` (or the default) is `root`.
+fn names_root(args: &[&[u8]], root: &str) -> bool {
+    let given = args.windows(2).find_map(|w| {
+        (w[0] == b"--root" || w[0] == b"-r").then_some(w[1])
+    });
+    let given = given.or_else(|| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(b"--root="))
+    });
+    match given {
+        Some(given) => given == root.as_bytes(),
+        None => root == crate::runtime::DEFAULT_ROOT,
+    }
+}
+
+fn is_alive(pid: Pid) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
