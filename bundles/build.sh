@@ -55,7 +55,7 @@ cat > "$bundle/config.json" <<'CONFIG'
   "process": {
     "terminal": false,
     "user": { "uid": 0, "gid": 0 },
-    "args": ["sh", "-c", "echo hello from a substrate world"],
+    "args": ["sh", "-c", "echo \"hello from world $(hostname): pid $$, uid $(id -u)\"; ls /"],
     "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm", "HOME=/root"],
     "cwd": "/",
     "capabilities": {

@@ -1,0 +1,49 @@
+# Substrate: build, install, demo, test, bench.
+# Every target that needs Debian packages installs the missing ones first.
+
+CARGO        ?= cargo
+PREFIX       ?= /usr/local
+TARGET_DIR   := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+BUNDLES      := $(TARGET_DIR)/bundles
+DEMO_ROOT    ?= /run/substrate-demo
+
+# What the build, the tests and the benchmarks use from Debian.
+DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
+                runc crun podman uidmap fuse-overlayfs
+
+.PHONY: all deps build release bundles demo test bench install clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+release: deps
+	$(CARGO) build --release --workspace --bins
+
+bundles: deps
+	bash bundles/build.sh $(BUNDLES)
+
+# The main job: a world from the busybox bundle, run through substrate-runtime.
+demo: release bundles
+	@echo "--- substrate-runtime run (bundle $(BUNDLES)/busybox) ---"
+	$(TARGET_DIR)/release/substrate-runtime --root $(DEMO_ROOT) run --bundle $(BUNDLES)/busybox demo-$$$$
+
+test: build
+	$(CARGO) test --workspace -- --test-threads=$${TEST_THREADS:-4}
+
+bench: release
+	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh
+
+install: release
+	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime
+
+clean:
+	$(CARGO) clean
