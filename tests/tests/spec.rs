@@ -178,28 +178,43 @@ fn user_namespace_with_id_mappings() {
     assert_eq!(fields[2], ["0"], "{out}");
 }
 
+/// A named network namespace (`ip netns add`), deleted on drop even when the
+/// test fails.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(name: String) -> Self {
+        ip(&["netns", "add", &name]);
+        NetNs(name)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().unwrap();
+    assert!(status.success(), "ip {args:?}");
+}
+
 #[test]
 fn joins_a_network_namespace_by_path() {
     let rt = Runtime::new();
     let id = unique_id("netns");
-    let netns = format!("substrate-test-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        let status = Command::new("ip").args(args).status().unwrap();
-        assert!(status.success(), "ip {args:?}");
-    };
-    ip(&["netns", "add", &netns]);
-    ip(&["-n", &netns, "link", "add", "marker0", "type", "veth", "peer", "name", "marker1"]);
+    let netns = NetNs::new(format!("substrate-test-{}", std::process::id()));
+    ip(&["-n", &netns.0, "link", "add", "marker0", "type", "veth", "peer", "name", "marker1"]);
     let mut bundle = sh(&id, "ip -o link show marker0 >/dev/null && echo joined");
     bundle.edit(|c| {
         for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
             if ns["type"] == "network" {
-                ns["path"] = format!("/run/netns/{netns}").into();
+                ns["path"] = format!("/run/netns/{}", netns.0).into();
             }
         }
     });
-    let out = run(&rt, &id, &bundle);
-    ip(&["netns", "del", &netns]);
-    assert_eq!(out.1, "joined\n", "{out:?}");
+    assert_eq!(run_ok(&rt, &id, &bundle), "joined\n");
 }
 
 #[test]
