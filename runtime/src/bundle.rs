@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimit, PosixRlimitType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, PosixRlimit, PosixRlimitType, Spec};
 
 use crate::error::{Error, Result};
 
@@ -92,6 +92,9 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| unsupported("linux: missing (this runtime runs Linux containers)".into()))?;
+    if let Some(resources) = linux.resources() {
+        check_cgroup_resources(resources).map_err(&unsupported)?;
+    }
     for ns in linux.namespaces().iter().flatten() {
         if let Some(ns_path) = ns.path() {
             if !ns_path.exists() {
@@ -106,6 +109,26 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
                 "linux.namespaces: {:?}: this kernel has no such namespace",
                 ns.typ()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Resources libcgroups would skip without a word on this host. (The ones it
+/// cannot apply, such as hugetlb limits without a v1 hugetlb hierarchy, it
+/// refuses itself, naming the controller.)
+fn check_cgroup_resources(resources: &LinuxResources) -> Result<(), String> {
+    if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err("linux.resources.rdma: this runtime does not manage the rdma cgroup controller".into());
+    }
+    let unified = resources.unified().as_ref().is_some_and(|u| !u.is_empty());
+    if unified {
+        let setup = libcgroups::common::get_cgroup_setup()
+            .map_err(|e| format!("cannot tell this host's cgroup setup: {e}"))?;
+        if !matches!(setup, libcgroups::common::CgroupSetup::Unified) {
+            return Err(format!(
+                "linux.resources.unified: these are cgroup v2 files, but this host's cgroups are {setup:?} (v1 controllers); use the v1 resource fields"
+            ));
         }
     }
     Ok(())

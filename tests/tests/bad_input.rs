@@ -68,7 +68,21 @@ fn config_the_runtime_cannot_honour() {
             Box::new(|c| c["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 1u64 << 40, "soft": 1024}])),
             &["RLIMIT", "hard limit"],
         ),
+        (
+            "rdma",
+            Box::new(|c| c["linux"]["resources"]["rdma"] = serde_json::json!({"mlx5_1": {"hcaHandles": 3}})),
+            &["linux.resources.rdma"],
+        ),
     ];
+    let mut cases = cases;
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // cgroup v2 keys on a v1 (or hybrid) host would be dropped silently.
+        cases.push((
+            "unified",
+            Box::new(|c| c["linux"]["resources"]["unified"] = serde_json::json!({"memory.high": "1000000"})),
+            &["linux.resources.unified", "v1"],
+        ));
+    }
     for (name, edit, words) in cases {
         let id = unique_id(name);
         let mut bundle = Bundle::new(&id, &["true"]);
