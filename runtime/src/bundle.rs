@@ -33,10 +33,11 @@ impl Bundle {
         let config_path = path.join("config.json");
         let bytes = fs::read(&config_path)
             .map_err(|e| bundle_error(format!("config.json: {}", describe_io(&e))))?;
-        let spec: Spec = serde_json::from_slice(&bytes).map_err(|source| Error::MalformedConfig {
-            path: config_path.clone(),
-            source,
-        })?;
+        let spec: Spec =
+            serde_json::from_slice(&bytes).map_err(|source| Error::MalformedConfig {
+                path: config_path.clone(),
+                source,
+            })?;
         check_spec(&config_path, &path, &spec)?;
         Ok(Bundle { path, spec })
     }
@@ -69,7 +70,9 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
         )));
     }
     if spec.root().is_none() {
-        return Err(unsupported("root: missing (the rootfs must be named)".into()));
+        return Err(unsupported(
+            "root: missing (the rootfs must be named)".into(),
+        ));
     }
     let rootfs = rootfs_path(bundle, spec);
     if !rootfs.is_dir() {
@@ -119,7 +122,9 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
 /// refuses itself, naming the controller.)
 fn check_cgroup_resources(resources: &LinuxResources) -> Result<(), String> {
     if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
-        return Err("linux.resources.rdma: this runtime does not manage the rdma cgroup controller".into());
+        return Err(
+            "linux.resources.rdma: this runtime does not manage the rdma cgroup controller".into(),
+        );
     }
     let unified = resources.unified().as_ref().is_some_and(|u| !u.is_empty());
     if unified {

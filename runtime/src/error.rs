@@ -54,8 +54,9 @@ pub enum Error {
     Libcontainer {
         id: String,
         operation: &'static str,
+        // Boxed: libcontainer's error is large and every Result carries it.
         #[source]
-        source: LibcontainerError,
+        source: Box<LibcontainerError>,
     },
 
     #[error("cannot {operation} container {id:?}: cgroup")]
@@ -83,7 +84,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             context,
             path: path.into(),
@@ -99,7 +104,7 @@ impl Error {
         Error::Libcontainer {
             id: id.to_owned(),
             operation,
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -33,5 +33,5 @@ pub use world::update::load_resources;
 
 /// Re-exported so callers name signals and resources with the same types.
 pub use libcgroups::stats::Stats;
-pub use libcontainer::signal::Signal;
+pub use nix::sys::signal::Signal;
 pub use oci_spec::runtime::LinuxResources;

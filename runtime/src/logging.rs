@@ -11,12 +11,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::filter::{self, FilterExt};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -60,12 +60,10 @@ where
         };
         let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let line = match self.0 {
-            LogFormat::Json => serde_json::json!({ "level": level, "msg": message.0, "time": time })
-                .to_string(),
-            LogFormat::Text => format!(
-                "time={:?} level={level} msg={:?}",
-                time, message.0
-            ),
+            LogFormat::Json => {
+                serde_json::json!({ "level": level, "msg": message.0, "time": time }).to_string()
+            }
+            LogFormat::Text => format!("time={:?} level={level} msg={:?}", time, message.0),
         };
         writeln!(writer, "{line}")
     }

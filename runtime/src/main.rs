@@ -12,7 +12,11 @@ use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 use substrate_runtime::{Runtime, DEFAULT_ROOT};
 
 #[derive(Parser, Debug)]
-#[command(name = "substrate-runtime", version, about = "Substrate's OCI runtime (runc-compatible CLI)")]
+#[command(
+    name = "substrate-runtime",
+    version,
+    about = "Substrate's OCI runtime (runc-compatible CLI)"
+)]
 struct Opts {
     #[command(flatten)]
     global: GlobalOpts,
@@ -42,8 +46,13 @@ fn main() -> ExitCode {
         .log
         .as_deref()
         .is_some_and(|p| p != std::path::Path::new("/dev/stderr"));
-    let runtime = Runtime::new(opts.global.root.clone().unwrap_or_else(|| DEFAULT_ROOT.into()))
-        .with_systemd_cgroup(opts.global.systemd_cgroup);
+    let runtime = Runtime::new(
+        opts.global
+            .root
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ROOT.into()),
+    )
+    .with_systemd_cgroup(opts.global.systemd_cgroup);
     match commands::run(opts.command, &runtime) {
         Ok(code) => ExitCode::from(code),
         Err(e) => fatal(&e, logs_elsewhere),

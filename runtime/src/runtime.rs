@@ -53,8 +53,7 @@ impl Runtime {
         if !dir.join("state.json").exists() {
             return Err(Error::NotFound { id: id.to_owned() });
         }
-        let container =
-            Container::load(dir).map_err(|e| Error::libcontainer(id, "load", e))?;
+        let container = Container::load(dir).map_err(|e| Error::libcontainer(id, "load", e))?;
         Ok(World::from_container(container))
     }
 
@@ -104,7 +103,9 @@ pub fn validate_id(id: &str) -> Result<()> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
     {
-        return Err(invalid("only letters, digits, '_', '+', '-' and '.' are allowed"));
+        return Err(invalid(
+            "only letters, digits, '_', '+', '-' and '.' are allowed",
+        ));
     }
     Ok(())
 }

@@ -175,7 +175,11 @@ impl Runtime {
             "substrate-runtime {args:?} should have failed; stdout: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        assert_eq!(out.status.code(), Some(1), "runc's error exit status is 1: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "runc's error exit status is 1: {stderr}"
+        );
         assert_eq!(
             stderr.trim_end().lines().count(),
             1,
@@ -189,11 +193,16 @@ impl Runtime {
     }
 
     pub fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().unwrap_or_default().to_owned()
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub fn wait_status(&self, id: &str, status: &str) {
-        wait_until(&format!("{id} to be {status}"), || self.status(id) == status);
+        wait_until(&format!("{id} to be {status}"), || {
+            self.status(id) == status
+        });
     }
 
     pub fn pid(&self, id: &str) -> i32 {
@@ -271,8 +280,12 @@ impl Bundle {
 
     fn write(&self) {
         let mut file = fs::File::create(self.dir.path().join("config.json")).expect("config.json");
-        file.write_all(serde_json::to_string_pretty(&self.config).unwrap().as_bytes())
-            .expect("write config.json");
+        file.write_all(
+            serde_json::to_string_pretty(&self.config)
+                .unwrap()
+                .as_bytes(),
+        )
+        .expect("write config.json");
     }
 }
 
@@ -302,7 +315,9 @@ pub fn leftovers(runtime_root: &Path, id: &str) -> Vec<String> {
     if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
         for hierarchy in hierarchies.flatten() {
             for candidate in [
-                hierarchy.path().join(cgroup_path(id).trim_start_matches('/')),
+                hierarchy
+                    .path()
+                    .join(cgroup_path(id).trim_start_matches('/')),
                 hierarchy.path().join(format!(":youki:{id}")),
             ] {
                 if candidate.exists() {
@@ -337,8 +352,14 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
         .filter(|pid| {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
-            !zombie && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle)
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'));
+            !zombie
+                && String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .contains(needle)
         })
         .collect()
 }

@@ -5,6 +5,9 @@ use std::fs;
 
 use substrate_tests::{assert_no_leftovers, unique_id, Bundle, Runtime};
 
+/// A change to a bundle's config.json.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 fn assert_mentions(err: &str, words: &[&str]) {
     for word in words {
         assert!(err.contains(word), "error should mention {word:?}: {err}");
@@ -16,7 +19,10 @@ fn missing_bundle() {
     let rt = Runtime::new();
     let id = unique_id("nobundle");
     let err = rt.fails(&["create", "--bundle", "/nonexistent/bundle", &id]);
-    assert_mentions(&err, &["bundle /nonexistent/bundle", "no such file or directory"]);
+    assert_mentions(
+        &err,
+        &["bundle /nonexistent/bundle", "no such file or directory"],
+    );
     assert_no_leftovers(rt.root(), &id);
 }
 
@@ -53,24 +59,44 @@ fn malformed_config() {
 #[test]
 fn config_the_runtime_cannot_honour() {
     let rt = Runtime::new();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &[&str])> = vec![
-        ("norootfs", Box::new(|c| c["root"]["path"] = "/nonexistent/rootfs".into()), &["root.path", "/nonexistent/rootfs"]),
-        ("version", Box::new(|c| c["ociVersion"] = "2.0.0".into()), &["ociVersion", "2.0.0"]),
-        ("noargs", Box::new(|c| c["process"]["args"] = serde_json::json!([])), &["process.args"]),
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
+        (
+            "norootfs",
+            Box::new(|c| c["root"]["path"] = "/nonexistent/rootfs".into()),
+            &["root.path", "/nonexistent/rootfs"],
+        ),
+        (
+            "version",
+            Box::new(|c| c["ociVersion"] = "2.0.0".into()),
+            &["ociVersion", "2.0.0"],
+        ),
+        (
+            "noargs",
+            Box::new(|c| c["process"]["args"] = serde_json::json!([])),
+            &["process.args"],
+        ),
         (
             "nspath",
-            Box::new(|c| c["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": "/nonexistent/netns"}])),
+            Box::new(|c| {
+                c["linux"]["namespaces"] =
+                    serde_json::json!([{"type": "network", "path": "/nonexistent/netns"}])
+            }),
             &["namespaces", "/nonexistent/netns"],
         ),
         (
             "rlimit",
             // Above any hard limit this unprivileged-for-rlimits host has.
-            Box::new(|c| c["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 1u64 << 40, "soft": 1024}])),
+            Box::new(|c| {
+                c["process"]["rlimits"] =
+                    serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 1u64 << 40, "soft": 1024}])
+            }),
             &["RLIMIT", "hard limit"],
         ),
         (
             "rdma",
-            Box::new(|c| c["linux"]["resources"]["rdma"] = serde_json::json!({"mlx5_1": {"hcaHandles": 3}})),
+            Box::new(|c| {
+                c["linux"]["resources"]["rdma"] = serde_json::json!({"mlx5_1": {"hcaHandles": 3}})
+            }),
             &["linux.resources.rdma"],
         ),
     ];
@@ -79,7 +105,9 @@ fn config_the_runtime_cannot_honour() {
         // cgroup v2 keys on a v1 (or hybrid) host would be dropped silently.
         cases.push((
             "unified",
-            Box::new(|c| c["linux"]["resources"]["unified"] = serde_json::json!({"memory.high": "1000000"})),
+            Box::new(|c| {
+                c["linux"]["resources"]["unified"] = serde_json::json!({"memory.high": "1000000"})
+            }),
             &["linux.resources.unified", "v1"],
         ));
     }
@@ -98,10 +126,23 @@ fn failures_inside_container_setup_clean_up() {
     let rt = Runtime::new();
     // Each of these fails after libcontainer has made the state dir, the
     // cgroup and the container's processes.
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("noexe", Box::new(|c| c["process"]["args"] = serde_json::json!(["/no/such/binary"]))),
-        ("hook", Box::new(|c| c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/false"}]}))),
-        ("badmount", Box::new(|c| c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/mnt", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]})))),
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "noexe",
+            Box::new(|c| c["process"]["args"] = serde_json::json!(["/no/such/binary"])),
+        ),
+        (
+            "hook",
+            Box::new(|c| {
+                c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/false"}]})
+            }),
+        ),
+        (
+            "badmount",
+            Box::new(|c| {
+                c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/mnt", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]}))
+            }),
+        ),
     ];
     for (name, edit) in cases {
         let id = unique_id(name);
@@ -110,7 +151,10 @@ fn failures_inside_container_setup_clean_up() {
         let out = rt.run(&["create", "--bundle", bundle.path_str(), &id]);
         assert_eq!(out.status.code(), Some(1), "{name} must fail");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&format!("cannot create container \"{id}\"")), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot create container \"{id}\"")),
+            "{name}: {stderr}"
+        );
         assert_no_leftovers(rt.root(), &id);
     }
 }
@@ -202,7 +246,11 @@ fn bad_process_file() {
     assert_mentions(&err, &["process file", "malformed.json", "malformed"]);
 
     let empty = bundle.path().join("empty.json");
-    fs::write(&empty, r#"{"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#).unwrap();
+    fs::write(
+        &empty,
+        r#"{"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
+    )
+    .unwrap();
     let err = rt.fails(&["exec", "--process", empty.to_str().unwrap(), &id]);
     assert_mentions(&err, &["process file", "empty.json", "args"]);
 

@@ -11,7 +11,9 @@ fn sigkill_during_create_is_cleaned_by_delete_force() {
     let rt = Runtime::new();
     // Delays spread over the whole of create (parse, state dir, cgroup,
     // intermediate and init processes, pivot_root), in microseconds.
-    for delay_us in [0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10_000, 15_000, 25_000] {
+    for delay_us in [
+        0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10_000, 15_000, 25_000,
+    ] {
         let id = unique_id("crash");
         let bundle = Bundle::new(&id, &["sleep", "1000"]);
         let mut create = rt

@@ -16,7 +16,14 @@ fn json_log_gets_runc_shaped_error_lines() {
     let rt = Runtime::new();
     let id = unique_id("log");
     let log = rt.root().join("runtime.log");
-    let out = rt.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", &id]);
+    let out = rt.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        &id,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let text = fs::read_to_string(&log).unwrap();
     let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
@@ -44,7 +51,13 @@ fn console_socket_receives_the_pty_master() {
         let mut name = [0u8; 256];
         let mut iov = [IoSliceMut::new(&mut name)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
         let fd = msg
             .cmsgs()
             .unwrap()
@@ -56,7 +69,14 @@ fn console_socket_receives_the_pty_master() {
         // SAFETY: the fd was just received over SCM_RIGHTS and nothing else owns it.
         unsafe { OwnedFd::from_raw_fd(fd) }
     });
-    rt.ok(&["create", "--bundle", bundle.path_str(), "--console-socket", socket_path.to_str().unwrap(), &id]);
+    rt.ok(&[
+        "create",
+        "--bundle",
+        bundle.path_str(),
+        "--console-socket",
+        socket_path.to_str().unwrap(),
+        &id,
+    ]);
     let master = receiver.join().unwrap();
     rt.ok(&["start", &id]);
     let mut pty = fs::File::from(master);
@@ -88,7 +108,10 @@ fn terminal_without_console_socket_is_refused_on_create() {
     bundle.edit(|c| c["process"]["terminal"] = true.into());
     let out = rt.run(&["create", "--bundle", bundle.path_str(), &id]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("console"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("console"),
+        "{out:?}"
+    );
     assert_no_leftovers(rt.root(), &id);
 }
 
@@ -98,8 +121,18 @@ fn preserve_fds_passes_extra_fds_in() {
     let id = unique_id("fds");
     let bundle = Bundle::new(&id, &["sh", "-c", "echo written-through-fd-3 >&3"]);
     let target = tempfile::NamedTempFile::new().unwrap();
-    let file = fs::OpenOptions::new().append(true).open(target.path()).unwrap();
-    let mut cmd = rt.cmd(&["run", "--preserve-fds", "1", "--bundle", bundle.path_str(), &id]);
+    let file = fs::OpenOptions::new()
+        .append(true)
+        .open(target.path())
+        .unwrap();
+    let mut cmd = rt.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        bundle.path_str(),
+        &id,
+    ]);
     let raw = file.as_raw_fd();
     // SAFETY: between fork and exec only dup2 (async-signal-safe) runs, on
     // fds this process owns.
@@ -113,7 +146,10 @@ fn preserve_fds_passes_extra_fds_in() {
     }
     let status = cmd.stdin(Stdio::null()).status().unwrap();
     assert!(status.success());
-    assert_eq!(fs::read_to_string(target.path()).unwrap(), "written-through-fd-3\n");
+    assert_eq!(
+        fs::read_to_string(target.path()).unwrap(),
+        "written-through-fd-3\n"
+    );
     assert_no_leftovers(rt.root(), &id);
 }
 
@@ -122,6 +158,16 @@ fn no_pivot_and_systemd_cgroup_flags_are_accepted() {
     let rt = Runtime::new();
     let id = unique_id("nopivot");
     let bundle = Bundle::new(&id, &["sh", "-c", "echo ok"]);
-    assert_eq!(rt.ok(&["--systemd-cgroup", "run", "--no-pivot", "--bundle", bundle.path_str(), &id]), "ok\n");
+    assert_eq!(
+        rt.ok(&[
+            "--systemd-cgroup",
+            "run",
+            "--no-pivot",
+            "--bundle",
+            bundle.path_str(),
+            &id
+        ]),
+        "ok\n"
+    );
     assert_no_leftovers(rt.root(), &id);
 }

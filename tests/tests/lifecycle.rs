@@ -13,10 +13,24 @@ fn create_start_exit_delete_walks_through_every_status() {
     let id = unique_id("life");
     // The init waits for a file that the test creates through /proc/<pid>/root,
     // so "running" is observed before it exits on its own.
-    let bundle = Bundle::new(&id, &["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.01; done; exit 3"]);
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.01; done; exit 3",
+        ],
+    );
     let pid_file = bundle.path().join("init.pid");
 
-    rt.ok(&["create", "--bundle", bundle.path_str(), "--pid-file", pid_file.to_str().unwrap(), &id]);
+    rt.ok(&[
+        "create",
+        "--bundle",
+        bundle.path_str(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
     let state = rt.state(&id);
     assert_eq!(state["status"], "created");
     assert_eq!(state["id"], id.as_str());
@@ -24,14 +38,21 @@ fn create_start_exit_delete_walks_through_every_status() {
     assert_eq!(state["ociVersion"], "1.2.0");
     let pid = state["pid"].as_i64().unwrap();
     assert!(pid > 0);
-    assert_eq!(fs::read_to_string(&pid_file).unwrap().trim(), pid.to_string());
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
 
     rt.ok(&["start", &id]);
     assert_eq!(rt.status(&id), "running");
 
     fs::write(format!("/proc/{pid}/root/tmp/go"), "").unwrap();
     rt.wait_status(&id, "stopped");
-    assert_eq!(rt.state(&id)["pid"], 0, "a stopped world reports pid 0, as runc");
+    assert_eq!(
+        rt.state(&id)["pid"],
+        0,
+        "a stopped world reports pid 0, as runc"
+    );
 
     rt.ok(&["delete", &id]);
     assert!(rt.run(&["state", &id]).status.code() == Some(1));
@@ -41,13 +62,23 @@ fn create_start_exit_delete_walks_through_every_status() {
 #[test]
 fn run_propagates_exit_codes_and_signals() {
     let rt = Runtime::new();
-    for (script, expected) in [("exit 0", 0), ("exit 42", 42), ("kill -9 $$", 137), ("kill -TERM $$", 143)] {
+    for (script, expected) in [
+        ("exit 0", 0),
+        ("exit 42", 42),
+        ("kill -9 $$", 137),
+        ("kill -TERM $$", 143),
+    ] {
         let id = unique_id("exit");
         // `kill $$` from pid 1 of a pid namespace is ignored without a
         // handler, so the shell runs as a child of the init.
         let bundle = Bundle::new(&id, &["sh", "-c", &format!("sh -c '{script}'; exit $?")]);
         let out = rt.run(&["run", "--bundle", bundle.path_str(), &id]);
-        assert_eq!(out.status.code(), Some(expected), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_no_leftovers(rt.root(), &id);
     }
 }
@@ -56,7 +87,14 @@ fn run_propagates_exit_codes_and_signals() {
 fn run_connects_stdin_stdout_and_stderr() {
     let rt = Runtime::new();
     let id = unique_id("stdio");
-    let bundle = Bundle::new(&id, &["sh", "-c", "read line; echo \"out:$line\"; echo \"err:$line\" >&2"]);
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "read line; echo \"out:$line\"; echo \"err:$line\" >&2",
+        ],
+    );
     let mut child = rt
         .cmd(&["run", "--bundle", bundle.path_str(), &id])
         .stdin(Stdio::piped())
@@ -64,7 +102,12 @@ fn run_connects_stdin_stdout_and_stderr() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello world\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello world\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out:hello world\n");
@@ -76,7 +119,14 @@ fn run_connects_stdin_stdout_and_stderr() {
 fn run_forwards_signals_to_the_init() {
     let rt = Runtime::new();
     let id = unique_id("fwd");
-    let bundle = Bundle::new(&id, &["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.01; done"]);
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; while :; do sleep 0.01; done",
+        ],
+    );
     let mut child = rt
         .cmd(&["run", "--bundle", bundle.path_str(), &id])
         .stdin(Stdio::null())
@@ -105,15 +155,27 @@ fn trapping_init() -> [&'static str; 3] {
 #[test]
 fn kill_takes_signal_names_and_numbers() {
     let rt = Runtime::new();
-    for (handled, fatal) in [("USR1", "TERM"), ("SIGUSR1", "15"), ("10", "KILL"), ("usr1", "9"), ("SIGUSR1", "SIGKILL")] {
+    for (handled, fatal) in [
+        ("USR1", "TERM"),
+        ("SIGUSR1", "15"),
+        ("10", "KILL"),
+        ("usr1", "9"),
+        ("SIGUSR1", "SIGKILL"),
+    ] {
         let id = unique_id("kill");
         let bundle = Bundle::new(&id, &trapping_init());
         rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
         rt.ok(&["start", &id]);
         let pid = rt.pid(&id);
         rt.ok(&["kill", &id, handled]);
-        wait_until("the USR1 trap", || fs::metadata(format!("/proc/{pid}/root/tmp/usr1")).is_ok());
-        assert_eq!(rt.status(&id), "running", "a handled signal leaves the world running");
+        wait_until("the USR1 trap", || {
+            fs::metadata(format!("/proc/{pid}/root/tmp/usr1")).is_ok()
+        });
+        assert_eq!(
+            rt.status(&id),
+            "running",
+            "a handled signal leaves the world running"
+        );
         rt.ok(&["kill", &id, fatal]);
         rt.wait_status(&id, "stopped");
         rt.ok(&["delete", &id]);
@@ -129,7 +191,8 @@ fn kill_all_reaches_every_process() {
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     rt.ok(&["start", &id]);
     wait_until("three processes", || {
-        let pids: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+        let pids: Vec<i64> =
+            serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
         pids.len() == 3
     });
     rt.ok(&["kill", "--all", &id, "KILL"]);
@@ -146,13 +209,26 @@ fn exec_runs_in_the_world_with_args_env_cwd_and_process_file() {
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     rt.ok(&["start", &id]);
 
-    let out = rt.run(&["exec", "--env", "FOO=bar", "--cwd", "/etc", &id, "sh", "-c", "echo $FOO; pwd; hostname; exit 5"]);
+    let out = rt.run(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/etc",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO; pwd; hostname; exit 5",
+    ]);
     assert_eq!(out.status.code(), Some(5));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "bar\n/etc\nsubstrate\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "bar\n/etc\nsubstrate\n"
+    );
 
     // The exec'd process sees the world's pid namespace: the init is pid 1.
     let out = rt.ok(&["exec", &id, "cat", "/proc/1/cmdline"]);
-    assert_eq!(out, "sleep\01000\0");
+    assert_eq!(out, "sleep\x001000\x00");
 
     let process = bundle.path().join("process.json");
     fs::write(
@@ -164,8 +240,20 @@ fn exec_runs_in_the_world_with_args_env_cwd_and_process_file() {
     assert_eq!(out, "from-file 1\n65534\n");
 
     let pid_file = bundle.path().join("exec.pid");
-    rt.ok(&["exec", "--detach", "--pid-file", pid_file.to_str().unwrap(), &id, "sleep", "1000"]);
-    let exec_pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    rt.ok(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    let exec_pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let pids: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
     assert!(pids.contains(&exec_pid), "{exec_pid} in {pids:?}");
 
@@ -191,16 +279,30 @@ fn exec_into_a_stopped_world_is_refused() {
 fn pause_freezes_and_resume_thaws() {
     let rt = Runtime::new();
     let id = unique_id("pause");
-    let bundle = Bundle::new(&id, &["sh", "-c", "while :; do echo tick >> /tmp/ticks; sleep 0.01; done"]);
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "while :; do echo tick >> /tmp/ticks; sleep 0.01; done",
+        ],
+    );
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     rt.ok(&["start", &id]);
     let pid = rt.pid(&id);
-    let ticks = || fs::read_to_string(format!("/proc/{pid}/root/tmp/ticks")).map(|s| s.len()).unwrap_or(0);
+    let ticks = || {
+        fs::read_to_string(format!("/proc/{pid}/root/tmp/ticks"))
+            .map(|s| s.len())
+            .unwrap_or(0)
+    };
     wait_until("ticks", || ticks() > 0);
 
     rt.ok(&["pause", &id]);
     assert_eq!(rt.status(&id), "paused");
-    let freezer = format!("/sys/fs/cgroup/freezer{}/freezer.state", substrate_tests::cgroup_path(&id));
+    let freezer = format!(
+        "/sys/fs/cgroup/freezer{}/freezer.state",
+        substrate_tests::cgroup_path(&id)
+    );
     assert_eq!(fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
     let frozen_at = ticks();
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -231,7 +333,10 @@ fn ps_lists_the_worlds_processes() {
     assert!(lines.next().unwrap().contains("PID"));
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 1, "{table}");
-    assert!(rows[0].contains(&pid.to_string()) && rows[0].contains("sleep 1000"), "{table}");
+    assert!(
+        rows[0].contains(&pid.to_string()) && rows[0].contains("sleep 1000"),
+        "{table}"
+    );
     rt.ok(&["delete", "--force", &id]);
     assert_no_leftovers(rt.root(), &id);
 }
@@ -240,7 +345,10 @@ fn ps_lists_the_worlds_processes() {
 fn many_worlds_side_by_side() {
     let rt = Runtime::new();
     let ids: Vec<String> = (0..8).map(|_| unique_id("many")).collect();
-    let bundles: Vec<Bundle> = ids.iter().map(|id| Bundle::new(id, &["sleep", "1000"])).collect();
+    let bundles: Vec<Bundle> = ids
+        .iter()
+        .map(|id| Bundle::new(id, &["sleep", "1000"]))
+        .collect();
     std::thread::scope(|scope| {
         for (id, bundle) in ids.iter().zip(&bundles) {
             let rt = &rt;
@@ -257,11 +365,20 @@ fn many_worlds_side_by_side() {
     expected.sort();
     assert_eq!(listed, expected);
 
-    let json: serde_json::Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
-    let pids: std::collections::BTreeSet<i64> =
-        json.as_array().unwrap().iter().map(|s| s["pid"].as_i64().unwrap()).collect();
+    let json: serde_json::Value =
+        serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
+    let pids: std::collections::BTreeSet<i64> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_i64().unwrap())
+        .collect();
     assert_eq!(pids.len(), ids.len(), "every world has its own init");
-    assert!(json.as_array().unwrap().iter().all(|s| s["status"] == "running"));
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "running"));
 
     let table = rt.ok(&["list"]);
     assert!(table.starts_with("ID"), "{table}");
@@ -286,7 +403,10 @@ fn delete_refuses_a_running_world_without_force() {
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     rt.ok(&["start", &id]);
     let err = rt.fails(&["delete", &id]);
-    assert!(err.contains("is running: cannot delete it without --force"), "{err}");
+    assert!(
+        err.contains("is running: cannot delete it without --force"),
+        "{err}"
+    );
     assert_eq!(rt.status(&id), "running");
     rt.ok(&["delete", "--force", &id]);
     assert_no_leftovers(rt.root(), &id);
@@ -312,19 +432,41 @@ fn update_changes_cgroup_limits() {
     let cgroup = substrate_tests::cgroup_path(&id);
     rt.ok(&["update", "--memory", "67108864", "--pids-limit", "50", &id]);
     assert_eq!(
-        fs::read_to_string(format!("/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes")).unwrap().trim(),
+        fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
+        ))
+        .unwrap()
+        .trim(),
         "67108864"
     );
-    assert_eq!(fs::read_to_string(format!("/sys/fs/cgroup/pids{cgroup}/pids.max")).unwrap().trim(), "50");
+    assert_eq!(
+        fs::read_to_string(format!("/sys/fs/cgroup/pids{cgroup}/pids.max"))
+            .unwrap()
+            .trim(),
+        "50"
+    );
 
     let resources = bundle.path().join("resources.json");
-    fs::write(&resources, r#"{"memory":{"limit":33554432},"cpu":{"shares":512}}"#).unwrap();
+    fs::write(
+        &resources,
+        r#"{"memory":{"limit":33554432},"cpu":{"shares":512}}"#,
+    )
+    .unwrap();
     rt.ok(&["update", "--resources", resources.to_str().unwrap(), &id]);
     assert_eq!(
-        fs::read_to_string(format!("/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes")).unwrap().trim(),
+        fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
+        ))
+        .unwrap()
+        .trim(),
         "33554432"
     );
-    assert_eq!(fs::read_to_string(format!("/sys/fs/cgroup/cpu{cgroup}/cpu.shares")).unwrap().trim(), "512");
+    assert_eq!(
+        fs::read_to_string(format!("/sys/fs/cgroup/cpu{cgroup}/cpu.shares"))
+            .unwrap()
+            .trim(),
+        "512"
+    );
 
     let events = rt.ok(&["events", "--stats", &id]);
     let event: serde_json::Value = serde_json::from_str(events.trim()).unwrap();
@@ -350,5 +492,9 @@ fn spec_and_features_describe_the_runtime() {
     let features: serde_json::Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
     assert_eq!(features["ociVersionMax"], "1.2.0");
     assert_eq!(features["linux"]["cgroup"]["v1"], true);
-    assert!(features["hooks"].as_array().unwrap().iter().any(|h| h == "createRuntime"));
+    assert!(features["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h == "createRuntime"));
 }

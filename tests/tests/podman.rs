@@ -18,31 +18,51 @@ struct Podman {
 impl Podman {
     fn new() -> Self {
         let podman = Podman {
-            dir: tempfile::Builder::new().prefix("substrate-podman-").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("substrate-podman-")
+                .tempdir()
+                .unwrap(),
             runtime: bin("substrate-runtime"),
         };
-        let out = podman.run(&["load", "--input", base_bundles().busybox_image().to_str().unwrap()]);
-        assert!(out.status.success(), "podman load: {}", String::from_utf8_lossy(&out.stderr));
+        let out = podman.run(&[
+            "load",
+            "--input",
+            base_bundles().busybox_image().to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "podman load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         podman
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let d = self.dir.path();
         let mut cmd = Command::new("podman");
-        cmd.arg("--root").arg(d.join("storage"))
-            .arg("--runroot").arg(d.join("run"))
-            .arg("--tmpdir").arg(d.join("tmp"))
-            .arg("--storage-driver").arg("vfs")
-            .arg("--cgroup-manager").arg("cgroupfs")
-            .arg("--events-backend").arg("file")
-            .arg("--runtime").arg(&self.runtime)
+        cmd.arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .arg("--storage-driver")
+            .arg("vfs")
+            .arg("--cgroup-manager")
+            .arg("cgroupfs")
+            .arg("--events-backend")
+            .arg("file")
+            .arg("--runtime")
+            .arg(&self.runtime)
             .args(args)
             .stdin(Stdio::null());
         cmd
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("podman is installed (make deps)")
+        self.cmd(args)
+            .output()
+            .expect("podman is installed (make deps)")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -59,13 +79,23 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        let _ = self.cmd(&["rm", "--all", "--force", "--time", "0"]).output();
+        let _ = self
+            .cmd(&["rm", "--all", "--force", "--time", "0"])
+            .output();
     }
 }
 
 /// podman's defaults ask for rlimits above this host's hard limits, which
 /// only CAP_SYS_RESOURCE could grant; every runtime (runc too) needs these.
-const RUN: &[&str] = &["run", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+const RUN: &[&str] = &[
+    "run",
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
 
 fn args<'a>(prefix: &'a [&'a str], rest: &'a [&'a str]) -> Vec<&'a str> {
     prefix.iter().chain(rest).copied().collect()
@@ -76,18 +106,52 @@ fn podman_runs_execs_into_and_removes_containers() {
     let podman = Podman::new();
 
     // run --rm: output and exit status come back through podman and conmon.
-    let out = podman.run(&args(RUN, &["--rm", IMAGE, "sh", "-c", "echo hello from $(hostname -s | wc -c) chars; exit 3"]));
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("hello from"), "{out:?}");
+    let out = podman.run(&args(
+        RUN,
+        &[
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hello from $(hostname -s | wc -c) chars; exit 3",
+        ],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("hello from"),
+        "{out:?}"
+    );
 
     // A detached container, exec into it (plain and with a tty), then rm -f.
     let name = format!("substrate-podman-{}", std::process::id());
-    podman.ok(&args(RUN, &["--detach", "--name", &name, IMAGE, "sleep", "1000"]));
-    let inspect = podman.ok(&["inspect", "--format", "{{.State.Status}} {{.OCIRuntime}}", &name]);
+    podman.ok(&args(
+        RUN,
+        &["--detach", "--name", &name, IMAGE, "sleep", "1000"],
+    ));
+    let inspect = podman.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.OCIRuntime}}",
+        &name,
+    ]);
     assert!(inspect.starts_with("running"), "{inspect}");
-    assert!(inspect.contains("substrate-runtime"), "podman used our runtime: {inspect}");
+    assert!(
+        inspect.contains("substrate-runtime"),
+        "podman used our runtime: {inspect}"
+    );
 
-    let out = podman.run(&["exec", &name, "sh", "-c", "echo exec $((40 + 2)); cat /proc/1/cmdline | tr '\\0' ' '; exit 4"]);
+    let out = podman.run(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo exec $((40 + 2)); cat /proc/1/cmdline | tr '\\0' ' '; exit 4",
+    ]);
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exec 42\nsleep 1000 ");
 
@@ -98,13 +162,21 @@ fn podman_runs_execs_into_and_removes_containers() {
     assert!(top.contains("sleep 1000"), "{top}");
 
     podman.ok(&["pause", &name]);
-    assert!(podman.ok(&["inspect", "--format", "{{.State.Status}}", &name]).starts_with("paused"));
+    assert!(podman
+        .ok(&["inspect", "--format", "{{.State.Status}}", &name])
+        .starts_with("paused"));
     podman.ok(&["unpause", &name]);
 
     podman.ok(&["rm", "--force", "--time", "0", &name]);
-    assert_eq!(podman.ok(&["ps", "--all", "--quiet"]).trim(), "", "no container is left");
+    assert_eq!(
+        podman.ok(&["ps", "--all", "--quiet"]).trim(),
+        "",
+        "no container is left"
+    );
     assert!(
-        processes_mentioning("sleep 1000").iter().all(|pid| !is_in_podman_run_dir(*pid, podman.dir.path())),
+        processes_mentioning("sleep 1000")
+            .iter()
+            .all(|pid| !is_in_podman_run_dir(*pid, podman.dir.path())),
         "the container's processes are gone"
     );
 }

@@ -34,7 +34,10 @@ fn sh(id: &str, script: &str) -> Bundle {
 fn hostname_and_read_only_root() {
     let rt = Runtime::new();
     let id = unique_id("host");
-    let mut bundle = sh(&id, "hostname; touch /newfile 2>/dev/null && echo writable || echo read-only");
+    let mut bundle = sh(
+        &id,
+        "hostname; touch /newfile 2>/dev/null && echo writable || echo read-only",
+    );
     bundle.edit(|c| c["hostname"] = "substrate-spec".into());
     assert_eq!(run_ok(&rt, &id, &bundle), "substrate-spec\nread-only\n");
 }
@@ -57,7 +60,10 @@ fn bind_mounts_and_rootfs_propagation() {
         mounts.push(json!({"destination": "/tmp/ro", "type": "bind", "source": ro.path(), "options": ["rbind", "ro"]}));
     });
     assert_eq!(run_ok(&rt, &id, &bundle), "from host\nro-refused\n");
-    assert_eq!(fs::read_to_string(rw.path().join("made")).unwrap(), "from-world\n");
+    assert_eq!(
+        fs::read_to_string(rw.path().join("made")).unwrap(),
+        "from-world\n"
+    );
     assert!(!ro.path().join("nope").exists());
 }
 
@@ -77,7 +83,10 @@ fn masked_and_read_only_paths() {
         masked.push("/etc/passwd".into());
         masked.push("/root".into());
     });
-    assert_eq!(run_ok(&rt, &id, &bundle), "0\n0\nroot-masked\nsys-read-only\n");
+    assert_eq!(
+        run_ok(&rt, &id, &bundle),
+        "0\n0\nroot-masked\nsys-read-only\n"
+    );
 }
 
 #[test]
@@ -94,7 +103,9 @@ fn rlimits() {
     let rt = Runtime::new();
     let id = unique_id("rlimit");
     let mut bundle = sh(&id, "ulimit -n; ulimit -Hn");
-    bundle.edit(|c| c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]));
+    bundle.edit(|c| {
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}])
+    });
     assert_eq!(run_ok(&rt, &id, &bundle), "321\n654\n");
 }
 
@@ -102,7 +113,10 @@ fn rlimits() {
 fn capabilities_and_no_new_privileges() {
     let rt = Runtime::new();
     let id = unique_id("caps");
-    let mut bundle = sh(&id, "grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status");
+    let mut bundle = sh(
+        &id,
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status",
+    );
     bundle.edit(|c| {
         let kill_only = json!(["CAP_KILL"]);
         c["process"]["capabilities"] = json!({
@@ -142,7 +156,10 @@ fn seccomp_filters_syscalls() {
 fn cgroup_resources_and_oom_score_adj() {
     let rt = Runtime::new();
     let id = unique_id("res");
-    let mut bundle = Bundle::new(&id, &["sh", "-c", "cat /proc/self/oom_score_adj; sleep 1000"]);
+    let mut bundle = Bundle::new(
+        &id,
+        &["sh", "-c", "cat /proc/self/oom_score_adj; sleep 1000"],
+    );
     bundle.edit(|c| {
         c["process"]["oomScoreAdj"] = 345.into();
         c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
@@ -151,12 +168,25 @@ fn cgroup_resources_and_oom_score_adj() {
     });
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     let cgroup = cgroup_path(&id);
-    let read = |file: &str| fs::read_to_string(format!("/sys/fs/cgroup/{file}")).unwrap().trim().to_owned();
-    assert_eq!(read(&format!("memory{cgroup}/memory.limit_in_bytes")), "67108864");
+    let read = |file: &str| {
+        fs::read_to_string(format!("/sys/fs/cgroup/{file}"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        read(&format!("memory{cgroup}/memory.limit_in_bytes")),
+        "67108864"
+    );
     assert_eq!(read(&format!("pids{cgroup}/pids.max")), "64");
     assert_eq!(read(&format!("cpu{cgroup}/cpu.shares")), "256");
     let pid = rt.pid(&id);
-    assert_eq!(fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "345");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "345"
+    );
     rt.ok(&["delete", "--force", &id]);
     assert_no_leftovers(rt.root(), &id);
 }
@@ -167,12 +197,18 @@ fn user_namespace_with_id_mappings() {
     let id = unique_id("userns");
     let mut bundle = sh(&id, "cat /proc/self/uid_map /proc/self/gid_map; id -u");
     bundle.edit(|c| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
     let out = run_ok(&rt, &id, &bundle);
-    let fields: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let fields: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(fields[0], ["0", "100000", "65536"], "{out}");
     assert_eq!(fields[1], ["0", "100000", "65536"], "{out}");
     assert_eq!(fields[2], ["0"], "{out}");
@@ -205,7 +241,9 @@ fn joins_a_network_namespace_by_path() {
     let rt = Runtime::new();
     let id = unique_id("netns");
     let netns = NetNs::new(format!("substrate-test-{}", std::process::id()));
-    ip(&["-n", &netns.0, "link", "add", "marker0", "type", "veth", "peer", "name", "marker1"]);
+    ip(&[
+        "-n", &netns.0, "link", "add", "marker0", "type", "veth", "peer", "name", "marker1",
+    ]);
     let mut bundle = sh(&id, "ip -o link show marker0 >/dev/null && echo joined");
     bundle.edit(|c| {
         for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
@@ -229,7 +267,10 @@ fn devices_are_created_and_allowed() {
             {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
         ]);
     });
-    assert_eq!(run_ok(&rt, &id, &bundle), "character special file 1:3 666\nwritten\nnull-ok\n");
+    assert_eq!(
+        run_ok(&rt, &id, &bundle),
+        "character special file 1:3 666\nwritten\nnull-ok\n"
+    );
 }
 
 #[test]
@@ -257,20 +298,34 @@ fn hooks_run_at_their_moments_with_the_state_on_stdin() {
     });
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     for name in ["prestart", "createRuntime", "createContainer"] {
-        assert!(out.path().join(format!("{name}.json")).exists(), "{name} runs during create");
+        assert!(
+            out.path().join(format!("{name}.json")).exists(),
+            "{name} runs during create"
+        );
     }
     for name in ["startContainer", "poststart", "poststop"] {
-        assert!(!out.path().join(format!("{name}.json")).exists(), "{name} must wait");
+        assert!(
+            !out.path().join(format!("{name}.json")).exists(),
+            "{name} must wait"
+        );
     }
     rt.ok(&["start", &id]);
     rt.wait_status(&id, "stopped");
     assert!(out.path().join("startContainer.json").exists());
     assert!(out.path().join("poststart.json").exists());
-    assert!(!out.path().join("poststop.json").exists(), "poststop waits for delete");
+    assert!(
+        !out.path().join("poststop.json").exists(),
+        "poststop waits for delete"
+    );
     rt.ok(&["delete", &id]);
-    for (name, status) in [("createRuntime", "creating"), ("poststart", "running"), ("poststop", "stopped")] {
+    for (name, status) in [
+        ("createRuntime", "creating"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
         let state: serde_json::Value =
-            serde_json::from_slice(&fs::read(out.path().join(format!("{name}.json"))).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(out.path().join(format!("{name}.json"))).unwrap())
+                .unwrap();
         assert_eq!(state["id"], id.as_str(), "{name}: {state}");
         assert_eq!(state["status"], status, "{name}: {state}");
         assert_eq!(state["bundle"], bundle.path_str(), "{name}: {state}");

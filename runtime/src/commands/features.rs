@@ -31,7 +31,12 @@ pub fn features() -> Result<()> {
             "SCMP_CMP_MASKED_EQ",
             "SCMP_CMP_NE",
         ]))
-        .archs(vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32, Arch::ScmpArchAarch64])
+        .archs(vec![
+            Arch::ScmpArchX86_64,
+            Arch::ScmpArchX86,
+            Arch::ScmpArchX32,
+            Arch::ScmpArchAarch64,
+        ])
         .build()?;
     let linux = LinuxFeatureBuilder::default()
         .namespaces(vec![
@@ -44,10 +49,15 @@ pub fn features() -> Result<()> {
             LinuxNamespaceType::Uts,
             LinuxNamespaceType::Time,
         ])
-        .capabilities(
-            caps_all()
+        .capabilities(caps_all())
+        .cgroup(
+            CgroupBuilder::default()
+                .v1(true)
+                .v2(true)
+                .systemd(false)
+                .systemd_user(false)
+                .build()?,
         )
-        .cgroup(CgroupBuilder::default().v1(true).v2(true).systemd(false).systemd_user(false).build()?)
         .seccomp(seccomp)
         .build()?;
     let features = FeaturesBuilder::default()
@@ -62,12 +72,47 @@ pub fn features() -> Result<()> {
             "poststop",
         ]))
         .mount_options(strings(&[
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
-            "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime",
-            "noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
-            "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro",
-            "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent",
-            "slave", "strictatime", "suid", "symfollow", "sync", "unbindable",
+            "async",
+            "atime",
+            "bind",
+            "defaults",
+            "dev",
+            "diratime",
+            "dirsync",
+            "exec",
+            "iversion",
+            "lazytime",
+            "loud",
+            "mand",
+            "noatime",
+            "nodev",
+            "nodiratime",
+            "noexec",
+            "noiversion",
+            "nolazytime",
+            "nomand",
+            "norelatime",
+            "nostrictatime",
+            "nosuid",
+            "nosymfollow",
+            "private",
+            "rbind",
+            "relatime",
+            "remount",
+            "ro",
+            "rprivate",
+            "rshared",
+            "rslave",
+            "runbindable",
+            "rw",
+            "shared",
+            "silent",
+            "slave",
+            "strictatime",
+            "suid",
+            "symfollow",
+            "sync",
+            "unbindable",
         ]))
         .linux(linux)
         .build()?;
@@ -84,15 +129,47 @@ fn caps_all() -> Vec<String> {
 /// Capability names by number (linux/capability.h), up to CAP_CHECKPOINT_RESTORE.
 fn cap_name(n: u32) -> Option<&'static str> {
     const NAMES: [&str; 41] = [
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
     ];
     NAMES.get(n as usize).copied()
 }

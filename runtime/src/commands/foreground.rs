@@ -36,7 +36,8 @@ pub struct SignalForwarder {
 
 impl SignalForwarder {
     pub fn install() -> Result<Self> {
-        let signals = Signals::new(FORWARDED.map(|s| s as i32)).context("cannot install signal handlers")?;
+        let signals =
+            Signals::new(FORWARDED.map(|s| s as i32)).context("cannot install signal handlers")?;
         Ok(SignalForwarder { signals })
     }
 

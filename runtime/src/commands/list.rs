@@ -16,7 +16,11 @@ pub fn list(args: List, runtime: &Runtime) -> Result<()> {
     match args.format.as_str() {
         "json" => writeln!(out, "{}", serde_json::to_string(&states)?)?,
         "table" => {
-            writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+            writeln!(
+                out,
+                "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            )?;
             for s in &states {
                 let created = s.created.map(|c| c.to_rfc3339()).unwrap_or_default();
                 writeln!(

@@ -21,7 +21,11 @@ pub fn ps(args: Ps, runtime: &Runtime) -> Result<()> {
                 .output()
                 .context("cannot run ps")?;
             if !output.status.success() {
-                bail!("ps {}: {}", ps_args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+                bail!(
+                    "ps {}: {}",
+                    ps_args.join(" "),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
             }
             let text = String::from_utf8_lossy(&output.stdout);
             let mut lines = text.lines();

@@ -9,11 +9,17 @@ use oci_spec::runtime::Spec;
 /// Writes a starting `config.json` (runc `spec`), refusing to overwrite one.
 pub fn spec(args: SpecArgs) -> Result<()> {
     let spec = if args.rootless {
-        Spec::rootless(nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
+        Spec::rootless(
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
     } else {
         Spec::default()
     };
-    let path = args.bundle.unwrap_or_else(|| PathBuf::from(".")).join("config.json");
+    let path = args
+        .bundle
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("config.json");
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -116,8 +116,9 @@ impl Runtime {
         }
         let cleanup = match self.world(id) {
             Ok(world) => world.delete(true),
-            Err(_) => fs::remove_dir_all(dir)
-                .map_err(|e| Error::io("cannot remove state dir", dir, e)),
+            Err(_) => {
+                fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove state dir", dir, e))
+            }
         };
         match cleanup {
             Ok(()) => primary,

@@ -36,9 +36,7 @@ impl Runtime {
             Err(Error::NotFound { .. }) if force => None,
             Err(e) => return Err(e),
         };
-        let interrupted_create = world
-            .as_ref()
-            .is_none_or(|w| w.container.pid().is_none());
+        let interrupted_create = world.as_ref().is_none_or(|w| w.container.pid().is_none());
         if force && interrupted_create {
             self.kill_orphaned_setup_processes(id);
         }
@@ -79,7 +77,11 @@ impl Runtime {
     }
 }
 
-fn setup_processes<'a>(exe: &'a Path, root: &'a str, id: &'a str) -> impl Iterator<Item = Pid> + 'a {
+fn setup_processes<'a>(
+    exe: &'a Path,
+    root: &'a str,
+    id: &'a str,
+) -> impl Iterator<Item = Pid> + 'a {
     let me = std::process::id() as i32;
     fs::read_dir("/proc")
         .into_iter()
@@ -93,7 +95,7 @@ fn setup_processes<'a>(exe: &'a Path, root: &'a str, id: &'a str) -> impl Iterat
                 return false;
             };
             let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            let has = |s: &str| args.iter().any(|a| *a == s.as_bytes());
+            let has = |s: &str| args.contains(&s.as_bytes());
             (has("create") || has("run")) && has(id) && names_root(&args, root)
         })
         .map(Pid::from_raw)
@@ -101,13 +103,10 @@ fn setup_processes<'a>(exe: &'a Path, root: &'a str, id: &'a str) -> impl Iterat
 
 /// Whether a command line's `--root` (or the default) is `root`.
 fn names_root(args: &[&[u8]], root: &str) -> bool {
-    let given = args.windows(2).find_map(|w| {
-        (w[0] == b"--root" || w[0] == b"-r").then_some(w[1])
-    });
-    let given = given.or_else(|| {
-        args.iter()
-            .find_map(|a| a.strip_prefix(b"--root="))
-    });
+    let given = args
+        .windows(2)
+        .find_map(|w| (w[0] == b"--root" || w[0] == b"-r").then_some(w[1]));
+    let given = given.or_else(|| args.iter().find_map(|a| a.strip_prefix(b"--root=")));
     match given {
         Some(given) => given == root.as_bytes(),
         None => root == crate::runtime::DEFAULT_ROOT,

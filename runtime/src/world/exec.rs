@@ -138,7 +138,8 @@ impl World {
             .state_dir()
             .join(format!("exec-{}.json", std::process::id()));
         let bytes = serde_json::to_vec(&process).expect("Process serializes");
-        fs::write(&path, bytes).map_err(|e| Error::io("cannot write exec process file", &path, e))?;
+        fs::write(&path, bytes)
+            .map_err(|e| Error::io("cannot write exec process file", &path, e))?;
         Ok(path)
     }
 }

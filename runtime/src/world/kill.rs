@@ -1,7 +1,9 @@
 //! `kill`: send a signal to a world's init, or to every process in it.
 
+use std::str::FromStr;
+
 use libcontainer::container::ContainerStatus;
-use libcontainer::signal::Signal;
+use nix::sys::signal::Signal;
 
 use super::World;
 use crate::error::{Error, Result};
@@ -12,7 +14,11 @@ use crate::state::WorldStatus;
 pub fn parse_signal(signal: &str) -> Result<Signal> {
     let parsed = match signal.parse::<i32>() {
         Ok(number) => Signal::try_from(number).ok(),
-        Err(_) => Signal::try_from(signal).ok(),
+        Err(_) => {
+            let upper = signal.to_ascii_uppercase();
+            let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+            Signal::from_str(&format!("SIG{name}")).ok()
+        }
     };
     parsed.ok_or_else(|| Error::InvalidSignal(signal.to_owned()))
 }
@@ -33,7 +39,7 @@ impl World {
             return Err(self.incorrect_status("kill it"));
         }
         self.container
-            .kill(signal, all)
+            .kill(libcontainer::signal::Signal::from(signal), all)
             .map_err(|e| Error::libcontainer(&id, "kill", e))?;
         // libcontainer records every killed world as stopped, even after a
         // signal the process handles or ignores; keep the real status so a
@@ -53,29 +59,27 @@ impl World {
 
 #[cfg(test)]
 mod tests {
-    use nix::sys::signal::Signal as NixSignal;
-
     use super::*;
 
     #[test]
     fn names_and_numbers() {
         for (text, expected) in [
-            ("KILL", NixSignal::SIGKILL),
-            ("SIGKILL", NixSignal::SIGKILL),
-            ("kill", NixSignal::SIGKILL),
-            ("9", NixSignal::SIGKILL),
-            ("TERM", NixSignal::SIGTERM),
-            ("15", NixSignal::SIGTERM),
-            ("usr1", NixSignal::SIGUSR1),
+            ("KILL", Signal::SIGKILL),
+            ("SIGKILL", Signal::SIGKILL),
+            ("kill", Signal::SIGKILL),
+            ("9", Signal::SIGKILL),
+            ("TERM", Signal::SIGTERM),
+            ("15", Signal::SIGTERM),
+            ("usr1", Signal::SIGUSR1),
+            ("SigHup", Signal::SIGHUP),
         ] {
-            let signal = parse_signal(text).unwrap();
-            assert_eq!(signal.into_raw(), expected, "{text}");
+            assert_eq!(parse_signal(text).unwrap(), expected, "{text}");
         }
     }
 
     #[test]
     fn bad_signals_are_named() {
-        for bad in ["", "NOPE", "0", "65", "-1", "SIG"] {
+        for bad in ["", "NOPE", "0", "65", "-1", "SIG", "SIGSIGKILL"] {
             let err = parse_signal(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
