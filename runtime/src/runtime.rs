@@ -4,9 +4,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::Container;
+use libcontainer::error::LibcontainerError;
 
 use crate::error::{Error, Result};
-use crate::world::World;
+use crate::world::{retry_procfs_race, World};
 
 /// Default state root, as runc's is `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/substrate";
@@ -53,7 +54,7 @@ impl Runtime {
         if !dir.join("state.json").exists() {
             return Err(Error::NotFound { id: id.to_owned() });
         }
-        let container = Container::load(dir).map_err(|e| Error::libcontainer(id, "load", e))?;
+        let container = load_container(dir).map_err(|e| Error::libcontainer(id, "load", e))?;
         Ok(World::from_container(container))
     }
 
@@ -81,6 +82,11 @@ impl Runtime {
             })
             .collect()
     }
+}
+
+/// Loading refreshes the status; see [`retry_procfs_race`].
+fn load_container(dir: PathBuf) -> Result<Container, LibcontainerError> {
+    retry_procfs_race(|| Container::load(dir.clone()))
 }
 
 /// Container ids follow runc's rule (`^[\w+\-.]+$`, not `.` or `..`), since

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::World;
+use super::{retry_procfs_race, World};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::state::WorldStatus;
@@ -20,8 +20,8 @@ impl World {
             return Err(self.incorrect_status("delete it without --force"));
         }
         let id = self.id().to_owned();
-        self.container
-            .delete(force)
+        let container = &mut self.container;
+        retry_procfs_race(|| container.delete(force))
             .map_err(|e| Error::libcontainer(&id, "delete", e))
     }
 }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use libcontainer::container::ContainerStatus;
 use nix::sys::signal::Signal;
 
-use super::World;
+use super::{retry_procfs_race, World};
 use crate::error::{Error, Result};
 use crate::state::WorldStatus;
 
@@ -38,15 +38,13 @@ impl World {
         if !can_kill {
             return Err(self.incorrect_status("kill it"));
         }
-        self.container
-            .kill(libcontainer::signal::Signal::from(signal), all)
+        let container = &mut self.container;
+        retry_procfs_race(|| container.kill(libcontainer::signal::Signal::from(signal), all))
             .map_err(|e| Error::libcontainer(&id, "kill", e))?;
         // libcontainer records every killed world as stopped, even after a
         // signal the process handles or ignores; keep the real status so a
         // `state` right after `kill -s USR1` still says "running".
-        self.container
-            .refresh_status()
-            .map_err(|e| Error::libcontainer(&id, "kill", e))?;
+        self.refresh_status("kill")?;
         if self.container.status() != ContainerStatus::Stopped {
             self.container
                 .set_status(before)

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use libcgroups::common::{AnyCgroupManager, CgroupConfig};
 use libcontainer::container::Container;
+use libcontainer::error::LibcontainerError;
 use serde::{Deserialize, Serialize};
 
 pub use create::{CreateOptions, Stdio};
@@ -114,9 +115,16 @@ impl World {
         self.container
             .refresh_state()
             .map_err(|e| Error::libcontainer(&id, "load", e))?;
-        self.container
-            .refresh_status()
-            .map_err(|e| Error::libcontainer(&id, "load", e))
+        self.refresh_status("load")
+    }
+
+    /// Refreshes the status from the kernel. libcontainer checks that the
+    /// init's pid exists, then reads its `/proc/<pid>/stat`; an init that
+    /// exits in between makes that read fail, and asking again sees it gone.
+    pub(crate) fn refresh_status(&mut self, operation: &'static str) -> Result<()> {
+        let container = &mut self.container;
+        retry_procfs_race(|| container.refresh_status())
+            .map_err(|e| Error::libcontainer(self.container.id(), operation, e))
     }
 
     fn incorrect_status(&self, operation: &'static str) -> Error {
@@ -125,6 +133,17 @@ impl World {
             status: self.status(),
             operation,
         }
+    }
+}
+
+/// Runs a libcontainer operation that starts by refreshing the status (kill,
+/// delete), once more if the init exited while it read `/proc/<pid>/stat`.
+pub(crate) fn retry_procfs_race<T>(
+    mut operation: impl FnMut() -> Result<T, LibcontainerError>,
+) -> Result<T, LibcontainerError> {
+    match operation() {
+        Err(LibcontainerError::Procfs(_)) => operation(),
+        other => other,
     }
 }
 
