@@ -21,8 +21,10 @@
 #      measured if a probe create succeeds.
 #  (b) "v1 namespace": this script again, inside `unshare -m`, with the
 #      hugetlb, net_cls, net_prio and perf_event v1 hierarchies mounted under
-#      /sys/fs/cgroup/<name>. Binding hugetlb to a v1 hierarchy takes it off
-#      cgroup2 for the WHOLE HOST (controllers are global), so crun works.
+#      /sys/fs/cgroup/<name> (on a tmpfs private to that namespace, so no
+#      directory appears on the host's /sys/fs/cgroup). Binding hugetlb to a
+#      v1 hierarchy takes it off cgroup2 for the WHOLE HOST (controllers are
+#      global) while the pass runs, so crun works.
 #      Leaving the namespace does not give it back: the hierarchies are
 #      unmounted explicitly, once the runtimes' dying cgroups are gone (a v1
 #      root with a child cgroup, even a dying one, survives its last umount),
@@ -208,12 +210,32 @@ inner_cleanup() {
   exit "$rc"
 }
 
+# Gives this mount namespace its own /sys/fs/cgroup tmpfs, with the host's
+# hierarchies moved onto it, so that the mount points made below exist only
+# here. (The host's /sys/fs/cgroup is one tmpfs shared by every namespace: a
+# directory made there shows up on the host, where other tools take it for a
+# cgroup hierarchy and write into it.)
+private_cgroupfs() {
+  local new=$BENCH_TMP/cgroupfs d name
+  mkdir "$new"
+  mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs "$new"
+  for d in "$CG"/*; do
+    name=${d##*/}
+    if [ -L "$d" ]; then cp -P "$d" "$new/$name"; continue; fi
+    [ -d "$d" ] || continue
+    mkdir "$new/$name"
+    if mountpoint -q "$d"; then mount --move "$d" "$new/$name"; fi
+  done
+  mount --move "$new" "$CG"
+}
+
 inner_main() {
   trap 'exit 130' INT TERM
   declare -gA RT=([substrate]=$BENCH_SUBSTRATE [runc]=$BENCH_RUNC)
   [ -n "$BENCH_CRUN" ] && RT[crun]=$BENCH_CRUN
   MOUNTED=() MADE_DIRS=()
   trap inner_cleanup EXIT
+  private_cgroupfs
   local c
   for c in "${CONTROLLERS[@]}"; do
     mountpoint -q "$CG/$c" && continue
@@ -263,9 +285,12 @@ repo=$(dirname "$(dirname "$self")")
 
 substrate=${1:-${SUBSTRATE_RUNTIME:-}}
 if [ -z "$substrate" ]; then
+  command -v cargo >/dev/null || die "cargo not found: put it on PATH, or pass the binary (SUBSTRATE_RUNTIME=... or an argument)"
   (cd "$repo" && cargo build --release -p substrate-runtime --quiet) || die "cargo build failed"
+  # cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it.
   target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+  [ -n "$target_dir" ] || die "cannot find cargo's target directory"
   substrate=$target_dir/release/substrate-runtime
 fi
 [ -x "$substrate" ] || die "$substrate: not an executable"
@@ -280,17 +305,12 @@ BENCH_PREFIX=sbench$$-
 INITIAL_V2=$(cat "$CG/unified/cgroup.controllers" 2>/dev/null || true)
 ON_V2=() # controllers on cgroup2 now, to find there again at the end
 for c in "${CONTROLLERS[@]}"; do [ "$(hier_of "$c")" = 0 ] && ON_V2+=("$c"); done
-PRE_DIRS=() # which of /sys/fs/cgroup/<c> existed before
-for c in "${CONTROLLERS[@]}"; do [ -e "$CG/$c" ] && PRE_DIRS+=("$c"); done
 
 outer_cleanup() {
   local rc=$? c bad=()
   trap - EXIT INT TERM
   delete_leftover_containers
   remove_leftover_cgroups || rc=1
-  for c in "${CONTROLLERS[@]}"; do
-    [[ " ${PRE_DIRS[*]} " == *" $c "* ]] || rmdir "$CG/$c" 2>/dev/null || true
-  done
   for c in "${ON_V2[@]}"; do [ "$(hier_of "$c")" = 0 ] || bad+=("$c"); done
   if (( ${#bad[@]} )); then
     note "repairing: ${bad[*]} still bound to a v1 hierarchy"
