@@ -18,6 +18,7 @@
 
 mod bundle;
 mod error;
+mod pidfd;
 mod runtime;
 mod state;
 mod world;
