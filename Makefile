@@ -5,7 +5,6 @@ CARGO        ?= cargo
 PREFIX       ?= /usr/local
 TARGET_DIR   := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 BUNDLES      := $(TARGET_DIR)/bundles
-DEMO_ROOT    ?= /run/substrate-demo
 
 # What the build, the tests and the benchmarks use from Debian.
 DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
@@ -31,10 +30,13 @@ release: deps
 bundles: deps
 	bash bundles/build.sh $(BUNDLES)
 
-# The main job: a world from the busybox bundle, run through substrate-runtime.
-demo: release bundles
-	@echo "--- substrate-runtime run (bundle $(BUNDLES)/busybox) ---"
-	$(TARGET_DIR)/release/substrate-runtime --root $(DEMO_ROOT) run --bundle $(BUNDLES)/busybox demo-$$$$
+# The main job: a command in a world whose lower layer is this host's own
+# root filesystem (no image), then what it changed. The host is untouched.
+demo: release
+	@cli=$(TARGET_DIR)/release/substrate-cli; world=demo-$$(date +%s); set -x; \
+	$$cli run --name $$world -- sh -c 'echo "hello from world $$(hostname), pid $$$$"; echo hi > /tmp/x; rm -f /etc/motd; echo >> /etc/hostname' && \
+	$$cli diff $$world && \
+	ls /tmp/x /etc/motd 2>&1 | sed 's/^/host: /'
 
 test: build
 	$(CARGO) test --workspace -- --test-threads=$${TEST_THREADS:-4}
@@ -44,6 +46,7 @@ bench: release
 
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime
+	install -D -m 0755 $(TARGET_DIR)/release/substrate-cli $(DESTDIR)$(PREFIX)/bin/substrate-cli
 
 clean:
 	$(CARGO) clean

@@ -74,12 +74,29 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
             "root: missing (the rootfs must be named)".into(),
         ));
     }
-    let rootfs = rootfs_path(bundle, spec);
-    if !rootfs.is_dir() {
-        return Err(unsupported(format!(
-            "root.path {}: no such directory",
-            rootfs.display()
-        )));
+    // With an annotated lower, root.path is only the overlay's mount point
+    // (made at create); the lower is what must exist.
+    let annotated_lower = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::overlay::LOWER_ANNOTATION));
+    match annotated_lower {
+        Some(lower) if !Path::new(lower).is_dir() => {
+            return Err(unsupported(format!(
+                "annotation {}: {lower}: no such directory",
+                crate::overlay::LOWER_ANNOTATION
+            )))
+        }
+        Some(_) => {}
+        None => {
+            let rootfs = rootfs_path(bundle, spec);
+            if !rootfs.is_dir() {
+                return Err(unsupported(format!(
+                    "root.path {}: no such directory",
+                    rootfs.display()
+                )));
+            }
+        }
     }
     let process = spec
         .process()

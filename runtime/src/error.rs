@@ -75,6 +75,28 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("world record {}: {reason}", path.display())]
+    Record { path: PathBuf, reason: String },
+
+    #[error("world {id:?} has no record (unknown world)")]
+    NoRecord { id: String },
+
+    #[error("world {id:?} already has a record: remove it first (substrate-cli rm {id})")]
+    RecordExists { id: String },
+
+    #[error("world {id:?} is still {status}: stop it first")]
+    WorldLive { id: String, status: WorldStatus },
+
+    #[error("cannot set up the rootfs overlay at {}: {reason}", target.display())]
+    Overlay { target: PathBuf, reason: String },
+
+    #[error("cannot compute the fs diff of world {id:?}")]
+    Diff {
+        id: String,
+        #[source]
+        source: crate::fsdiff::FsDiffError,
+    },
+
     /// A primary failure whose cleanup failed as well; both are kept.
     #[error("{primary}; cleaning up after it also failed: {cleanup}")]
     WithCleanup {

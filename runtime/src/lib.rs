@@ -18,15 +18,23 @@
 
 mod bundle;
 mod error;
+pub mod foreground;
+pub mod fsdiff;
+mod overlay;
 mod pidfd;
+pub mod record;
 mod runtime;
 mod state;
+mod store;
 mod world;
 
 pub use bundle::Bundle;
 pub use error::{Error, Result};
+pub use overlay::LOWER_ANNOTATION;
+pub use record::{WorldExit, WorldRecord, WorldSource};
 pub use runtime::{validate_id, Runtime, DEFAULT_ROOT};
 pub use state::{WorldState, WorldStatus, OCI_VERSION};
+pub use store::{WorldStore, DEFAULT_STATE_DIR};
 pub use world::{CreateOptions, ExecOptions, Stdio, World};
 
 pub use world::kill::parse_signal;

@@ -7,6 +7,7 @@ use libcontainer::container::Container;
 use libcontainer::error::LibcontainerError;
 
 use crate::error::{Error, Result};
+use crate::store::WorldStore;
 use crate::world::{retry_procfs_race, World};
 
 /// Default state root, as runc's is `/run/runc`.
@@ -18,6 +19,7 @@ pub const DEFAULT_ROOT: &str = "/run/substrate";
 pub struct Runtime {
     root: PathBuf,
     systemd_cgroup: bool,
+    store: WorldStore,
 }
 
 impl Runtime {
@@ -25,7 +27,19 @@ impl Runtime {
         Runtime {
             root: root.into(),
             systemd_cgroup: false,
+            store: WorldStore::from_env(),
         }
+    }
+
+    /// Keep world records (diffs, uppers) in `store` instead of the one
+    /// `SUBSTRATE_STATE_DIR` names.
+    pub fn with_store(mut self, store: WorldStore) -> Self {
+        self.store = store;
+        self
+    }
+
+    pub fn store(&self) -> &WorldStore {
+        &self.store
     }
 
     /// Ask for systemd's cgroup driver. libcontainer falls back to cgroupfs
@@ -55,7 +69,7 @@ impl Runtime {
             return Err(Error::NotFound { id: id.to_owned() });
         }
         let container = load_container(dir).map_err(|e| Error::libcontainer(id, "load", e))?;
-        Ok(World::from_container(container))
+        Ok(World::from_container(container, self.store.clone()))
     }
 
     /// Every world under the root, sorted by id. Directories without a state

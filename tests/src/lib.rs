@@ -101,10 +101,12 @@ pub fn unique_id(prefix: &str) -> String {
     )
 }
 
-/// `substrate-runtime` with a private `--root`.
+/// `substrate-runtime` with a private `--root` and world store
+/// (`SUBSTRATE_STATE_DIR`).
 pub struct Runtime {
     pub bin: PathBuf,
     pub root: TempDir,
+    pub state: TempDir,
 }
 
 impl Default for Runtime {
@@ -121,6 +123,10 @@ impl Runtime {
                 .prefix("substrate-root-")
                 .tempdir()
                 .expect("tempdir"),
+            state: tempfile::Builder::new()
+                .prefix("substrate-state-")
+                .tempdir()
+                .expect("tempdir"),
         }
     }
 
@@ -128,9 +134,42 @@ impl Runtime {
         self.root.path()
     }
 
+    /// The world store: `<state>/worlds/<id>/` holds each world's record.
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    pub fn world_dir(&self, id: &str) -> PathBuf {
+        self.state.path().join("worlds").join(id)
+    }
+
+    /// The record (`world.json`) of world `id`.
+    pub fn record(&self, id: &str) -> Value {
+        let path = self.world_dir(id).join("world.json");
+        serde_json::from_slice(
+            &fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        )
+        .expect("world.json is JSON")
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd.env("SUBSTRATE_STATE_DIR", self.state.path())
+            .arg("--root")
+            .arg(self.root.path())
+            .args(args);
+        cmd
+    }
+
+    /// `substrate-cli` sharing this runtime's root and world store.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("substrate-cli"));
+        cmd.env("SUBSTRATE_STATE_DIR", self.state.path())
+            .env("NO_COLOR", "1")
+            .arg("--root")
+            .arg(self.root.path())
+            .args(args)
+            .stdin(Stdio::null());
         cmd
     }
 

@@ -8,6 +8,15 @@ use substrate_tests::{assert_no_leftovers, unique_id, Bundle, Runtime};
 /// A change to a bundle's config.json.
 type Edit = Box<dyn Fn(&mut serde_json::Value)>;
 
+/// A create that failed left nothing, not even a world record.
+fn assert_never_existed(rt: &Runtime, id: &str) {
+    assert_no_leftovers(rt.root(), id);
+    assert!(
+        !rt.world_dir(id).exists(),
+        "a world that never ran has no record: {id}"
+    );
+}
+
 fn assert_mentions(err: &str, words: &[&str]) {
     for word in words {
         assert!(err.contains(word), "error should mention {word:?}: {err}");
@@ -23,7 +32,7 @@ fn missing_bundle() {
         &err,
         &["bundle /nonexistent/bundle", "no such file or directory"],
     );
-    assert_no_leftovers(rt.root(), &id);
+    assert_never_existed(&rt, &id);
 }
 
 #[test]
@@ -33,7 +42,7 @@ fn bundle_without_config() {
     let dir = tempfile::tempdir().unwrap();
     let err = rt.fails(&["create", "--bundle", dir.path().to_str().unwrap(), &id]);
     assert_mentions(&err, &["config.json", "no such file or directory"]);
-    assert_no_leftovers(rt.root(), &id);
+    assert_never_existed(&rt, &id);
 }
 
 #[test]
@@ -52,7 +61,7 @@ fn malformed_config() {
         fs::write(bundle.path().join("config.json"), text).unwrap();
         let err = rt.fails(&["create", "--bundle", bundle.path_str(), &id]);
         assert_mentions(&err, &["config.json", "malformed", "line"]);
-        assert_no_leftovers(rt.root(), &id);
+        assert_never_existed(&rt, &id);
     }
 }
 
@@ -117,7 +126,7 @@ fn config_the_runtime_cannot_honour() {
         bundle.edit(edit);
         let err = rt.fails(&["create", "--bundle", bundle.path_str(), &id]);
         assert_mentions(&err, words);
-        assert_no_leftovers(rt.root(), &id);
+        assert_never_existed(&rt, &id);
     }
 }
 
@@ -155,7 +164,7 @@ fn failures_inside_container_setup_clean_up() {
             stderr.contains(&format!("cannot create container \"{id}\"")),
             "{name}: {stderr}"
         );
-        assert_no_leftovers(rt.root(), &id);
+        assert_never_existed(&rt, &id);
     }
 }
 
@@ -180,7 +189,7 @@ fn unknown_id() {
     }
     // As runc: forcing the delete of what is not there is not an error.
     rt.ok(&["delete", "--force", &id]);
-    assert_no_leftovers(rt.root(), &id);
+    assert_never_existed(&rt, &id);
 }
 
 #[test]

@@ -9,8 +9,6 @@ use substrate_tests::{assert_no_leftovers, unique_id, Bundle, Runtime};
 #[test]
 fn sigkill_during_create_is_cleaned_by_delete_force() {
     let rt = Runtime::new();
-    // Delays spread over the whole of create (parse, state dir, cgroup,
-    // intermediate and init processes, pivot_root), in microseconds.
     for delay_us in [
         0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10_000, 15_000, 25_000,
     ] {
@@ -34,5 +32,14 @@ fn sigkill_during_create_is_cleaned_by_delete_force() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_no_leftovers(rt.root(), &id);
+        // Unless the world had been fully created (then its record stays,
+        // with an empty diff), nothing of it remains in the world store.
+        if rt.world_dir(&id).exists() {
+            let record = rt.record(&id);
+            assert!(
+                record["diff"].is_object(),
+                "a half-made record was left: {record}"
+            );
+        }
     }
 }

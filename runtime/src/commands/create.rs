@@ -13,6 +13,7 @@ pub fn create(args: Create, runtime: &Runtime) -> Result<()> {
             no_pivot: args.no_pivot,
             detach: true,
             stdio: Default::default(),
+            source: None,
         },
     )?;
     Ok(())

@@ -1,8 +1,7 @@
 use anyhow::Result;
 use liboci_cli::Exec;
+use substrate_runtime::foreground::SignalForwarder;
 use substrate_runtime::{ExecOptions, Runtime};
-
-use super::foreground::SignalForwarder;
 
 pub fn exec(args: Exec, runtime: &Runtime) -> Result<u8> {
     let world = runtime.world(&args.container_id)?;
@@ -34,7 +33,7 @@ pub fn exec(args: Exec, runtime: &Runtime) -> Result<u8> {
         },
     )?;
     match forwarder {
-        Some(forwarder) => forwarder.wait(pid),
+        Some(forwarder) => Ok(forwarder.wait(pid)?.shell_status() as u8),
         None => Ok(0),
     }
 }

@@ -5,7 +5,6 @@ mod delete;
 mod events;
 mod exec;
 mod features;
-mod foreground;
 mod kill;
 mod list;
 mod pause;

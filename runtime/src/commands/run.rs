@@ -1,8 +1,7 @@
 use anyhow::Result;
 use liboci_cli::Run;
+use substrate_runtime::foreground::SignalForwarder;
 use substrate_runtime::{CreateOptions, Runtime};
-
-use super::foreground::SignalForwarder;
 
 /// `create` + `start`, then (unless `--detach`) wait for the init, forward
 /// signals to it, delete the world and exit with its status, as `runc run`.
@@ -28,6 +27,7 @@ pub fn run(args: Run, runtime: &Runtime) -> Result<u8> {
             no_pivot: args.no_pivot,
             detach: args.detach,
             stdio: Default::default(),
+            source: None,
         },
     )?;
     if let Err(e) = world.start() {
@@ -38,13 +38,17 @@ pub fn run(args: Run, runtime: &Runtime) -> Result<u8> {
         return Ok(0);
     };
     let pid = world.pid().expect("a started world has an init pid");
-    let status = forwarder.wait(nix::unistd::Pid::from_raw(pid))?;
+    let exit = forwarder.wait(nix::unistd::Pid::from_raw(pid))?;
+    // Failures after the workload ran are logged: they must not replace its
+    // exit status.
+    if let Err(e) = world.finish(Some(exit)) {
+        tracing::error!("cannot record world {:?}: {e}", args.container_id);
+    }
     if !args.keep {
         world.refresh()?;
-        // A cleanup failure must not replace the workload's exit status.
         if let Err(e) = world.delete(true) {
             tracing::error!("cannot delete container {:?}: {e}", args.container_id);
         }
     }
-    Ok(status)
+    Ok(exit.shell_status() as u8)
 }

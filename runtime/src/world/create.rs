@@ -10,6 +10,10 @@ use libcontainer::syscall::syscall::SyscallType;
 use super::{World, WorldMeta, META_FILE};
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
+use crate::overlay::{self, RootfsLayers};
+use crate::record::{
+    redact_env, write_atomic, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA,
+};
 use crate::runtime::{validate_id, Runtime};
 
 /// Standard streams for a world's process; `None` inherits the caller's.
@@ -34,12 +38,15 @@ pub struct CreateOptions {
     /// foreground); `create` always detaches, as runc's does.
     pub detach: bool,
     pub stdio: Stdio,
+    /// What the world record names as the world's origin; by default the
+    /// bundle.
+    pub source: Option<WorldSource>,
 }
 
 impl Runtime {
     /// Creates the world `id` from the bundle at `bundle`. On failure nothing
     /// is left behind: no state dir, cgroup or process.
-    pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<World> {
+    pub fn create(&self, id: &str, bundle: &Path, mut options: CreateOptions) -> Result<World> {
         validate_id(id)?;
         let dir = self.world_dir(id);
         if dir.exists() {
@@ -55,14 +62,57 @@ impl Runtime {
             rootfs: bundle.rootfs(),
             cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id),
         };
+        let layers = self.rootfs_layers(id, &bundle);
+        let record = new_record(self, id, &bundle, &layers, options.source.take());
 
-        match self.build(id, &bundle, options) {
+        // An earlier world of the same id (containerd and podman reuse ids)
+        // is gone from the runtime, since `dir` does not exist: its record
+        // gives way to this one.
+        let store = self.store();
+        crate::store::remove_dir_if_exists(&store.world_dir(id))?;
+        let prepared = fs::create_dir_all(store.world_dir(id))
+            .map_err(|e| Error::io("cannot create world dir", store.world_dir(id), e))
+            .and_then(|()| store.save_record(&record))
+            .and_then(|()| overlay::mount_stacked(&layers));
+        let private_mounts = match prepared {
+            Ok(guard) => guard,
+            Err(e) => return Err(self.discard(id, &dir, e)),
+        };
+        let built = self.build(id, &bundle, options);
+        // The container's processes have their own copy of the overlay
+        // mount now; this thread goes back to the host's mounts.
+        drop(private_mounts);
+
+        match built {
             Ok(container) => {
-                let world = World::from_container(container);
+                let world = World::from_container(container, store.clone());
                 write_meta(&dir, &meta).map_err(|e| self.discard(id, &dir, e))?;
                 Ok(world)
             }
             Err(e) => Err(self.discard(id, &dir, e)),
+        }
+    }
+
+    /// Where the world's writes go. A bundle may name its lower with an
+    /// annotation (then `root.path` is only the mount point).
+    fn rootfs_layers(&self, id: &str, bundle: &Bundle) -> RootfsLayers {
+        let target = bundle.rootfs();
+        let annotated_lower = bundle
+            .spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(overlay::LOWER_ANNOTATION))
+            .map(PathBuf::from);
+        if annotated_lower.is_none() {
+            if let Some((lowers, upper)) = overlay::existing_overlay(&target) {
+                return RootfsLayers::Adopted { lowers, upper };
+            }
+        }
+        RootfsLayers::Stacked {
+            lowers: vec![annotated_lower.unwrap_or_else(|| target.clone())],
+            upper: self.store().upper_dir(id),
+            work: self.store().work_dir(id),
+            target,
         }
     }
 
@@ -80,6 +130,7 @@ impl Runtime {
             no_pivot,
             detach,
             stdio,
+            source: _,
         } = options;
         let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
             .with_root_path(self.root())
@@ -111,16 +162,18 @@ impl Runtime {
     /// before that (console socket, user namespace checks), so the state
     /// dir goes here too; a force delete also takes any cgroup or process.
     fn discard(&self, id: &str, dir: &Path, primary: Error) -> Error {
-        if !dir.exists() {
-            return primary;
-        }
-        let cleanup = match self.world(id) {
-            Ok(world) => world.delete(true),
-            Err(_) => {
-                fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove state dir", dir, e))
+        let container_cleanup = if !dir.exists() {
+            Ok(())
+        } else {
+            match self.world(id) {
+                Ok(world) => world.delete(true),
+                Err(_) => fs::remove_dir_all(dir)
+                    .map_err(|e| Error::io("cannot remove state dir", dir, e)),
             }
         };
-        match cleanup {
+        // Nothing ran in this world: no record of it is kept.
+        let record_cleanup = self.store().remove(id);
+        match container_cleanup.and(record_cleanup) {
             Ok(()) => primary,
             Err(cleanup) => Error::WithCleanup {
                 primary: Box::new(primary),
@@ -130,11 +183,51 @@ impl Runtime {
     }
 }
 
-/// Written atomically (temp file + rename) so a reader never sees half of it.
 fn write_meta(dir: &Path, meta: &WorldMeta) -> Result<()> {
-    let path = dir.join(META_FILE);
-    let tmp = dir.join(format!(".{META_FILE}.tmp"));
     let bytes = serde_json::to_vec(meta).expect("WorldMeta serializes");
-    fs::write(&tmp, bytes).map_err(|e| Error::io("cannot write world metadata", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| Error::io("cannot write world metadata", &path, e))
+    write_atomic(&dir.join(META_FILE), &bytes)
+}
+
+fn new_record(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Bundle,
+    layers: &RootfsLayers,
+    source: Option<WorldSource>,
+) -> WorldRecord {
+    let process = bundle.spec.process().as_ref();
+    WorldRecord {
+        schema: RECORD_SCHEMA.to_owned(),
+        id: id.to_owned(),
+        source: source.unwrap_or_else(|| WorldSource::Bundle {
+            path: bundle.path.clone(),
+        }),
+        runtime_root: runtime.root().to_owned(),
+        lower: layers.lowers().to_vec(),
+        upper: UpperLayer {
+            path: layers.upper().to_owned(),
+            owner: match layers {
+                RootfsLayers::Stacked { .. } => UpperOwner::World,
+                RootfsLayers::Adopted { .. } => UpperOwner::Adopted,
+            },
+            kept: true,
+        },
+        mountpoints: bundle
+            .spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().clone())
+            .collect(),
+        command: process.and_then(|p| p.args().clone()).unwrap_or_default(),
+        env: redact_env(&process.and_then(|p| p.env().clone()).unwrap_or_default()),
+        cwd: process
+            .map(|p| p.cwd().clone())
+            .unwrap_or_else(|| "/".into()),
+        created_at: chrono::Utc::now(),
+        started_at: None,
+        ended_at: None,
+        exit: None,
+        diff: None,
+    }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{retry_procfs_race, World};
+use libcgroups::common::CgroupManager;
+
+use super::{cgroup_manager, retry_procfs_race, World};
 use crate::error::{Error, Result};
 use crate::pidfd::PidFd;
 use crate::runtime::Runtime;
@@ -26,7 +28,9 @@ impl World {
         let id = self.id().to_owned();
         let container = &mut self.container;
         retry_procfs_race(|| container.delete(force))
-            .map_err(|e| Error::libcontainer(&id, "delete", e))
+            .map_err(|e| Error::libcontainer(&id, "delete", e))?;
+        // Every process is gone: the upper layer is final.
+        self.finish(None).map(|_| ())
     }
 
     /// A world with its own pid namespace ends when its init does: the
@@ -69,6 +73,12 @@ impl Runtime {
         let world = match self.world(id) {
             Ok(world) => Some(world),
             Err(Error::NotFound { .. }) if force => None,
+            // libcontainer rewrites state.json in place: a create killed
+            // while it wrote leaves it empty.
+            Err(e @ Error::Libcontainer { .. }) if force => {
+                tracing::warn!("{e}; removing what is left of it");
+                None
+            }
             Err(e) => return Err(e),
         };
         let interrupted_create = world.as_ref().is_none_or(|w| w.container.pid().is_none());
@@ -76,16 +86,31 @@ impl Runtime {
             self.kill_orphaned_setup_processes(id);
         }
         match world {
-            Some(world) => world.delete(force),
+            Some(world) => world.delete(force)?,
             None => {
                 let dir = self.world_dir(id);
+                // The cgroup exists once libcontainer wrote its config.
+                if let Ok(config) = libcontainer::config::YoukiConfig::load(&dir) {
+                    cgroup_manager(id, &config.cgroup_path, self.systemd_cgroup(), "delete")?
+                        .remove()
+                        .map_err(|e| Error::Cgroup {
+                            id: id.to_owned(),
+                            operation: "delete",
+                            source: Box::new(e),
+                        })?;
+                }
                 match fs::remove_dir_all(&dir) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(Error::io("cannot remove state dir", dir, e)),
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("cannot remove state dir", dir, e)),
                 }
             }
         }
+        if force && interrupted_create {
+            // The world's process never ran: no record of it is kept.
+            self.store().remove(id)?;
+        }
+        Ok(())
     }
 
     /// A create killed with SIGKILL leaves libcontainer's intermediate and

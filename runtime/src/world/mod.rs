@@ -7,6 +7,7 @@
 mod create;
 mod delete;
 mod exec;
+mod finish;
 pub(crate) mod kill;
 mod pause;
 mod start;
@@ -26,6 +27,7 @@ pub use exec::ExecOptions;
 
 use crate::error::{Error, Result};
 use crate::state::{WorldState, WorldStatus, OCI_VERSION};
+use crate::store::WorldStore;
 
 /// What Substrate keeps beside libcontainer's own `state.json`: facts that
 /// runc's state reports and libcontainer does not store.
@@ -40,11 +42,12 @@ const META_FILE: &str = "substrate.json";
 #[derive(Debug)]
 pub struct World {
     container: Container,
+    store: WorldStore,
 }
 
 impl World {
-    pub(crate) fn from_container(container: Container) -> Self {
-        World { container }
+    pub(crate) fn from_container(container: Container, store: WorldStore) -> Self {
+        World { container, store }
     }
 
     pub fn id(&self) -> &str {

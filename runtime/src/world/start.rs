@@ -12,6 +12,7 @@ impl World {
         let id = self.id().to_owned();
         self.container
             .start()
-            .map_err(|e| Error::libcontainer(&id, "start", e))
+            .map_err(|e| Error::libcontainer(&id, "start", e))?;
+        self.record_start()
     }
 }

@@ -1,0 +1,49 @@
+//! `substrate-cli diff`: what a world added, changed and deleted.
+
+use anyhow::Result;
+use clap::Args;
+use substrate_runtime::fsdiff::{diff_upper, DiffOptions};
+use substrate_runtime::Runtime;
+
+use super::record;
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    world: String,
+    /// The whole diff (entries and summary) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn diff(args: DiffArgs, runtime: &Runtime) -> Result<()> {
+    let record = record(runtime, &args.world)?;
+    // A world that has not finished has no diff.json yet: read its upper
+    // layer as it is now.
+    let diff = if record.diff.is_some() {
+        runtime.store().diff(&record.id)?
+    } else {
+        let options = DiffOptions {
+            exclude: record.mountpoints.clone(),
+            ..DiffOptions::default()
+        };
+        diff_upper(&record.upper.path, &record.lower, &options)?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&diff)?);
+        return Ok(());
+    }
+    for line in diff.docker_lines() {
+        println!("{line}");
+    }
+    if diff.summary.truncated {
+        eprintln!(
+            "(first {} of {} entries; totals A {} C {} D {}; --json for the summary)",
+            diff.summary.entries_kept,
+            diff.summary.added + diff.summary.changed + diff.summary.deleted,
+            diff.summary.added,
+            diff.summary.changed,
+            diff.summary.deleted
+        );
+    }
+    Ok(())
+}

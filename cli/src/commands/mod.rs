@@ -1,0 +1,47 @@
+//! One file per subcommand.
+
+pub mod diff;
+pub mod inspect;
+pub mod ps;
+pub mod rm;
+pub mod run;
+
+use anyhow::{bail, Result};
+use substrate_runtime::{Runtime, WorldRecord, WorldStatus};
+
+/// A world's status as `ps` shows it: the container's while it exists,
+/// else how its record ended.
+pub fn world_status(runtime: &Runtime, record: &WorldRecord) -> String {
+    let live = Runtime::new(&record.runtime_root)
+        .with_store(runtime.store().clone())
+        .world(&record.id);
+    match (live.map(|w| w.status()), record.exit) {
+        (Ok(WorldStatus::Stopped), Some(exit)) | (Err(_), Some(exit)) => exit_text(exit),
+        (Ok(status), _) => status.to_string(),
+        (Err(_), None) if record.ended_at.is_some() => "ended".into(),
+        (Err(_), None) => "lost".into(),
+    }
+}
+
+pub fn exit_text(exit: substrate_runtime::WorldExit) -> String {
+    match exit {
+        substrate_runtime::WorldExit::Code(code) => format!("exited {code}"),
+        substrate_runtime::WorldExit::Signal(signal) => {
+            let name = nix::sys::signal::Signal::try_from(signal)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|_| format!("signal {signal}"));
+            format!("killed {name}")
+        }
+    }
+}
+
+/// The record of `id`, or an error that says the world is unknown.
+pub fn record(runtime: &Runtime, id: &str) -> Result<WorldRecord> {
+    if substrate_runtime::validate_id(id).is_err() || !runtime.store().has_record(id) {
+        bail!(
+            "no such world {id:?} (see `substrate-cli ps`; records are under {})",
+            runtime.store().state_dir().display()
+        );
+    }
+    Ok(runtime.store().record(id)?)
+}

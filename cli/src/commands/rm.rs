@@ -1,0 +1,39 @@
+//! `substrate-cli rm`: remove worlds' records and upper layers.
+
+use anyhow::Result;
+use clap::Args;
+use substrate_runtime::{Runtime, WorldStatus};
+
+use super::record;
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Worlds to remove.
+    #[arg(required = true)]
+    worlds: Vec<String>,
+}
+
+/// Removes each world it can; reports every one it cannot and exits 1 then.
+pub fn rm(args: RmArgs, runtime: &Runtime) -> Result<u8> {
+    let mut failed = false;
+    for id in &args.worlds {
+        if let Err(e) = remove(runtime, id) {
+            eprintln!("substrate-cli: rm {id}: {}", crate::error_chain(&e));
+            failed = true;
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+fn remove(runtime: &Runtime, id: &str) -> Result<()> {
+    let record = record(runtime, id)?;
+    let container_runtime = Runtime::new(&record.runtime_root).with_store(runtime.store().clone());
+    if let Ok(world) = container_runtime.world(id) {
+        match world.status() {
+            WorldStatus::Stopped | WorldStatus::Created => world.delete(true)?,
+            status => anyhow::bail!("world is {status}: stop it first"),
+        }
+    }
+    runtime.store().remove(id)?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `substrate-cli`: run a command in a new world and see what it did.
+
+mod commands;
+mod spec;
+mod summary;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use substrate_runtime::{Runtime, WorldStore, DEFAULT_ROOT};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "substrate-cli",
+    version,
+    about = "Run commands in recorded worlds"
+)]
+struct Cli {
+    /// Runtime state root (substrate-runtime's --root).
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Where world records are kept [default: $SUBSTRATE_STATE_DIR, else /var/lib/substrate].
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Run(commands::run::RunArgs),
+    Ps(commands::ps::PsArgs),
+    Diff(commands::diff::DiffArgs),
+    Inspect(commands::inspect::InspectArgs),
+    Rm(commands::rm::RmArgs),
+}
+
+/// `run`'s own failures exit with this (as `docker run`), so they are told
+/// apart from the command's exit statuses.
+const RUN_FAILED: u8 = 125;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let store = cli
+        .state_dir
+        .map(WorldStore::new)
+        .unwrap_or_else(WorldStore::from_env);
+    let runtime = Runtime::new(cli.root).with_store(store);
+    let (result, failure) = match cli.command {
+        Command::Run(args) => (commands::run::run(args, &runtime), RUN_FAILED),
+        Command::Ps(args) => (commands::ps::ps(args, &runtime).map(|()| 0), 1),
+        Command::Diff(args) => (commands::diff::diff(args, &runtime).map(|()| 0), 1),
+        Command::Inspect(args) => (commands::inspect::inspect(args, &runtime).map(|()| 0), 1),
+        Command::Rm(args) => (commands::rm::rm(args, &runtime), 1),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("substrate-cli: {}", error_chain(&e));
+            ExitCode::from(failure)
+        }
+    }
+}
+
+/// The error and its causes on one line, dropping causes already quoted.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}

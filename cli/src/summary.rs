@@ -1,0 +1,52 @@
+//! The line `run` prints on stderr when the world has ended.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use serde_json::json;
+use substrate_runtime::{WorldExit, WorldRecord};
+
+use crate::commands::exit_text;
+
+/// One human line (coloured on a terminal, plain when piped), or with
+/// `json` one JSON object, for machines.
+pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, json: bool) {
+    let diff = record.diff.as_ref();
+    let (added, changed, deleted) = diff.map_or((0, 0, 0), |d| (d.added, d.changed, d.deleted));
+    if json {
+        let line = json!({
+            "world": record.id,
+            "exit": exit,
+            "status": exit.shell_status(),
+            "duration_ms": elapsed.as_millis() as u64,
+            "diff": diff,
+            "record": record.id,
+        });
+        eprintln!("{line}");
+        return;
+    }
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let paint = |code: &str, text: String| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text
+        }
+    };
+    let status = match exit {
+        WorldExit::Code(0) => paint("32", exit_text(exit)),
+        _ => paint("31", exit_text(exit)),
+    };
+    let files = format!(
+        "{} added, {} changed, {} deleted",
+        paint("32", added.to_string()),
+        paint("33", changed.to_string()),
+        paint("31", deleted.to_string()),
+    );
+    eprintln!(
+        "world {}: {status} in {:.2}s; files: {files} (substrate-cli diff {})",
+        paint("1", record.id.clone()),
+        elapsed.as_secs_f64(),
+        record.id
+    );
+}

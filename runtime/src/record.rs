@@ -1,0 +1,224 @@
+//! The world record: `world.json`, what Substrate keeps about a world after
+//! its container is gone. The schema is documented in `docs/world-record.md`;
+//! readers ignore fields they do not know, writers only add fields within a
+//! schema version.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsdiff::DiffSummary;
+
+pub const RECORD_SCHEMA: &str = "substrate.world/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorldRecord {
+    pub schema: String,
+    pub id: String,
+    /// Where the world's definition came from.
+    pub source: WorldSource,
+    /// The runtime state root (`--root`) that held its container, so its
+    /// live status can be looked up while it exists.
+    pub runtime_root: PathBuf,
+    /// The read-only layers under the world's rootfs, top-most first.
+    pub lower: Vec<PathBuf>,
+    /// The layer that received the world's writes.
+    pub upper: UpperLayer,
+    /// Mount destinations the runtime created in the rootfs; the diff skips
+    /// these directories (their contents belong to the mounted filesystems).
+    #[serde(default)]
+    pub mountpoints: Vec<PathBuf>,
+    pub command: Vec<String>,
+    /// `KEY=value`, with values of secret-looking keys replaced by
+    /// [`REDACTED`].
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How the world's init ended, when whoever waited for it told us.
+    #[serde(default)]
+    pub exit: Option<WorldExit>,
+    /// Totals and tree hash of the fs diff (the entries are in `diff.json`).
+    #[serde(default)]
+    pub diff: Option<DiffSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorldSource {
+    /// An OCI bundle directory.
+    Bundle { path: PathBuf },
+    /// A root filesystem directory, run with Substrate's default spec.
+    Rootfs { path: PathBuf },
+    /// The host's own root filesystem, read-only under the world's upper.
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpperLayer {
+    pub path: PathBuf,
+    /// `world`: Substrate made this upper and may delete it. `adopted`: the
+    /// caller (podman, containerd) owns it; Substrate only reads it.
+    pub owner: UpperOwner,
+    /// False once `rm` or a run without `--keep` has discarded the layer's
+    /// contents (the diff stays).
+    #[serde(default = "yes")]
+    pub kept: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpperOwner {
+    World,
+    Adopted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorldExit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl WorldExit {
+    /// As a shell reports it: the code, or 128 + the signal number.
+    pub fn shell_status(self) -> i32 {
+        match self {
+            WorldExit::Code(code) => code,
+            WorldExit::Signal(signal) => 128 + signal,
+        }
+    }
+}
+
+pub const REDACTED: &str = "<redacted>";
+
+/// Replaces the value of every variable whose name looks like it holds a
+/// secret, so records can be shared without leaking credentials.
+pub fn redact_env(env: &[String]) -> Vec<String> {
+    const SECRET_WORDS: [&str; 8] = [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "apikey",
+        "api_key",
+        "credential",
+        "private_key",
+    ];
+    env.iter()
+        .map(|var| match var.split_once('=') {
+            Some((key, _))
+                if SECRET_WORDS
+                    .iter()
+                    .any(|w| key.to_ascii_lowercase().contains(w)) =>
+            {
+                format!("{key}={REDACTED}")
+            }
+            _ => var.clone(),
+        })
+        .collect()
+}
+
+impl WorldRecord {
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = fs::read(path).map_err(|e| Error::io("cannot read world record", path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Record {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).expect("WorldRecord serializes");
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader, or the file after a crash, is
+/// either the old content or the new, never half of it: a temp file in the
+/// same directory, fsync'd, renamed over the target, then the directory
+/// fsync'd so the rename itself is durable.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_values_are_redacted() {
+        let env: Vec<String> = [
+            "PATH=/bin",
+            "GITHUB_TOKEN=ghp_x",
+            "DB_PASSWORD=hunter2",
+            "OPENAI_API_KEY=sk-1",
+            "AWS_SECRET_ACCESS_KEY=abc",
+            "EMPTY",
+            "HOME=/root",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            redact_env(&env),
+            [
+                "PATH=/bin",
+                "GITHUB_TOKEN=<redacted>",
+                "DB_PASSWORD=<redacted>",
+                "OPENAI_API_KEY=<redacted>",
+                "AWS_SECRET_ACCESS_KEY=<redacted>",
+                "EMPTY",
+                "HOME=/root",
+            ]
+        );
+    }
+
+    #[test]
+    fn exit_statuses_read_like_a_shell() {
+        assert_eq!(WorldExit::Code(3).shell_status(), 3);
+        assert_eq!(WorldExit::Signal(9).shell_status(), 137);
+        assert_eq!(
+            serde_json::to_string(&WorldExit::Signal(9)).unwrap(),
+            r#"{"signal":9}"#
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("world.json");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+}

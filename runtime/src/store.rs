@@ -1,0 +1,143 @@
+//! Where world records live: `<state dir>/worlds/<id>/` holds `world.json`,
+//! `diff.json` and the overlay's `upper/` and `work/` dirs, kept after the
+//! container is gone until `substrate-cli rm`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fsdiff::FsDiff;
+use crate::record::{write_atomic, UpperOwner, WorldRecord};
+
+/// Default state dir; `SUBSTRATE_STATE_DIR` overrides it.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/substrate";
+
+#[derive(Debug, Clone)]
+pub struct WorldStore {
+    dir: PathBuf,
+}
+
+impl WorldStore {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        WorldStore {
+            dir: state_dir.into(),
+        }
+    }
+
+    /// `$SUBSTRATE_STATE_DIR`, or `/var/lib/substrate`.
+    pub fn from_env() -> Self {
+        Self::new(
+            std::env::var_os("SUBSTRATE_STATE_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+        )
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn world_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("worlds").join(id)
+    }
+
+    pub fn upper_dir(&self, id: &str) -> PathBuf {
+        self.world_dir(id).join("upper")
+    }
+
+    pub fn work_dir(&self, id: &str) -> PathBuf {
+        self.world_dir(id).join("work")
+    }
+
+    /// The mount point of a world whose lower is not the bundle's own rootfs
+    /// (the host's `/`): the overlay is mounted here, in the world's private
+    /// mount namespace only.
+    pub fn rootfs_dir(&self, id: &str) -> PathBuf {
+        self.world_dir(id).join("rootfs")
+    }
+
+    pub fn record_path(&self, id: &str) -> PathBuf {
+        self.world_dir(id).join("world.json")
+    }
+
+    pub fn diff_path(&self, id: &str) -> PathBuf {
+        self.world_dir(id).join("diff.json")
+    }
+
+    pub fn has_record(&self, id: &str) -> bool {
+        self.record_path(id).exists()
+    }
+
+    pub fn record(&self, id: &str) -> Result<WorldRecord> {
+        let path = self.record_path(id);
+        if !path.exists() {
+            return Err(Error::NoRecord { id: id.to_owned() });
+        }
+        WorldRecord::load(&path)
+    }
+
+    pub fn save_record(&self, record: &WorldRecord) -> Result<()> {
+        record.save(&self.record_path(&record.id))
+    }
+
+    pub fn diff(&self, id: &str) -> Result<FsDiff> {
+        let path = self.diff_path(id);
+        if !self.has_record(id) {
+            return Err(Error::NoRecord { id: id.to_owned() });
+        }
+        let bytes = fs::read(&path).map_err(|e| Error::io("cannot read world diff", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Record {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    pub(crate) fn save_diff(&self, id: &str, diff: &FsDiff) -> Result<()> {
+        let bytes = serde_json::to_vec(diff).expect("FsDiff serializes");
+        write_atomic(&self.diff_path(id), &bytes)
+    }
+
+    /// Every world with a record, oldest first.
+    pub fn records(&self) -> Result<Vec<WorldRecord>> {
+        let worlds = self.dir.join("worlds");
+        let entries = match fs::read_dir(&worlds) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot read world store", worlds, e)),
+        };
+        let mut records: Vec<WorldRecord> = entries
+            .flatten()
+            .filter_map(|entry| WorldRecord::load(&entry.path().join("world.json")).ok())
+            .collect();
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    /// Deletes the files of a finished world's upper layer (if Substrate
+    /// owns it), keeping record and diff, and notes it in the record.
+    pub fn discard_upper(&self, id: &str) -> Result<()> {
+        let mut record = self.record(id)?;
+        if record.upper.owner == UpperOwner::World {
+            for dir in [self.upper_dir(id), self.work_dir(id), self.rootfs_dir(id)] {
+                remove_dir_if_exists(&dir)?;
+            }
+            record.upper.kept = false;
+            self.save_record(&record)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes everything kept about the world.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        remove_dir_if_exists(&self.world_dir(id))
+    }
+}
+
+pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("cannot remove", dir, e)),
+    }
+}

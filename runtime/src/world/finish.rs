@@ -1,0 +1,78 @@
+//! `finish`: the world's fs diff and the end of its record.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::World;
+use crate::error::{Error, Result};
+use crate::fsdiff::{diff_upper, DiffOptions};
+use crate::record::{UpperOwner, WorldExit, WorldRecord};
+
+impl World {
+    /// Computes the fs diff from the world's upper layer, writes it to
+    /// `diff.json`, and completes `world.json` with the end time, the diff
+    /// summary and `exit` when the caller waited for the init and knows it.
+    /// Run once the init has exited (a world killed with SIGKILL included);
+    /// later calls return the record as it is unless they bring the exit.
+    pub fn finish(&self, exit: Option<WorldExit>) -> Result<Option<WorldRecord>> {
+        let id = self.id();
+        if !self.store.has_record(id) {
+            // Created before worlds had records, or its record was removed.
+            return Ok(None);
+        }
+        let mut record = self.store.record(id)?;
+        if record.diff.is_some() && (exit.is_none() || record.exit.is_some()) {
+            return Ok(Some(record));
+        }
+        if !record.upper.path.exists() {
+            match record.upper.owner {
+                // Made at create right after the record: a create killed in
+                // between. Nothing was written, so the diff is empty.
+                UpperOwner::World => fs::create_dir_all(&record.upper.path)
+                    .map_err(|e| Error::io("cannot create upper dir", &record.upper.path, e))?,
+                // Its owner removed it before we could read it.
+                UpperOwner::Adopted => {
+                    tracing::warn!(
+                        "world {id}: adopted upper {} is gone; no diff recorded",
+                        record.upper.path.display()
+                    );
+                    record.ended_at.get_or_insert_with(chrono::Utc::now);
+                    record.exit = exit.or(record.exit);
+                    self.store.save_record(&record)?;
+                    return Ok(Some(record));
+                }
+            }
+        }
+        if record.diff.is_none() {
+            let options = DiffOptions {
+                exclude: record.mountpoints.clone(),
+                ..DiffOptions::default()
+            };
+            let lowers: Vec<PathBuf> = record.lower.clone();
+            let diff = diff_upper(&record.upper.path, &lowers, &options).map_err(|source| {
+                Error::Diff {
+                    id: id.to_owned(),
+                    source,
+                }
+            })?;
+            self.store.save_diff(id, &diff)?;
+            record.diff = Some(diff.summary);
+            record.ended_at = Some(chrono::Utc::now());
+        }
+        if exit.is_some() {
+            record.exit = exit;
+        }
+        self.store.save_record(&record)?;
+        Ok(Some(record))
+    }
+
+    /// Marks the record started (`start` calls it).
+    pub(crate) fn record_start(&self) -> Result<()> {
+        if !self.store.has_record(self.id()) {
+            return Ok(());
+        }
+        let mut record = self.store.record(self.id())?;
+        record.started_at = Some(chrono::Utc::now());
+        self.store.save_record(&record)
+    }
+}
