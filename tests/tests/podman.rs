@@ -2,6 +2,7 @@
 //! locally built busybox image, with podman's storage in a temp dir so the
 //! test touches nothing of the host's podman.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -17,13 +18,21 @@ struct Podman {
 
 impl Podman {
     fn new() -> Self {
-        let podman = Podman {
-            dir: tempfile::Builder::new()
-                .prefix("substrate-podman-")
-                .tempdir()
-                .unwrap(),
-            runtime: bin("substrate-runtime"),
-        };
+        let dir = tempfile::Builder::new()
+            .prefix("substrate-podman-")
+            .tempdir()
+            .unwrap();
+        // podman does not pass its environment down to the OCI runtime, so
+        // the test's world store is set by a wrapper, as an operator would.
+        let runtime = dir.path().join("substrate-runtime");
+        let wrapper = format!(
+            "#!/bin/sh\nSUBSTRATE_STATE_DIR={} exec {} \"$@\"\n",
+            dir.path().join("state").display(),
+            bin("substrate-runtime").display()
+        );
+        std::fs::write(&runtime, wrapper).unwrap();
+        std::fs::set_permissions(&runtime, PermissionsExt::from_mode(0o755)).unwrap();
+        let podman = Podman { dir, runtime };
         let out = podman.run(&[
             "load",
             "--input",
@@ -47,7 +56,7 @@ impl Podman {
             .arg("--tmpdir")
             .arg(d.join("tmp"))
             .arg("--storage-driver")
-            .arg("vfs")
+            .arg("overlay")
             .arg("--cgroup-manager")
             .arg("cgroupfs")
             .arg("--events-backend")
@@ -167,7 +176,25 @@ fn podman_runs_execs_into_and_removes_containers() {
         .starts_with("paused"));
     podman.ok(&["unpause", &name]);
 
+    let container_id = podman
+        .ok(&["inspect", "--format", "{{.Id}}", &name])
+        .trim()
+        .to_owned();
     podman.ok(&["rm", "--force", "--time", "0", &name]);
+    // podman's rootfs is its own overlay: the world adopted its upper layer
+    // (`podman diff` keeps working) and recorded the diff at delete.
+    let record_path = podman
+        .dir
+        .path()
+        .join("state/worlds")
+        .join(&container_id)
+        .join("world.json");
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&record_path).unwrap_or_else(|e| panic!("{}: {e}", record_path.display())),
+    )
+    .unwrap();
+    assert_eq!(record["upper"]["owner"], "adopted", "{record}");
+    assert!(record["diff"].is_object(), "{record}");
     assert_eq!(
         podman.ok(&["ps", "--all", "--quiet"]).trim(),
         "",
