@@ -644,7 +644,7 @@ fn ten_thousand_files_truncated_with_exact_totals() {
     assert_eq!(all.entries.len(), 10_002);
     assert!(!all.summary.truncated);
     let mut sorted = all.entries.clone();
-    sorted.sort_by(|a, b| a.path_os().cmp(&b.path_os()));
+    sorted.sort_by_key(|e| e.path_os());
     assert_eq!(sorted, all.entries, "entries are in path order");
 
     let some = ov.diff_with(&DiffOptions {
@@ -881,4 +881,70 @@ fn entry_json_shape() {
     assert_eq!(s["entries_kept"], 1);
     assert_eq!(s["truncated"], false);
     assert_eq!(diff.entries[0].change, Change::Changed);
+}
+
+#[test]
+fn userxattr_mount() {
+    // Rootless overlays (userxattr) keep their marks in user.overlay.*.
+    let mut ov = Overlay::new();
+    put(ov.lower(), "opt/tool/a", b"a\n");
+    put(ov.lower(), "opt/tool/b", b"b\n");
+    put(ov.lower(), "etc/motd", b"hello\n");
+    ov.mount("userxattr");
+    ov.sh("rm -r opt/tool; mkdir opt/tool; echo a > opt/tool/a; rm etc/motd");
+    assert!(has_xattr(
+        &ov.upper().join("opt/tool"),
+        "user.overlay.opaque"
+    ));
+    let diff = ov.diff();
+    assert_eq!(
+        show(&diff),
+        [
+            "D /etc/motd file",
+            "C /opt/tool dir",
+            "C /opt/tool/a file meta",
+            "D /opt/tool/b file",
+        ]
+    );
+}
+
+#[test]
+fn xattr_whiteouts() {
+    // A zero-size file with overlay.whiteout in a directory marked
+    // overlay.opaque=x is a whiteout; the directory is not opaque.
+    let ov = Overlay::new();
+    let (lower, upper) = (ov.lower().to_path_buf(), ov.upper());
+    put(&lower, "etc/a", b"a");
+    put(&lower, "etc/b", b"b");
+    put(&upper, "etc/a", b"");
+    put(&upper, "etc/empty", b"");
+    let set = |path: PathBuf, name: &str, value: &[u8]| {
+        rustix::fs::setxattr(path, name, value, rustix::fs::XattrFlags::empty()).unwrap()
+    };
+    set(upper.join("etc"), "trusted.overlay.opaque", b"x");
+    set(upper.join("etc/a"), "trusted.overlay.whiteout", b"");
+    let diff = diff_upper(&upper, &[lower], &DiffOptions::default()).unwrap();
+    assert_eq!(show(&diff), ["D /etc/a file", "A /etc/empty file"]);
+}
+
+#[test]
+fn mount_inside_upper_is_an_error() {
+    let ov = Overlay::new();
+    let inner = ov.upper().join("mnt");
+    fs::create_dir(&inner).unwrap();
+    mount(
+        Some(ov.lower()),
+        &inner,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let result = diff_upper(&ov.upper(), &[], &DiffOptions::default());
+    umount2(&inner, MntFlags::MNT_DETACH).unwrap();
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("mount point") && err.contains("/upper/mnt"),
+        "{err}"
+    );
 }

@@ -360,7 +360,7 @@ fn cli_run_json_summary_bundle_and_rootfs_worlds() {
 fn cli_exit_statuses_signals_and_ctrl_c() {
     let rt = Runtime::new();
     let killed = unique_id("clikill");
-    let mut child = rt
+    let child = rt
         .cli(&[
             "run",
             "--name",

@@ -178,29 +178,64 @@ struct Timing {
     diff: FsDiff,
 }
 
-fn measure(lower: Lower, n: usize) -> Result<Timing> {
-    let mut scene = Scene::new(lower)?;
-    write_changes(&scene.merged(), n)?;
-    scene.unmount()?;
-    let upper = scene.upper();
-    let lowers = [scene.lower.clone()];
+/// Builds both overlays for `n`, then times their diffs alternately (after a
+/// warm-up of each), so that both see the same machine.
+fn measure(n: usize) -> Result<(Timing, Timing)> {
+    let mut scenes = Vec::new();
+    for lower in [Lower::Host, Lower::Empty] {
+        let mut scene = Scene::new(lower).with_context(|| lower.name())?;
+        write_changes(&scene.merged(), n).with_context(|| lower.name())?;
+        scene.unmount()?;
+        scenes.push(scene);
+    }
     let options = DiffOptions::default();
-    let diff = diff_upper(&upper, &lowers, &options)?; // warm-up
-    let mut times = Vec::with_capacity(RUNS);
+    let diff_of =
+        |scene: &Scene| diff_upper(&scene.upper(), std::slice::from_ref(&scene.lower), &options);
+    let diffs = [diff_of(&scenes[0])?, diff_of(&scenes[1])?];
+    let mut times = [Vec::new(), Vec::new()];
     for _ in 0..RUNS {
-        let start = Instant::now();
-        let again = diff_upper(&upper, &lowers, &options)?;
-        times.push(start.elapsed());
-        if again.summary != diff.summary {
-            bail!("two diffs of the same upper differ");
+        for (i, scene) in scenes.iter().enumerate() {
+            let start = Instant::now();
+            let again = diff_of(scene)?;
+            times[i].push(start.elapsed());
+            if again.summary != diffs[i].summary {
+                bail!("two diffs of the same upper differ");
+            }
         }
     }
-    times.sort();
-    Ok(Timing {
+    let [host, empty] = diffs;
+    let [mut host_times, mut empty_times] = times;
+    host_times.sort();
+    empty_times.sort();
+    let timing = |times: Vec<Duration>, diff| Timing {
         median: times[RUNS / 2],
         min: times[0],
         diff,
-    })
+    };
+    Ok((timing(host_times, host), timing(empty_times, empty)))
+}
+
+/// How many cores' worth of CPU this machine gives two busy threads right
+/// now (a shared host may give fewer than it has).
+fn effective_parallelism() -> f64 {
+    fn spin() -> Duration {
+        let start = Instant::now();
+        let mut x = 0u64;
+        for i in 0..200_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        std::hint::black_box(x);
+        start.elapsed()
+    }
+    let one = spin();
+    let two = std::thread::scope(|s| {
+        let start = Instant::now();
+        let a = s.spawn(spin);
+        let b = s.spawn(spin);
+        let _ = (a.join(), b.join());
+        start.elapsed()
+    });
+    2.0 * one.as_secs_f64() / two.as_secs_f64()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -251,7 +286,11 @@ fn main() -> Result<()> {
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "fsdiff: diff_upper over an overlay's upper dir; median (min) of {RUNS} runs after a warm-up; {cores} cores"
+        "fsdiff: diff_upper over an overlay's upper dir; median (min) of {RUNS} runs after a warm-up"
+    );
+    println!(
+        "cpu: {cores} cores; two busy threads get {:.1} cores' worth right now",
+        effective_parallelism()
     );
     println!(
         "changes: N files of 100 B ({FILES_PER_DIR} per new dir, up to {IN_EXISTING_DIRS} in existing dirs), \
@@ -265,10 +304,7 @@ fn main() -> Result<()> {
     println!("{}", "-".repeat(94));
     let mut goal_met = true;
     for &n in &sizes {
-        let host =
-            measure(Lower::Host, n).with_context(|| format!("{} N={n}", Lower::Host.name()))?;
-        let empty =
-            measure(Lower::Empty, n).with_context(|| format!("{} N={n}", Lower::Empty.name()))?;
+        let (host, empty) = measure(n).with_context(|| format!("N={n}"))?;
         let s = &host.diff.summary;
         println!(
             "{:>8} | {:>8} | {:>8.1} ({:>7.1}) | {:>8.1} ({:>7.1}) | {:>10.2} | {:>13.2}",

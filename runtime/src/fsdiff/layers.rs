@@ -115,16 +115,17 @@ pub(super) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Owned
     )?)
 }
 
-/// Opens a regular file below `dir` for reading, refusing symlinks; the
-/// non-blocking flag keeps a file swapped for a fifo from hanging the diff.
-/// (No `O_NOATIME`: measured, it made each open several times slower here.)
+/// Opens a regular file below `dir` for reading, refusing symlinks. The
+/// non-blocking flag keeps a file swapped for a fifo from hanging the diff;
+/// `O_NOATIME` keeps the diff from writing access times into the layers it
+/// reads (it needs ownership or CAP_FOWNER, hence the retry without it).
 pub(super) fn open_file_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Mode::empty(),
-    )?)
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?),
+        other => Ok(other?),
+    }
 }
 
 /// `fstat` of an open file.

@@ -1,7 +1,8 @@
 //! The walk of the upper layer: depth first, names in byte order, so entries
 //! come out in path order. Directories are resolved here, one at a time;
-//! everything else is queued in batches that the worker threads resolve in
-//! parallel, and the results are handed to the sink in queue order.
+//! everything else is queued in batches that rayon's workers resolve in
+//! parallel while the walk goes on, and the results are handed to the sink
+//! in queue order.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -98,7 +99,6 @@ pub(super) fn diff(
         };
         walker.start()?;
         walker.run(&mut emit)?;
-        drop(emit);
         drop(to_resolve);
         for resolved in results {
             take(resolved)?;
