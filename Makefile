@@ -43,6 +43,7 @@ test: build
 
 bench: release
 	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh
+	$(CARGO) run --release -q -p substrate-bench-fsdiff
 
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime

@@ -301,6 +301,8 @@ declare -A RT=([substrate]=$substrate [runc]=$runc)
 [ -n "$crun" ] && RT[crun]=$crun
 
 BENCH_TMP=$(mktemp -d /tmp/substrate-bench.XXXXXX)
+# World records (diffs, uppers) go to the temp dir too, not /var/lib/substrate.
+export SUBSTRATE_STATE_DIR=$BENCH_TMP/worlds
 BENCH_PREFIX=sbench$$-
 INITIAL_V2=$(cat "$CG/unified/cgroup.controllers" 2>/dev/null || true)
 ON_V2=() # controllers on cgroup2 now, to find there again at the end

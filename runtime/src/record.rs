@@ -141,24 +141,32 @@ impl WorldRecord {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("WorldRecord serializes");
-        write_atomic(path, &bytes)
+        write_replacing(path, &bytes, true)
     }
 }
 
 /// Writes `bytes` to `path` so that a reader, or the file after a crash, is
-/// either the old content or the new, never half of it: a temp file in the
-/// same directory, fsync'd, renamed over the target, then the directory
-/// fsync'd so the rename itself is durable.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// either the old content or the new, never part of one: a temp file in the
+/// same directory, renamed over the target. With `durable`, the temp file is
+/// fsync'd before the rename (else a crash can leave the new name on an
+/// empty file), and the directory after it when the name is new (else the
+/// file itself can vanish in a crash).
+pub(crate) fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
+        let existed = durable && path.exists();
         let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        if durable && !existed {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -212,8 +220,8 @@ mod tests {
     fn atomic_write_replaces_whole_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("world.json");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
+        write_replacing(&path, b"first", true).unwrap();
+        write_replacing(&path, b"second", true).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fsdiff::FsDiff;
-use crate::record::{write_atomic, UpperOwner, WorldRecord};
+use crate::record::{write_replacing, UpperOwner, WorldRecord};
 
 /// Default state dir; `SUBSTRATE_STATE_DIR` overrides it.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/substrate";
@@ -95,7 +95,7 @@ impl WorldStore {
 
     pub(crate) fn save_diff(&self, id: &str, diff: &FsDiff) -> Result<()> {
         let bytes = serde_json::to_vec(diff).expect("FsDiff serializes");
-        write_atomic(&self.diff_path(id), &bytes)
+        write_replacing(&self.diff_path(id), &bytes, true)
     }
 
     /// Every world with a record, oldest first.

@@ -57,6 +57,7 @@ fn a_world_writes_to_its_upper_never_to_the_bundle() {
     assert_eq!(record["source"]["kind"], "bundle");
     assert_eq!(record["upper"]["owner"], "world");
     assert_eq!(record["exit"], serde_json::json!({"code": 0}));
+    assert!(record["started_at"].is_string() && record["ended_at"].is_string(), "{record}");
     assert_eq!(record["diff"]["added"], 1, "{record}");
     assert_eq!(record["diff"]["deleted"], 1, "{record}");
     assert_eq!(record["diff"]["changed"], 1, "{record}");

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 
-use super::{World, WorldMeta, META_FILE};
+use super::{World, WorldMeta};
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::overlay::{self, RootfsLayers};
 use crate::record::{
-    redact_env, write_atomic, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA,
+    redact_env, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA,
 };
 use crate::runtime::{validate_id, Runtime};
 
@@ -61,6 +61,7 @@ impl Runtime {
         let meta = WorldMeta {
             rootfs: bundle.rootfs(),
             cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id),
+            started_at: None,
         };
         let layers = self.rootfs_layers(id, &bundle);
         let record = new_record(self, id, &bundle, &layers, options.source.take());
@@ -86,7 +87,7 @@ impl Runtime {
         match built {
             Ok(container) => {
                 let world = World::from_container(container, store.clone());
-                write_meta(&dir, &meta).map_err(|e| self.discard(id, &dir, e))?;
+                super::save_meta(&dir, &meta).map_err(|e| self.discard(id, &dir, e))?;
                 Ok(world)
             }
             Err(e) => Err(self.discard(id, &dir, e)),
@@ -181,11 +182,6 @@ impl Runtime {
             },
         }
     }
-}
-
-fn write_meta(dir: &Path, meta: &WorldMeta) -> Result<()> {
-    let bytes = serde_json::to_vec(meta).expect("WorldMeta serializes");
-    write_atomic(&dir.join(META_FILE), &bytes)
 }
 
 fn new_record(

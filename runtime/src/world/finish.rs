@@ -57,6 +57,9 @@ impl World {
             })?;
             self.store.save_diff(id, &diff)?;
             record.diff = Some(diff.summary);
+            if let Some(started_at) = self.meta().and_then(|m| m.started_at) {
+                record.started_at = Some(started_at);
+            }
             record.ended_at = Some(chrono::Utc::now());
         }
         if exit.is_some() {
@@ -66,13 +69,15 @@ impl World {
         Ok(Some(record))
     }
 
-    /// Marks the record started (`start` calls it).
-    pub(crate) fn record_start(&self) -> Result<()> {
-        if !self.store.has_record(self.id()) {
-            return Ok(());
+    /// Notes when the world started (`start` calls it); `finish` moves it
+    /// into the record.
+    pub(crate) fn note_start(&self) -> Result<()> {
+        match self.meta() {
+            Some(mut meta) => {
+                meta.started_at = Some(chrono::Utc::now());
+                self.save_meta(&meta)
+            }
+            None => Ok(()),
         }
-        let mut record = self.store.record(self.id())?;
-        record.started_at = Some(chrono::Utc::now());
-        self.store.save_record(&record)
     }
 }

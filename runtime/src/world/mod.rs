@@ -35,6 +35,10 @@ use crate::store::WorldStore;
 struct WorldMeta {
     rootfs: PathBuf,
     cgroup_path: PathBuf,
+    /// When `start` ran; moved into the world record by `finish`, so that
+    /// starting a world costs no durable write.
+    #[serde(default)]
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 const META_FILE: &str = "substrate.json";
@@ -89,6 +93,12 @@ impl World {
             annotations: state.annotations.clone().filter(|a| !a.is_empty()),
             owner: String::new(),
         }
+    }
+
+    /// Runtime state, like libcontainer's own state.json: replaced whole
+    /// (temp file + rename) but not fsync'd, since it lives in `/run`.
+    fn save_meta(&self, meta: &WorldMeta) -> Result<()> {
+        save_meta(self.state_dir(), meta)
     }
 
     fn meta(&self) -> Option<WorldMeta> {
@@ -148,6 +158,11 @@ pub(crate) fn retry_procfs_race<T>(
         Err(LibcontainerError::Procfs(_)) => operation(),
         other => other,
     }
+}
+
+fn save_meta(dir: &Path, meta: &WorldMeta) -> Result<()> {
+    let bytes = serde_json::to_vec(meta).expect("WorldMeta serializes");
+    crate::record::write_replacing(&dir.join(META_FILE), &bytes, false)
 }
 
 pub(crate) fn cgroup_manager(

@@ -13,6 +13,6 @@ impl World {
         self.container
             .start()
             .map_err(|e| Error::libcontainer(&id, "start", e))?;
-        self.record_start()
+        self.note_start()
     }
 }
