@@ -98,9 +98,22 @@ impl Runtime {
     }
 }
 
-/// Loading refreshes the status; see [`retry_procfs_race`].
+/// Loads libcontainer's state. Loading refreshes the status (see
+/// [`retry_procfs_race`]); and libcontainer rewrites `state.json` in place
+/// (truncate, then write), so a reader racing a writer (`state` while `start`
+/// runs) can find it empty: that is retried for a few milliseconds. A file
+/// still unreadable after that is reported.
 fn load_container(dir: PathBuf) -> Result<Container, LibcontainerError> {
-    retry_procfs_race(|| Container::load(dir.clone()))
+    let mut attempts = 0;
+    loop {
+        match retry_procfs_race(|| Container::load(dir.clone())) {
+            Err(LibcontainerError::State(_)) if attempts < 10 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Container ids follow runc's rule (`^[\w+\-.]+$`, not `.` or `..`), since
