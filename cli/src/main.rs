@@ -57,24 +57,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("substrate-cli: {}", error_chain(&e));
+            eprintln!("substrate-cli: {}", substrate_runtime::one_line(e.as_ref()));
             ExitCode::from(failure)
         }
     }
-}
-
-/// The error and its causes on one line, dropping causes already quoted.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }

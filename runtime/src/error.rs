@@ -136,3 +136,22 @@ impl Error {
         matches!(self, Error::NotFound { .. })
     }
 }
+
+/// An error and its causes on one line (`a: b: c`), dropping a cause whose
+/// text the line already holds: libcontainer's messages often quote their
+/// source, and a user should read each fact once.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
+}

@@ -29,7 +29,7 @@ mod store;
 mod world;
 
 pub use bundle::Bundle;
-pub use error::{Error, Result};
+pub use error::{one_line, Error, Result};
 pub use overlay::LOWER_ANNOTATION;
 pub use record::{WorldExit, WorldRecord, WorldSource};
 pub use runtime::{validate_id, Runtime, DEFAULT_ROOT};

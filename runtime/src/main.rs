@@ -64,7 +64,7 @@ fn main() -> ExitCode {
 /// the same message as a runc-shaped `error` entry there, which containerd's
 /// runc shim reads to say why a call failed. Exit status 1, as runc.
 fn fatal(e: &anyhow::Error, logs_elsewhere: bool) -> ExitCode {
-    let message = commands::error_chain(e);
+    let message = substrate_runtime::one_line(e.as_ref());
     if logs_elsewhere {
         tracing::error!("{message}");
     }

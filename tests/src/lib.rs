@@ -244,6 +244,14 @@ impl Runtime {
         });
     }
 
+    /// Waits until `id` exists and runs (it may be created by another
+    /// process, such as `substrate-cli run`).
+    pub fn wait_running(&self, id: &str) {
+        wait_until(&format!("{id} to run"), || {
+            self.run(&["state", id]).status.success() && self.status(id) == "running"
+        });
+    }
+
     pub fn pid(&self, id: &str) -> i32 {
         self.state(id)["pid"].as_i64().expect("pid") as i32
     }

@@ -132,9 +132,7 @@ fn run_forwards_signals_to_the_init() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the world to run", || {
-        rt.run(&["state", &id]).status.success() && rt.status(&id) == "running"
-    });
+    rt.wait_running(&id);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -57,7 +57,10 @@ fn a_world_writes_to_its_upper_never_to_the_bundle() {
     assert_eq!(record["source"]["kind"], "bundle");
     assert_eq!(record["upper"]["owner"], "world");
     assert_eq!(record["exit"], serde_json::json!({"code": 0}));
-    assert!(record["started_at"].is_string() && record["ended_at"].is_string(), "{record}");
+    assert!(
+        record["started_at"].is_string() && record["ended_at"].is_string(),
+        "{record}"
+    );
     assert_eq!(record["diff"]["added"], 1, "{record}");
     assert_eq!(record["diff"]["deleted"], 1, "{record}");
     assert_eq!(record["diff"]["changed"], 1, "{record}");
@@ -375,9 +378,7 @@ fn cli_exit_statuses_signals_and_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("the world to run", || {
-        rt.run(&["state", &killed]).status.success() && rt.status(&killed) == "running"
-    });
+    rt.wait_running(&killed);
     let pid = rt.pid(&killed);
     wait_until("the write", || {
         fs::metadata(format!("/proc/{pid}/root/var/tmp/k")).is_ok()
@@ -408,9 +409,7 @@ fn cli_exit_statuses_signals_and_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("the world to run", || {
-        rt.run(&["state", &interrupted]).status.success() && rt.status(&interrupted) == "running"
-    });
+    rt.wait_running(&interrupted);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -438,9 +437,7 @@ fn cli_exit_statuses_signals_and_ctrl_c() {
         ])
         .spawn()
         .unwrap();
-    wait_until("the world to run", || {
-        rt.run(&["state", &handled]).status.success() && rt.status(&handled) == "running"
-    });
+    rt.wait_running(&handled);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -18,7 +18,10 @@ pub fn rm(args: RmArgs, runtime: &Runtime) -> Result<u8> {
     let mut failed = false;
     for id in &args.worlds {
         if let Err(e) = remove(runtime, id) {
-            eprintln!("substrate-cli: rm {id}: {}", crate::error_chain(&e));
+            eprintln!(
+                "substrate-cli: rm {id}: {}",
+                substrate_runtime::one_line(e.as_ref())
+            );
             failed = true;
         }
     }

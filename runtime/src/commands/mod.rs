@@ -48,20 +48,3 @@ pub fn run(command: Command, runtime: &Runtime) -> Result<u8> {
         },
     }
 }
-
-/// The error and its causes on one line, dropping a cause whose text the
-/// line already holds (libcontainer's messages often embed their source).
-pub fn error_chain(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}

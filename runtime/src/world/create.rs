@@ -11,9 +11,7 @@ use super::{World, WorldMeta};
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::overlay::{self, RootfsLayers};
-use crate::record::{
-    redact_env, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA,
-};
+use crate::record::{redact_env, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA};
 use crate::runtime::{validate_id, Runtime};
 
 /// Standard streams for a world's process; `None` inherits the caller's.
@@ -22,6 +20,21 @@ pub struct Stdio {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    pub(crate) fn apply(self, mut builder: ContainerBuilder) -> ContainerBuilder {
+        if let Some(fd) = self.stdin {
+            builder = builder.with_stdin(fd);
+        }
+        if let Some(fd) = self.stdout {
+            builder = builder.with_stdout(fd);
+        }
+        if let Some(fd) = self.stderr {
+            builder = builder.with_stderr(fd);
+        }
+        builder
+    }
 }
 
 #[derive(Debug, Default)]
@@ -133,23 +146,15 @@ impl Runtime {
             stdio,
             source: _,
         } = options;
-        let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
+        let builder = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
             .with_root_path(self.root())
             .map_err(lc)?
             .with_pid_file(pid_file.as_ref())
             .map_err(lc)?
             .with_console_socket(console_socket.as_ref())
             .with_preserved_fds(preserve_fds);
-        if let Some(fd) = stdio.stdin {
-            builder = builder.with_stdin(fd);
-        }
-        if let Some(fd) = stdio.stdout {
-            builder = builder.with_stdout(fd);
-        }
-        if let Some(fd) = stdio.stderr {
-            builder = builder.with_stderr(fd);
-        }
-        builder
+        stdio
+            .apply(builder)
             .as_init(&bundle.path)
             .with_systemd(self.systemd_cgroup())
             .with_detach(detach)

@@ -82,23 +82,15 @@ impl World {
             stdio,
             ..
         } = options;
-        let mut builder = ContainerBuilder::new(id.clone(), SyscallType::Linux)
+        let builder = ContainerBuilder::new(id.clone(), SyscallType::Linux)
             .with_root_path(runtime.root())
             .map_err(lc)?
             .with_console_socket(console_socket.as_ref())
             .with_pid_file(pid_file.as_ref())
             .map_err(lc)?
             .with_preserved_fds(preserve_fds);
-        if let Some(fd) = stdio.stdin {
-            builder = builder.with_stdin(fd);
-        }
-        if let Some(fd) = stdio.stdout {
-            builder = builder.with_stdout(fd);
-        }
-        if let Some(fd) = stdio.stderr {
-            builder = builder.with_stderr(fd);
-        }
-        builder
+        stdio
+            .apply(builder)
             .as_tenant()
             .with_detach(detach)
             .with_cwd(cwd.as_ref())
