@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsdiff::DiffSummary;
+use crate::fsdiff::{DiffOptions, DiffSummary};
 
 pub const RECORD_SCHEMA: &str = "substrate.world/v1";
 
@@ -130,7 +130,25 @@ pub fn redact_env(env: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Environment variables that size a world's diff (see `DiffOptions`).
+pub const DIFF_MAX_ENTRIES_ENV: &str = "SUBSTRATE_DIFF_MAX_ENTRIES";
+pub const DIFF_HASH_MAX_BYTES_ENV: &str = "SUBSTRATE_DIFF_HASH_MAX_BYTES";
+
 impl WorldRecord {
+    /// How this world's diff is taken: the runtime's mount points left out,
+    /// and the entry and hash limits from the environment when set.
+    pub fn diff_options(&self) -> DiffOptions {
+        let from_env = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse().ok());
+        let defaults = DiffOptions::default();
+        DiffOptions {
+            max_entries: from_env(DIFF_MAX_ENTRIES_ENV)
+                .map(|n: u64| n as usize)
+                .unwrap_or(defaults.max_entries),
+            hash_max_bytes: from_env(DIFF_HASH_MAX_BYTES_ENV).unwrap_or(defaults.hash_max_bytes),
+            exclude: self.mountpoints.clone(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = fs::read(path).map_err(|e| Error::io("cannot read world record", path, e))?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Record {

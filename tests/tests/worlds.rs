@@ -520,3 +520,37 @@ fn cli_ps_inspect_diff_rm_and_unknown_worlds() {
         "nothing left mounted"
     );
 }
+
+#[test]
+fn huge_diffs_keep_the_first_entries_and_exact_totals() {
+    let rt = Runtime::new();
+    let name = unique_id("huge");
+    let out = rt
+        .cli(&[
+            "run",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "mkdir /var/tmp/many && cd /var/tmp/many && for i in $(seq 20); do echo $i > f$i; done",
+        ])
+        .env("SUBSTRATE_DIFF_MAX_ENTRIES", "5")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = &rt.record(&name)["diff"];
+    assert_eq!(summary["added"], 21, "the dir and 20 files: {summary}");
+    assert_eq!(summary["entries_kept"], 5);
+    assert_eq!(summary["truncated"], true);
+    let diff = rt.cli(&["diff", &name]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&diff.stdout).lines().count(), 5);
+    assert!(
+        String::from_utf8_lossy(&diff.stderr).contains("first 5 of 21 entries"),
+        "{diff:?}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use substrate_runtime::fsdiff::{diff_upper, DiffOptions};
+use substrate_runtime::fsdiff::diff_upper;
 use substrate_runtime::Runtime;
 
 use super::record;
@@ -22,11 +22,7 @@ pub fn diff(args: DiffArgs, runtime: &Runtime) -> Result<()> {
     let diff = if record.diff.is_some() {
         runtime.store().diff(&record.id)?
     } else {
-        let options = DiffOptions {
-            exclude: record.mountpoints.clone(),
-            ..DiffOptions::default()
-        };
-        diff_upper(&record.upper.path, &record.lower, &options)?
+        diff_upper(&record.upper.path, &record.lower, &record.diff_options())?
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&diff)?);

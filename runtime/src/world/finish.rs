@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::World;
 use crate::error::{Error, Result};
-use crate::fsdiff::{diff_upper, DiffOptions};
+use crate::fsdiff::diff_upper;
 use crate::record::{UpperOwner, WorldExit, WorldRecord};
 
 impl World {
@@ -44,10 +44,7 @@ impl World {
             }
         }
         if record.diff.is_none() {
-            let options = DiffOptions {
-                exclude: record.mountpoints.clone(),
-                ..DiffOptions::default()
-            };
+            let options = record.diff_options();
             let lowers: Vec<PathBuf> = record.lower.clone();
             let diff = diff_upper(&record.upper.path, &lowers, &options).map_err(|source| {
                 Error::Diff {
