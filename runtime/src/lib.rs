@@ -22,6 +22,7 @@ pub mod foreground;
 pub mod fsdiff;
 mod overlay;
 mod pidfd;
+pub mod procevents;
 pub mod record;
 mod runtime;
 mod state;

@@ -1,0 +1,326 @@
+//! The proc connector on the real kernel: fork, exec and exit of a process
+//! tree, static binaries included. Every test has its own subscription and
+//! follows only its own tree, so tests run in parallel with each other and
+//! with whatever else the machine runs.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use substrate_runtime::procevents::{
+    ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange,
+};
+
+/// What one tree did, in the order the kernel reported it.
+#[derive(Debug, Default)]
+struct Record {
+    changes: Vec<(TreeChange, ProcEvent)>,
+    lost: bool,
+}
+
+impl Record {
+    fn joined(&self) -> Vec<(i32, i32)> {
+        self.changes
+            .iter()
+            .filter_map(|(c, _)| match *c {
+                TreeChange::Joined { tgid, parent_tgid } => Some((tgid, parent_tgid)),
+                _ => None,
+            })
+            .collect()
+    }
+    fn execs(&self) -> Vec<i32> {
+        self.changes
+            .iter()
+            .filter_map(|(c, _)| match *c {
+                TreeChange::Exec { tgid } => Some(tgid),
+                _ => None,
+            })
+            .collect()
+    }
+    fn left(&self, tgid: i32) -> Option<std::process::ExitStatus> {
+        self.changes.iter().find_map(|(c, _)| match *c {
+            TreeChange::Left { tgid: t, status } if t == tgid => Some(status),
+            _ => None,
+        })
+    }
+}
+
+/// Spawns `argv` and follows its tree until every member has left.
+fn follow(events: &mut ProcEvents, argv: &[&str]) -> (Record, ProcessTree, Child) {
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .spawn()
+        .expect("spawn");
+    let mut tree = ProcessTree::new(child.id() as i32);
+    let mut record = Record::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tree.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || (record.lost && child.try_wait().unwrap().is_some()) {
+            // With events lost the tree may never empty; stop at init's reaping.
+            break;
+        }
+        let batch = match events.next_events(Some(left.min(Duration::from_millis(500)))) {
+            Ok(batch) => batch,
+            Err(e) if e.is_recoverable() => panic!("recoverable but unexpected: {e}"),
+            Err(e) => panic!("{e}"),
+        };
+        for item in batch {
+            match item {
+                Received::Event(e) => {
+                    if let Some(change) = tree.apply(&e) {
+                        record.changes.push((change, e));
+                    }
+                }
+                Received::Lost => {
+                    tree.note_lost();
+                    record.lost = true;
+                }
+            }
+        }
+    }
+    assert!(
+        tree.is_empty() || record.lost,
+        "timed out with {} members left: {record:?}",
+        tree.len()
+    );
+    child.wait().expect("wait");
+    (record, tree, child)
+}
+
+#[test]
+fn follows_fork_exec_and_exit_of_a_tree() {
+    let mut events = ProcEvents::subscribe().expect("subscribe");
+    let mut stranger = Command::new("/bin/sleep").arg("0.2").spawn().unwrap();
+    let stranger_pid = stranger.id() as i32;
+    let (record, tree, child) = follow(
+        &mut events,
+        &[
+            "/bin/sh",
+            "-c",
+            r#"/bin/true; (exit 3); /bin/sh -c 'kill -TERM $$'; exec /bin/true"#,
+        ],
+    );
+    stranger.wait().unwrap();
+    assert!(!record.lost, "events lost: {record:?}");
+    assert!(tree.is_complete());
+    let root = child.id() as i32;
+
+    // Three children, all forked by the root: /bin/true, the subshell, the inner sh.
+    let joined = record.joined();
+    assert_eq!(joined.len(), 3, "{record:#?}");
+    assert!(
+        joined.iter().all(|&(_, parent)| parent == root),
+        "{joined:?}"
+    );
+    assert!(joined.iter().all(|&(tgid, _)| tgid != stranger_pid));
+    assert_eq!(tree.joined(), 3);
+    let (true_pid, subshell, inner_sh) = (joined[0].0, joined[1].0, joined[2].0);
+
+    // The root execs twice (sh, then `exec /bin/true`); the subshell never does.
+    let execs = record.execs();
+    assert_eq!(execs, vec![root, true_pid, inner_sh, root], "{record:#?}");
+
+    // exit_code is the raw wait status.
+    assert_eq!(record.left(true_pid).unwrap().code(), Some(0));
+    assert_eq!(record.left(subshell).unwrap().code(), Some(3));
+    assert_eq!(
+        record.left(inner_sh).unwrap().signal(),
+        Some(15),
+        "{record:#?}"
+    );
+    assert_eq!(record.left(root).unwrap().code(), Some(0));
+    assert!(record.left(stranger_pid).is_none());
+
+    // Per process: joined, then exec, then left; kernel timestamps never go back.
+    for pid in [true_pid, subshell, inner_sh] {
+        let kinds: Vec<_> = record
+            .changes
+            .iter()
+            .filter(|(c, _)| match *c {
+                TreeChange::Joined { tgid, .. }
+                | TreeChange::Exec { tgid }
+                | TreeChange::Left { tgid, .. } => tgid == pid,
+            })
+            .collect();
+        assert!(matches!(
+            kinds.first(),
+            Some((TreeChange::Joined { .. }, _))
+        ));
+        assert!(matches!(kinds.last(), Some((TreeChange::Left { .. }, _))));
+        assert!(kinds
+            .windows(2)
+            .all(|w| w[0].1.timestamp_ns <= w[1].1.timestamp_ns));
+    }
+    // The child's Left comes before the root's next exec: sh waits for it.
+    let pos = |f: &dyn Fn(&TreeChange) -> bool| record.changes.iter().position(|(c, _)| f(c));
+    let true_left = pos(&|c| matches!(c, TreeChange::Left { tgid, .. } if *tgid == true_pid));
+    let root_exec2 = record
+        .changes
+        .iter()
+        .rposition(|(c, _)| *c == TreeChange::Exec { tgid: root });
+    assert!(true_left < root_exec2);
+}
+
+#[test]
+fn a_burst_of_200_short_lived_processes_is_counted() {
+    let mut events = ProcEvents::subscribe().expect("subscribe");
+    let (record, _tree, _child) = follow(
+        &mut events,
+        &["/bin/sh", "-c", "for i in $(seq 200); do /bin/true; done"],
+    );
+    if record.lost {
+        // The kernel overran our buffer: acceptable, as long as we were told.
+        eprintln!(
+            "proc connector overrun during the burst; saw {} changes",
+            record.changes.len()
+        );
+        return;
+    }
+    // The $(seq) subshell and 200 /bin/true; each execs once, as does the root.
+    assert_eq!(record.joined().len(), 201);
+    assert_eq!(record.execs().len(), 202);
+    let exits = record
+        .changes
+        .iter()
+        .filter(|(c, _)| matches!(c, TreeChange::Left { status, .. } if status.success()))
+        .count();
+    assert_eq!(exits, 202);
+}
+
+#[test]
+fn a_static_binary_exec_is_seen() {
+    let mut events = ProcEvents::subscribe().expect("subscribe");
+    let (record, _tree, child) = follow(
+        &mut events,
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "/bin/busybox true; exec /bin/busybox true",
+        ],
+    );
+    assert!(!record.lost);
+    let root = child.id() as i32;
+    let joined = record.joined();
+    assert_eq!(joined.len(), 1, "{record:#?}");
+    let applet = joined[0].0;
+    // busybox is static: no LD_PRELOAD could see these, the kernel does.
+    assert_eq!(record.execs(), vec![root, applet, root], "{record:#?}");
+    assert_eq!(record.left(applet).unwrap().code(), Some(0));
+    assert_eq!(record.left(root).unwrap().code(), Some(0));
+}
+
+#[test]
+fn threads_do_not_join_the_tree() {
+    let mut events = ProcEvents::subscribe().expect("subscribe");
+    // A process with three threads besides its main one, which exits last.
+    let mut child = Command::new("/usr/bin/perl")
+        .args([
+            "-Mthreads",
+            "-e",
+            "my @t = map { threads->create(sub { select(undef, undef, undef, 0.05) }) } 1..3; \
+             $_->join for @t;",
+        ])
+        .spawn()
+        .expect("spawn perl");
+    let root = child.id() as i32;
+    let mut tree = ProcessTree::new(root);
+    let (mut thread_forks, mut thread_exits, mut changes) = (Vec::new(), Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tree.is_empty() && Instant::now() < deadline {
+        for item in events
+            .next_events(Some(Duration::from_millis(200)))
+            .unwrap()
+        {
+            let Received::Event(e) = item else {
+                panic!("events lost")
+            };
+            match e.kind {
+                ProcEventKind::Fork {
+                    child_pid,
+                    child_tgid,
+                    ..
+                } if child_tgid == root && child_pid != root => thread_forks.push(e.clone()),
+                ProcEventKind::Exit { pid, tgid, .. } if tgid == root && pid != root => {
+                    thread_exits.push(e.clone())
+                }
+                _ => {}
+            }
+            if let Some(change) = tree.apply(&e) {
+                changes.push(change);
+            }
+        }
+    }
+    child.wait().unwrap();
+    assert_eq!(thread_forks.len(), 3, "{thread_forks:#?}");
+    assert_eq!(thread_exits.len(), 3, "{thread_exits:#?}");
+    // A thread's "parent" is its process's parent (real_parent), not the
+    // process; a thread's exit_signal is -1.
+    for fork in &thread_forks {
+        let ProcEventKind::Fork { parent_tgid, .. } = fork.kind else {
+            unreachable!()
+        };
+        assert_eq!(parent_tgid, std::process::id() as i32);
+    }
+    for exit in &thread_exits {
+        let ProcEventKind::Exit { exit_signal, .. } = exit.kind else {
+            unreachable!()
+        };
+        assert_eq!(exit_signal, -1);
+    }
+    // No thread joined; the process left once, after its threads.
+    assert_eq!(tree.joined(), 0);
+    assert!(
+        matches!(
+            changes.as_slice(),
+            [TreeChange::Exec { .. }, TreeChange::Left { tgid, status }]
+                if *tgid == root && status.success()
+        ),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn dropping_one_subscription_leaves_the_others_listening() {
+    let mut kept = ProcEvents::subscribe().expect("subscribe");
+    drop(ProcEvents::subscribe().expect("subscribe"));
+    let (record, _tree, child) = follow(&mut kept, &["/bin/true"]);
+    assert_eq!(record.execs(), vec![child.id() as i32]);
+    // A timeout returns, with whatever unrelated events came meanwhile.
+    let start = Instant::now();
+    kept.next_events(Some(Duration::from_millis(50))).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn an_overrun_is_reported_and_the_socket_recovers() {
+    // A tiny buffer (the kernel's minimum is a few KiB) and no reading while
+    // 50 processes come and go: the kernel must drop events and say so.
+    let mut events = ProcEvents::subscribe_with_receive_buffer(4096).expect("subscribe");
+    let status = Command::new("/bin/sh")
+        .args(["-c", "for i in $(seq 50); do /bin/true; done"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (mut before_loss, mut after_loss) = (0, 0);
+    let mut lost = false;
+    while !lost {
+        let batch = events.next_events(Some(Duration::from_secs(5))).unwrap();
+        assert!(!batch.is_empty(), "no Lost marker after the overrun");
+        for item in batch {
+            match item {
+                Received::Lost => lost = true,
+                Received::Event(_) if !lost => before_loss += 1,
+                Received::Event(_) => after_loss += 1,
+            }
+        }
+    }
+    eprintln!("events read: {before_loss} before the Lost marker, {after_loss} after it");
+    // Still subscribed: a new process is seen in full, once the buffer is
+    // big enough that other tests' processes do not overrun it again.
+    nix::sys::socket::setsockopt(&events, nix::sys::socket::sockopt::RcvBufForce, &(4 << 20))
+        .unwrap();
+    let (record, _tree, child) = follow(&mut events, &["/bin/true"]);
+    assert_eq!(record.execs(), vec![child.id() as i32], "{record:#?}");
+}
