@@ -1,0 +1,38 @@
+//! Substrate's span model: what every trace writer (the LD_PRELOAD library
+//! in a world, the host-side monitor, the kernel event source, the runtime)
+//! writes and every reader (`substrate-cli trace`, the graph indexer) reads.
+//!
+//! A trace is JSON lines, one [`Span`] per line, schema version
+//! [`SCHEMA_VERSION`]; `docs/trace-spans.md` documents every field. This
+//! crate has no runtime dependencies beyond serde, uuid and base64, so that
+//! the preload library can link it; its redaction ([`redact`]) works on raw
+//! bytes.
+//!
+//! - write: build with [`Span::exec`], [`Span::file`], ... (argv and env are
+//!   redacted as they are set), then [`Span::to_line`];
+//! - read: [`read_spans`] over a `BufRead`, or [`Span::from_line`].
+
+pub mod build;
+pub mod bytes;
+mod errno;
+mod id;
+mod read;
+pub mod redact;
+mod span;
+mod time;
+mod wire;
+
+pub use build::SpanBuilder;
+pub use errno::Errno;
+pub use id::{SpanId, SpanIdError};
+pub use read::{read_spans, ReadError, ReadStats, SpanReader};
+pub use redact::{EnvAllowList, REDACTED};
+pub use span::{
+    fopen_flags, Decision, Detail, DnsDetail, ExitStatus, Family, FileDetail, FileOp, FsTotals,
+    NetDetail, NetOp, Outcome, PolicyDetail, Process, Source, Span, SpanError, SpanKind, Transport,
+    WorldDetail, MAX_LINE_BYTES, SCHEMA_MAJOR, SCHEMA_MINOR, SCHEMA_VERSION,
+};
+pub use time::{Timestamp, TimestampError};
+
+#[cfg(test)]
+mod tests;
