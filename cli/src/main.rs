@@ -34,6 +34,7 @@ enum Command {
     Diff(commands::diff::DiffArgs),
     Inspect(commands::inspect::InspectArgs),
     Rm(commands::rm::RmArgs),
+    Trace(commands::trace::TraceArgs),
 }
 
 /// `run`'s own failures exit with this (as `docker run`), so they are told
@@ -41,6 +42,17 @@ enum Command {
 const RUN_FAILED: u8 = 125;
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as other command-line tools do,
+    // instead of a panic on EPIPE. (`run` catches SIGPIPE again to pass it
+    // on to the world.)
+    // SAFETY: restoring the default disposition of SIGPIPE, before any
+    // thread exists, installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = Cli::parse();
     let store = cli
         .state_dir
@@ -53,6 +65,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => (commands::diff::diff(args, &runtime).map(|()| 0), 1),
         Command::Inspect(args) => (commands::inspect::inspect(args, &runtime).map(|()| 0), 1),
         Command::Rm(args) => (commands::rm::rm(args, &runtime), 1),
+        Command::Trace(args) => (commands::trace::trace(args, &runtime).map(|()| 0), 1),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,7 +10,7 @@ use crate::commands::exit_text;
 
 /// One human line (coloured on a terminal, plain when piped), or with
 /// `json` one JSON object, for machines.
-pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, json: bool) {
+pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, execs: u64, json: bool) {
     let diff = record.diff.as_ref();
     let (added, changed, deleted) = diff.map_or((0, 0, 0), |d| (d.added, d.changed, d.deleted));
     if json {
@@ -20,6 +20,7 @@ pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, json: boo
             "status": exit.shell_status(),
             "duration_ms": elapsed.as_millis() as u64,
             "diff": diff,
+            "execs": execs,
             "record": record.id,
         });
         eprintln!("{line}");
@@ -44,9 +45,10 @@ pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, json: boo
         paint("31", deleted.to_string()),
     );
     eprintln!(
-        "world {}: {status} in {:.2}s; files: {files} (substrate-cli diff {})",
+        "world {}: {status} in {:.2}s; files: {files}; {execs} exec{} traced (substrate-cli diff|trace {})",
         paint("1", record.id.clone()),
         elapsed.as_secs_f64(),
+        if execs == 1 { "" } else { "s" },
         record.id
     );
 }

@@ -61,6 +61,11 @@ impl WorldStore {
         self.world_dir(id).join("world.json")
     }
 
+    /// The world's spans, one JSON line each (`docs/trace-spans.md`).
+    pub fn trace_path(&self, id: &str) -> PathBuf {
+        self.world_dir(id).join("trace.jsonl")
+    }
+
     pub fn diff_path(&self, id: &str) -> PathBuf {
         self.world_dir(id).join("diff.json")
     }

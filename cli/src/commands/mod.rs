@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod ps;
 pub mod rm;
 pub mod run;
+pub mod trace;
 
 use anyhow::{bail, Result};
 use substrate_runtime::{Runtime, WorldRecord, WorldStatus};

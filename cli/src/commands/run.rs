@@ -6,8 +6,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::unistd::Pid;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use substrate_runtime::foreground::SignalForwarder;
+use substrate_runtime::monitor::{TraceFile, WorldMonitor};
 use substrate_runtime::{CreateOptions, Runtime};
+use substrate_trace::Timestamp;
 
 use crate::spec::{Origin, WorldBundle};
 use crate::summary;
@@ -72,11 +77,30 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
             ..Default::default()
         },
     )?;
+    let pid = world.pid().expect("a created world has an init pid");
+    // The init is waiting for start: subscribing now sees every fork and
+    // exec of the world.
+    let monitor = match TraceFile::open(&runtime.store().trace_path(&id), &id)
+        .and_then(WorldMonitor::subscribe)
+    {
+        Ok(monitor) => monitor,
+        Err(e) => {
+            let _ = world.delete(true);
+            return Err(e.into());
+        }
+    };
+    let world_gone = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let world_gone = Arc::clone(&world_gone);
+        std::thread::spawn(move || monitor.follow(pid, || world_gone.load(Ordering::Relaxed)))
+    };
+    let start_time = Timestamp::now();
     if let Err(e) = world.start() {
         let _ = world.delete(true);
+        world_gone.store(true, Ordering::Relaxed);
+        let _ = follower.join();
         return Err(e.into());
     }
-    let pid = world.pid().expect("a started world has an init pid");
     let exit = forwarder
         .wait(Pid::from_raw(pid))
         .context("cannot wait for the world's init")?;
@@ -85,11 +109,25 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
     let record = world.finish(Some(exit))?;
     world.refresh()?;
     world.delete(true)?;
+    world_gone.store(true, Ordering::Relaxed);
+    let report = follower
+        .join()
+        .map_err(|_| anyhow::anyhow!("the world monitor panicked"))??;
+    let mut trace = report.trace;
+    trace.write_world_span(
+        start_time,
+        Some(exit),
+        record.as_ref().and_then(|r| r.diff.as_ref()),
+    )?;
+    if report.lost {
+        eprintln!("substrate-cli: kernel events were lost: the trace of {id} may miss processes");
+    }
     if !args.keep {
         runtime.store().discard_upper(&id)?;
     }
     if let Some(record) = record {
-        summary::print(&record, exit, elapsed, args.json);
+        let execs = trace.counts().get("exec").copied().unwrap_or(0);
+        summary::print(&record, exit, elapsed, execs, args.json);
     }
     Ok(exit.shell_status().clamp(0, 255) as u8)
 }
