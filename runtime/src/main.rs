@@ -30,6 +30,9 @@ enum Command {
     Standard(Box<StandardCmd>),
     #[command(flatten)]
     Common(Box<CommonCmd>),
+    /// The detached per-world monitor that `create` starts.
+    #[command(hide = true)]
+    Monitor(commands::monitor::MonitorArgs),
 }
 
 fn main() -> ExitCode {

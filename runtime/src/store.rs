@@ -70,6 +70,33 @@ impl WorldStore {
         self.world_dir(id).join("diff.json")
     }
 
+    /// An exclusive lock on the world's dir (flock(2)), held until dropped,
+    /// for read-modify-write of its record.
+    pub(crate) fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<fs::File>> {
+        let dir = self.world_dir(id);
+        let file = fs::File::open(&dir).map_err(|e| Error::io("cannot open world dir", &dir, e))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| Error::io("cannot lock world dir", dir, errno.into()))
+    }
+
+    /// Adds how the world's init ended to its record, if it has none yet.
+    pub fn add_exit(
+        &self,
+        id: &str,
+        exit: Option<crate::record::WorldExit>,
+    ) -> Result<Option<WorldRecord>> {
+        if !self.has_record(id) {
+            return Ok(None);
+        }
+        let _lock = self.lock(id)?;
+        let mut record = self.record(id)?;
+        if record.exit.is_none() && exit.is_some() {
+            record.exit = exit;
+            self.save_record(&record)?;
+        }
+        Ok(Some(record))
+    }
+
     pub fn has_record(&self, id: &str) -> bool {
         self.record_path(id).exists()
     }

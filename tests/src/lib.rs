@@ -351,7 +351,8 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// Everything a world named `id` could leave on the host: its state dir, a
 /// cgroup in any v1 hierarchy or the v2 one, a mount, or a process whose
-/// command line names the runtime root (the runtime's own clones). Returns
+/// command line names the runtime root and the id (the runtime's own clones
+/// and the world's monitor). Returns
 /// descriptions of what is left; empty means clean.
 pub fn leftovers(runtime_root: &Path, id: &str) -> Vec<String> {
     let mut left = Vec::new();
@@ -380,8 +381,13 @@ pub fn leftovers(runtime_root: &Path, id: &str) -> Vec<String> {
             left.push(format!("mount {line}"));
         }
     }
+    // The runtime's own processes for this world (its clones before exec,
+    // its monitor) name both the root and the id.
     for pid in processes_mentioning(&root) {
-        left.push(format!("process {pid}"));
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.split(|&b| b == 0).any(|arg| arg == id.as_bytes()) {
+            left.push(format!("process {pid}"));
+        }
     }
     left
 }

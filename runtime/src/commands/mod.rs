@@ -7,6 +7,7 @@ mod exec;
 mod features;
 mod kill;
 mod list;
+pub mod monitor;
 mod pause;
 mod ps;
 mod run;
@@ -31,6 +32,7 @@ pub fn run(command: Command, runtime: &Runtime) -> Result<u8> {
             StandardCmd::Kill(args) => kill::kill(args, runtime).map(|()| 0),
             StandardCmd::Delete(args) => delete::delete(args, runtime).map(|()| 0),
         },
+        Command::Monitor(args) => monitor::monitor(args, runtime),
         Command::Common(cmd) => match *cmd {
             CommonCmd::Run(args) => run::run(args, runtime),
             CommonCmd::Exec(args) => exec::exec(args, runtime),

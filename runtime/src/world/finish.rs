@@ -20,6 +20,9 @@ impl World {
             // Created before worlds had records, or its record was removed.
             return Ok(None);
         }
+        // The world's monitor (with the exit status) and `delete` may both
+        // finish a world at once; one at a time, the second sees the diff.
+        let _lock = self.store.lock(id)?;
         let mut record = self.store.record(id)?;
         if record.diff.is_some() && (exit.is_none() || record.exit.is_some()) {
             return Ok(Some(record));
