@@ -124,7 +124,7 @@ fn run_forwards_signals_to_the_init() {
         &[
             "sh",
             "-c",
-            "trap 'exit 7' TERM; while :; do sleep 0.01; done",
+            "trap 'exit 7' TERM; touch /tmp/ready; while :; do sleep 0.01; done",
         ],
     );
     let mut child = rt
@@ -133,6 +133,10 @@ fn run_forwards_signals_to_the_init() {
         .spawn()
         .unwrap();
     rt.wait_running(&id);
+    let pid = rt.pid(&id);
+    wait_until("the trap", || {
+        fs::metadata(format!("/proc/{pid}/root/tmp/ready")).is_ok()
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -146,7 +150,9 @@ fn trapping_init() -> [&'static str; 3] {
     [
         "sh",
         "-c",
-        "trap 'touch /tmp/usr1' USR1; trap 'exit 0' TERM; while :; do sleep 0.01; done",
+        // /tmp/ready says the traps are set: a signal before that would hit
+        // a pid 1 without handlers, which ignores it.
+        "trap 'touch /tmp/usr1' USR1; trap 'exit 0' TERM; touch /tmp/ready; while :; do sleep 0.01; done",
     ]
 }
 
@@ -165,6 +171,9 @@ fn kill_takes_signal_names_and_numbers() {
         rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
         rt.ok(&["start", &id]);
         let pid = rt.pid(&id);
+        wait_until("the traps", || {
+            fs::metadata(format!("/proc/{pid}/root/tmp/ready")).is_ok()
+        });
         rt.ok(&["kill", &id, handled]);
         wait_until("the USR1 trap", || {
             fs::metadata(format!("/proc/{pid}/root/tmp/usr1")).is_ok()

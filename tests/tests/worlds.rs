@@ -433,11 +433,15 @@ fn cli_exit_statuses_signals_and_ctrl_c() {
             "--",
             "sh",
             "-c",
-            "trap 'exit 42' INT; while :; do sleep 0.01; done",
+            "trap 'exit 42' INT; touch /var/tmp/ready; while :; do sleep 0.01; done",
         ])
         .spawn()
         .unwrap();
     rt.wait_running(&handled);
+    let pid = rt.pid(&handled);
+    wait_until("the trap", || {
+        fs::metadata(format!("/proc/{pid}/root/var/tmp/ready")).is_ok()
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
