@@ -5,8 +5,6 @@ use std::fmt::Write as _;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// What [`diff_upper`](super::diff_upper) reports and how much work it may do.
@@ -249,44 +247,16 @@ impl DiffEntry {
 }
 
 /// A name as JSON carries it: the readable form, and the exact bytes
-/// (base64) only when they are not UTF-8.
+/// (base64) only when they are not UTF-8 — the convention every Substrate
+/// record shares (`substrate_trace::bytes`).
 pub fn encode_name(bytes: &[u8]) -> (String, Option<String>) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => (text.to_owned(), None),
-        Err(_) => (escape_lossy(bytes), Some(BASE64.encode(bytes))),
-    }
+    substrate_trace::bytes::encode_bytes(bytes)
 }
 
 /// The exact bytes of a name from its two JSON fields. A `bytes` field that
 /// is not valid base64 falls back to the readable form.
 pub fn decode_name(text: &str, bytes: Option<&str>) -> OsString {
-    let raw = bytes
-        .and_then(|b| BASE64.decode(b).ok())
-        .unwrap_or_else(|| text.as_bytes().to_vec());
-    OsString::from_vec(raw)
-}
-
-/// UTF-8 as is, every byte of an invalid sequence as `\xNN`.
-fn escape_lossy(mut bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() + 8);
-    loop {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => {
-                out.push_str(text);
-                return out;
-            }
-            Err(err) => {
-                let (good, rest) = bytes.split_at(err.valid_up_to());
-                // `valid_up_to` guarantees `good` is UTF-8.
-                out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                let bad = err.error_len().unwrap_or(rest.len());
-                for b in &rest[..bad] {
-                    let _ = write!(out, "\\x{b:02x}");
-                }
-                bytes = &rest[bad..];
-            }
-        }
-    }
+    OsString::from_vec(substrate_trace::bytes::decode_bytes(text, bytes))
 }
 
 #[cfg(test)]
