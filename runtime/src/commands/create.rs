@@ -34,7 +34,7 @@ pub fn create(args: Create, runtime: &Runtime) -> Result<()> {
 
 /// Starts `substrate-runtime monitor` in its own process group (signals for
 /// our caller's group are not its business) and waits for its ready line.
-fn start_monitor(runtime: &Runtime, id: &str, init_pid: i32) -> Result<()> {
+pub(super) fn start_monitor(runtime: &Runtime, id: &str, init_pid: i32) -> Result<()> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--root")
         .arg(runtime.root())
