@@ -8,7 +8,7 @@ BUNDLES      := $(TARGET_DIR)/bundles
 
 # What the build, the tests and the benchmarks use from Debian.
 DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
-                runc crun podman uidmap fuse-overlayfs
+                runc crun podman uidmap fuse-overlayfs gcc make
 
 .PHONY: all deps build release bundles demo test bench install clean
 
@@ -44,6 +44,7 @@ test: build
 bench: release
 	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh
 	$(CARGO) run --release -q -p substrate-bench-fsdiff
+	bash bench/trace-build.sh $(TARGET_DIR)/release/substrate-cli
 
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime

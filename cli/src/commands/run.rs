@@ -41,6 +41,9 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// Set to `off` to run a world without its trace.
+const TRACE_ENV: &str = "SUBSTRATE_TRACE";
+
 /// How long a world may take to stop after Ctrl-C (or SIGTERM) is passed
 /// on, before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -79,26 +82,34 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
     )?;
     let pid = world.pid().expect("a created world has an init pid");
     // The init is waiting for start: subscribing now sees every fork and
-    // exec of the world.
-    let monitor = match TraceFile::open(&runtime.store().trace_path(&id), &id)
-        .and_then(WorldMonitor::subscribe)
-    {
-        Ok(monitor) => monitor,
-        Err(e) => {
-            let _ = world.delete(true);
-            return Err(e.into());
-        }
-    };
+    // exec of the world. `SUBSTRATE_TRACE=off` runs it untraced (the anchor
+    // of the tracing benchmark).
+    let traced = std::env::var_os(TRACE_ENV).is_none_or(|v| v != "off");
     let world_gone = Arc::new(AtomicBool::new(false));
-    let follower = {
+    let follower = if traced {
+        let monitor = match TraceFile::open(&runtime.store().trace_path(&id), &id)
+            .and_then(WorldMonitor::subscribe)
+        {
+            Ok(monitor) => monitor,
+            Err(e) => {
+                let _ = world.delete(true);
+                return Err(e.into());
+            }
+        };
         let world_gone = Arc::clone(&world_gone);
-        std::thread::spawn(move || monitor.follow(pid, || world_gone.load(Ordering::Relaxed)))
+        Some(std::thread::spawn(move || {
+            monitor.follow(pid, || world_gone.load(Ordering::Relaxed))
+        }))
+    } else {
+        None
     };
     let start_time = Timestamp::now();
     if let Err(e) = world.start() {
         let _ = world.delete(true);
         world_gone.store(true, Ordering::Relaxed);
-        let _ = follower.join();
+        if let Some(follower) = follower {
+            let _ = follower.join();
+        }
         return Err(e.into());
     }
     let exit = forwarder
@@ -110,23 +121,28 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
     world.refresh()?;
     world.delete(true)?;
     world_gone.store(true, Ordering::Relaxed);
-    let report = follower
-        .join()
-        .map_err(|_| anyhow::anyhow!("the world monitor panicked"))??;
-    let mut trace = report.trace;
-    trace.write_world_span(
-        start_time,
-        Some(exit),
-        record.as_ref().and_then(|r| r.diff.as_ref()),
-    )?;
-    if report.lost {
-        eprintln!("substrate-cli: kernel events were lost: the trace of {id} may miss processes");
+    let mut execs = 0;
+    if let Some(follower) = follower {
+        let report = follower
+            .join()
+            .map_err(|_| anyhow::anyhow!("the world monitor panicked"))??;
+        let mut trace = report.trace;
+        trace.write_world_span(
+            start_time,
+            Some(exit),
+            record.as_ref().and_then(|r| r.diff.as_ref()),
+        )?;
+        if report.lost {
+            eprintln!(
+                "substrate-cli: kernel events were lost: the trace of {id} may miss processes"
+            );
+        }
+        execs = trace.counts().get("exec").copied().unwrap_or(0);
     }
     if !args.keep {
         runtime.store().discard_upper(&id)?;
     }
     if let Some(record) = record {
-        let execs = trace.counts().get("exec").copied().unwrap_or(0);
         summary::print(&record, exit, elapsed, execs, args.json);
     }
     Ok(exit.shell_status().clamp(0, 255) as u8)

@@ -32,7 +32,10 @@ pub fn run(args: Run, runtime: &Runtime) -> Result<u8> {
     )?;
     let init_pid = world.pid().expect("a created world has an init pid");
     if let Err(e) = super::create::start_monitor(runtime, &args.container_id, init_pid) {
-        tracing::warn!("world {}: no monitor, so no trace: {e:#}", args.container_id);
+        tracing::warn!(
+            "world {}: no monitor, so no trace: {e:#}",
+            args.container_id
+        );
     }
     if let Err(e) = world.start() {
         let _ = world.delete(true);
