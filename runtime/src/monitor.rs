@@ -28,7 +28,7 @@ const GIVE_UP_CHECK: Duration = Duration::from_millis(100);
 use nix::time::{clock_gettime, ClockId};
 use substrate_trace::{ExitStatus, Source, Span, SpanId, Timestamp, WorldDetail};
 
-use crate::procevents::{ProcEvent, ProcEvents, ProcessTree, Received, TreeChange};
+use crate::procevents::{ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange};
 use crate::record::WorldExit;
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +191,9 @@ impl WorldMonitor {
         let mut init_exit = None;
         let mut lost = false;
         let mut last_check = Instant::now();
+        // Processes `exec`'d into the world are not descendants of its init;
+        // they are recognised by the world's pid namespace when they exec.
+        let world_pid_ns = fs::read_link(format!("/proc/{init_pid}/ns/pid")).ok();
         while !tree.is_empty() {
             let batch = self.events.next_events(Some(GIVE_UP_CHECK));
             let batch = match batch {
@@ -216,6 +219,16 @@ impl WorldMonitor {
                         continue;
                     }
                 };
+                if let (ProcEventKind::Exec { tgid, .. }, Some(world_ns)) =
+                    (&event.kind, &world_pid_ns)
+                {
+                    let entered = !tree.contains(*tgid)
+                        && fs::read_link(format!("/proc/{tgid}/ns/pid")).ok().as_ref()
+                            == Some(world_ns);
+                    if entered && tree.adopt(*tgid) {
+                        current.insert(*tgid, self.trace.world_span);
+                    }
+                }
                 match tree.apply(&event) {
                     Some(TreeChange::Joined { tgid, parent_tgid }) => {
                         parent_of.insert(tgid, parent_tgid);

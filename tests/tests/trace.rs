@@ -196,3 +196,46 @@ fn a_runtime_world_gets_a_monitor_with_the_exit_status() {
     );
     substrate_tests::assert_no_leftovers(rt.root(), &id);
 }
+
+#[test]
+fn processes_execd_into_a_world_are_traced() {
+    let rt = Runtime::new();
+    let id = unique_id("execd");
+    let bundle = substrate_tests::Bundle::new(&id, &["sleep", "1000"]);
+    rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
+    rt.ok(&["start", &id]);
+    let out = rt.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "/bin/busybox true; sleep 0.2; exit 0",
+    ]);
+    assert_eq!(out, "");
+    substrate_tests::wait_until("the exec'd processes' spans", || {
+        fs::read_to_string(rt.world_dir(&id).join("trace.jsonl")).is_ok_and(|t| {
+            t.lines()
+                .filter(|l| l.contains("\"kind\":\"exec\""))
+                .count()
+                >= 3
+        })
+    });
+    let spans = spans(&rt, &id);
+    let sh = execs(&spans, "sh");
+    assert_eq!(sh.len(), 1, "{spans:#?}");
+    assert_eq!(
+        sh[0]["world_pid"], 2,
+        "the exec'd process lives in the world's pid namespace"
+    );
+    let inside: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["kind"] == "exec" && s["parent_span_id"] == sh[0]["span_id"])
+        .collect();
+    assert_eq!(
+        inside.len(),
+        2,
+        "busybox and sleep, children of the exec'd sh: {spans:#?}"
+    );
+    rt.ok(&["delete", "--force", &id]);
+    substrate_tests::assert_no_leftovers(rt.root(), &id);
+}

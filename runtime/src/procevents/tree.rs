@@ -100,6 +100,19 @@ impl ProcessTree {
         }
     }
 
+    /// Adds a process that entered the world from outside, such as one
+    /// started by `exec` into it (the caller found it by its pid
+    /// namespace). Assumed single-threaded, as it is right after its exec.
+    /// False if it was a member already.
+    pub fn adopt(&mut self, tgid: i32) -> bool {
+        if self.live.contains_key(&tgid) {
+            return false;
+        }
+        self.live.insert(tgid, 1);
+        self.joined += 1;
+        true
+    }
+
     /// Records that events were lost ([`super::Received::Lost`]): from now
     /// on the tree may miss members, or keep some that have left.
     pub fn note_lost(&mut self) {
