@@ -251,4 +251,28 @@ mod tests {
         assert_eq!(t.apply(&fork(1, 101, 101)), None);
         assert!(!t.contains(101));
     }
+
+    #[test]
+    fn an_adopted_process_is_a_member_with_its_children() {
+        let mut tree = ProcessTree::new(100);
+        assert!(
+            tree.apply(&exec(300)).is_none(),
+            "a stranger's exec is ignored"
+        );
+        assert!(tree.adopt(300));
+        assert!(!tree.adopt(300), "adopting twice changes nothing");
+        assert_eq!(tree.apply(&exec(300)), Some(TreeChange::Exec { tgid: 300 }));
+        assert!(matches!(
+            tree.apply(&fork(300, 301, 301)),
+            Some(TreeChange::Joined {
+                tgid: 301,
+                parent_tgid: 300
+            })
+        ));
+        assert!(matches!(
+            tree.apply(&exit(300, 300, 0)),
+            Some(TreeChange::Left { tgid: 300, .. })
+        ));
+        assert!(tree.contains(301) && tree.contains(100));
+    }
 }
