@@ -36,6 +36,7 @@ demo: release
 	@cli=$(TARGET_DIR)/release/substrate-cli; world=demo-$$(date +%s); set -x; \
 	$$cli run --name $$world -- sh -c 'echo "hello from world $$(hostname), pid $$$$"; echo hi > /tmp/x; rm -f /etc/motd; echo >> /etc/hostname' && \
 	$$cli diff $$world && \
+	$$cli trace $$world && \
 	ls /tmp/x /etc/motd 2>&1 | sed 's/^/host: /'
 
 test: build
