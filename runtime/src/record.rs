@@ -101,31 +101,20 @@ impl WorldExit {
     }
 }
 
-pub const REDACTED: &str = "<redacted>";
+pub use substrate_trace::REDACTED;
 
 /// Replaces the value of every variable whose name looks like it holds a
-/// secret, so records can be shared without leaking credentials.
+/// secret, and any secret inside the other values (a `Bearer` token, URL
+/// userinfo), by the rules every Substrate record shares
+/// (`substrate_trace::redact`), so records can be shared without leaking
+/// credentials.
 pub fn redact_env(env: &[String]) -> Vec<String> {
-    const SECRET_WORDS: [&str; 8] = [
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "apikey",
-        "api_key",
-        "credential",
-        "private_key",
-    ];
+    use substrate_trace::redact::{is_secret_key, redact_str};
     env.iter()
         .map(|var| match var.split_once('=') {
-            Some((key, _))
-                if SECRET_WORDS
-                    .iter()
-                    .any(|w| key.to_ascii_lowercase().contains(w)) =>
-            {
-                format!("{key}={REDACTED}")
-            }
-            _ => var.clone(),
+            Some((key, _)) if is_secret_key(key.as_bytes()) => format!("{key}={REDACTED}"),
+            Some((key, value)) => format!("{key}={}", redact_str(value)),
+            None => var.clone(),
         })
         .collect()
 }
