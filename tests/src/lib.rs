@@ -173,6 +173,21 @@ impl Runtime {
         cmd
     }
 
+    /// `substrate-cli run --name <name> -- sh -c <script>`, asserted to
+    /// succeed.
+    pub fn cli_run_ok(&self, name: &str, script: &str) -> Output {
+        let out = self
+            .cli(&["run", "--name", name, "--", "sh", "-c", script])
+            .output()
+            .expect("spawn substrate-cli");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Runs to completion with stdin closed and output captured. Output goes
     /// through files, not pipes: a created world's init inherits them and
     /// would hold a pipe open until it exits, as with runc.

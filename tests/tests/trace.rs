@@ -35,22 +35,9 @@ fn child_execs(spans: &[Value]) -> Vec<&Value> {
 fn every_exec_is_a_span_with_its_parent() {
     let rt = Runtime::new();
     let name = unique_id("trace");
-    let out = rt
-        .cli(&[
-            "run",
-            "--name",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "ls / | wc -l >/dev/null; /bin/busybox true; sh -c 'exit 3'; exit 0",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    rt.cli_run_ok(
+        &name,
+        "ls / | wc -l >/dev/null; /bin/busybox true; sh -c 'exit 3'; exit 0",
     );
     let spans = spans(&rt, &name);
 
@@ -129,23 +116,7 @@ fn two_worlds_at_once_do_not_cross_talk() {
 fn ten_thousand_execs_in_one_world() {
     let rt = Runtime::new();
     let name = unique_id("tenk");
-    let out = rt
-        .cli(&[
-            "run",
-            "--name",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "for i in $(seq 10000); do /bin/true; done",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rt.cli_run_ok(&name, "for i in $(seq 10000); do /bin/true; done");
     let spans = spans(&rt, &name);
     let lost = spans.iter().filter(|s| s["kind"] == "loss").count();
     // sh's children: `seq` and the 10 000 `/bin/true`.
