@@ -94,23 +94,66 @@ fn second_path(rec: &mut Record, path: *const c_char) {
 
 // ---- file calls -----------------------------------------------------------
 
-/// open, open64, openat, openat64 (their C-variadic fronts are in glue.c).
-#[no_mangle]
-pub extern "C" fn substrate_openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, call: c_int) -> c_int {
+// open, open64, openat and openat64 are C-variadic: the mode is there only
+// with O_CREAT or O_TMPFILE. Rust cannot define a C-variadic function on
+// stable, and a C definition would not be exported (rustc's version script
+// exports Rust items only), so they are defined with the mode as a third
+// fixed argument: on the x86-64 and AArch64 Linux ABIs a variadic argument
+// travels exactly like a named one, and when the caller passed none the
+// register's value is read but never used.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("open/openat rely on variadic arguments being passed like named ones");
+
+const O_TMPFILE: c_int = libc::O_TMPFILE;
+
+fn has_mode(flags: c_int) -> bool {
+    flags & libc::O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE
+}
+
+fn open_traced(call: FileCall, dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
     let Some(real) = real!("openat", unsafe extern "C" fn(c_int, *const c_char, c_int, mode_t) -> c_int) else {
         return missing();
     };
-    let op = if call == FileCall::Open as c_int { FileCall::Open } else { FileCall::Openat };
+    let mode = if has_mode(flags) { mode } else { 0 };
     traced(
-        // SAFETY: the caller's arguments, passed on unchanged.
+        // SAFETY: the caller's arguments, passed on unchanged (openat with
+        // AT_FDCWD is open).
         || unsafe { real(dirfd, path, flags, mode) },
         i64::from,
         |rec, _| {
-            file(rec, op, dirfd, path, DATA_BYTES);
+            file(rec, call, dirfd, path, DATA_BYTES);
             rec.arg0 = flags as u32;
             rec.arg1 = mode;
         },
     )
+}
+
+/// # Safety
+/// As open(2).
+#[no_mangle]
+pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    open_traced(FileCall::Open, libc::AT_FDCWD, path, flags, mode)
+}
+
+/// # Safety
+/// As open(2).
+#[no_mangle]
+pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    open_traced(FileCall::Open, libc::AT_FDCWD, path, flags, mode)
+}
+
+/// # Safety
+/// As openat(2).
+#[no_mangle]
+pub unsafe extern "C" fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    open_traced(FileCall::Openat, dirfd, path, flags, mode)
+}
+
+/// # Safety
+/// As openat(2).
+#[no_mangle]
+pub unsafe extern "C" fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    open_traced(FileCall::Openat, dirfd, path, flags, mode)
 }
 
 macro_rules! fortified_open {

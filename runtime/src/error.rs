@@ -90,6 +90,9 @@ pub enum Error {
     #[error("cannot set up the rootfs overlay at {}: {reason}", target.display())]
     Overlay { target: PathBuf, reason: String },
 
+    #[error("cannot inject the preload tracer ({}): {reason}", path.display())]
+    Preload { path: PathBuf, reason: String },
+
     #[error("cannot compute the fs diff of world {id:?}")]
     Diff {
         id: String,

@@ -20,6 +20,7 @@ mod bundle;
 mod error;
 pub mod foreground;
 pub mod fsdiff;
+pub mod inject;
 pub mod monitor;
 mod overlay;
 mod pidfd;

@@ -124,10 +124,48 @@ impl Drop for PrivateMounts {
     }
 }
 
-/// Moves the calling thread into a mount namespace of its own (receiving the
-/// host's mount events, sending none back) and mounts the overlay there,
-/// until the returned guard is dropped.
-pub(crate) fn mount_stacked(layers: &RootfsLayers) -> Result<PrivateMounts> {
+impl PrivateMounts {
+    /// Moves the calling thread into a mount namespace of its own, receiving
+    /// the host's mount events and sending none back, until dropped.
+    pub(crate) fn enter() -> std::result::Result<PrivateMounts, String> {
+        let original = fs::File::open("/proc/thread-self/ns/mnt")
+            .map_err(|e| format!("/proc/thread-self/ns/mnt: {e}"))?;
+        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+        let guard = PrivateMounts {
+            original: Some(original.into()),
+        };
+        // MS_SLAVE: mounts made here do not propagate to the host.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .map_err(|e| format!("making / a slave mount: {e}"))?;
+        Ok(guard)
+    }
+
+    /// Bind-mounts the file `source` over `target`, in this namespace only.
+    pub(crate) fn bind_file(&self, source: &Path, target: &Path) -> Result<()> {
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::Overlay {
+            target: target.to_owned(),
+            reason: format!("bind-mounting {}: {e}", source.display()),
+        })
+    }
+}
+
+/// Mounts a stacked world's overlay over its rootfs, in the private mount
+/// namespace the caller's guard proves it is in (adopted layers are
+/// already mounted).
+pub(crate) fn mount_stacked(_in: &PrivateMounts, layers: &RootfsLayers) -> Result<()> {
     let RootfsLayers::Stacked {
         lowers,
         upper,
@@ -135,7 +173,7 @@ pub(crate) fn mount_stacked(layers: &RootfsLayers) -> Result<PrivateMounts> {
         target,
     } = layers
     else {
-        return Ok(PrivateMounts { original: None });
+        return Ok(());
     };
     let failed = |reason: String| Error::Overlay {
         target: target.clone(),
@@ -156,22 +194,6 @@ pub(crate) fn mount_stacked(layers: &RootfsLayers) -> Result<PrivateMounts> {
     options.push_str(&escape_option(upper).map_err(&failed)?);
     options.push_str(",workdir=");
     options.push_str(&escape_option(work).map_err(&failed)?);
-
-    let original = fs::File::open("/proc/thread-self/ns/mnt")
-        .map_err(|e| failed(format!("/proc/thread-self/ns/mnt: {e}")))?;
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| failed(format!("unshare(CLONE_NEWNS): {e}")))?;
-    let guard = PrivateMounts {
-        original: Some(original.into()),
-    };
-    // MS_SLAVE: mounts made here (the overlay) do not propagate to the host.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .map_err(|e| failed(format!("making / a slave mount: {e}")))?;
     mount(
         Some("overlay"),
         target,
@@ -179,8 +201,7 @@ pub(crate) fn mount_stacked(layers: &RootfsLayers) -> Result<PrivateMounts> {
         MsFlags::empty(),
         Some(options.as_str()),
     )
-    .map_err(|e| failed(format!("mount -t overlay -o {options}: {e}")))?;
-    Ok(guard)
+    .map_err(|e| failed(format!("mount -t overlay -o {options}: {e}")))
 }
 
 #[cfg(test)]

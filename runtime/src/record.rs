@@ -32,6 +32,10 @@ pub struct WorldRecord {
     /// these directories (their contents belong to the mounted filesystems).
     #[serde(default)]
     pub mountpoints: Vec<PathBuf>,
+    /// Whether the preload tracer was injected (file, net and DNS spans);
+    /// without it the trace holds what the kernel reports.
+    #[serde(default)]
+    pub preload: bool,
     pub command: Vec<String>,
     /// `KEY=value`, with values of secret-looking keys replaced by
     /// [`REDACTED`].

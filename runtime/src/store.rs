@@ -57,6 +57,12 @@ impl WorldStore {
         self.world_dir(id).join("rootfs")
     }
 
+    /// What the world's processes see at `/.substrate` (the span socket,
+    /// the preload library's mount point, the world's `ld.so.preload`).
+    pub fn inject_dir(&self, id: &str) -> PathBuf {
+        self.world_dir(id).join("inject")
+    }
+
     pub fn record_path(&self, id: &str) -> PathBuf {
         self.world_dir(id).join("world.json")
     }

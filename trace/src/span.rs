@@ -11,13 +11,13 @@ use crate::redact::{self, EnvAllowList};
 use crate::time::Timestamp;
 
 /// The schema version this crate writes, `major.minor`.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 /// Lines of this major version are read; lines of another are refused with
 /// [`SpanError::UnsupportedVersion`].
 pub const SCHEMA_MAJOR: u32 = 1;
 /// Lines of a newer minor version are read: their unknown fields are kept in
 /// [`Span::extra`], their unknown kinds and enum values come back as `Other`.
-pub const SCHEMA_MINOR: u32 = 0;
+pub const SCHEMA_MINOR: u32 = 1;
 
 /// The longest span line, without its `\n`, that is written or read. The
 /// monitor refuses longer events; a writer that meets [`SpanError::TooLarge`]
@@ -308,6 +308,18 @@ pub struct WorldDetail {
     /// How many spans of each kind the world's trace holds (by kind name).
     #[serde(default)]
     pub spans: BTreeMap<String, u64>,
+    /// Input from inside the world the monitor refused (garbage, forged or
+    /// oversized messages, bad rings or records), by reason. (1.1)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejected: BTreeMap<String, u64>,
+    /// Events known to be lost (dropped by full rings); each loss also has
+    /// a `loss` span. (1.1)
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Exact fs diff totals, by `docker diff` letter.

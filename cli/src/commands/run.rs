@@ -41,9 +41,6 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// Set to `off` to run a world without its trace.
-const TRACE_ENV: &str = "SUBSTRATE_TRACE";
-
 /// How long a world may take to stop after Ctrl-C (or SIGTERM) is passed
 /// on, before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -84,12 +81,13 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
     // The init is waiting for start: subscribing now sees every fork and
     // exec of the world. `SUBSTRATE_TRACE=off` runs it untraced (the anchor
     // of the tracing benchmark).
-    let traced = std::env::var_os(TRACE_ENV).is_none_or(|v| v != "off");
+    let traced = substrate_runtime::inject::tracing_enabled();
     let world_gone = Arc::new(AtomicBool::new(false));
     let follower = if traced {
-        let monitor = match TraceFile::open(&runtime.store().trace_path(&id), &id)
-            .and_then(WorldMonitor::subscribe)
-        {
+        let inject_dir = runtime.store().inject_dir(&id);
+        let monitor = match TraceFile::open(&runtime.store().trace_path(&id), &id).and_then(|trace| {
+            WorldMonitor::subscribe(trace, inject_dir.is_dir().then_some(inject_dir.as_path()))
+        }) {
             Ok(monitor) => monitor,
             Err(e) => {
                 let _ = world.delete(true);

@@ -27,7 +27,12 @@ pub fn monitor(args: MonitorArgs, runtime: &Runtime) -> Result<u8> {
     let id = &args.container_id;
     let store = runtime.store();
     let start = Timestamp::now();
-    let monitor = WorldMonitor::subscribe(TraceFile::open(&store.trace_path(id), id)?)?;
+    // The inject dir exists when the preload tracer was injected.
+    let inject_dir = store.inject_dir(id);
+    let monitor = WorldMonitor::subscribe(
+        TraceFile::open(&store.trace_path(id), id)?,
+        inject_dir.is_dir().then_some(inject_dir.as_path()),
+    )?;
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{READY}")?;

@@ -10,7 +10,8 @@ use libcontainer::syscall::syscall::SyscallType;
 use super::{World, WorldMeta};
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
-use crate::overlay::{self, RootfsLayers};
+use crate::inject;
+use crate::overlay::{self, PrivateMounts, RootfsLayers};
 use crate::record::{redact_env, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA};
 use crate::runtime::{validate_id, Runtime};
 
@@ -77,7 +78,7 @@ impl Runtime {
             started_at: None,
         };
         let layers = self.rootfs_layers(id, &bundle);
-        let record = new_record(self, id, &bundle, &layers, options.source.take());
+        let mut record = new_record(self, id, &bundle, &layers, options.source.take());
 
         // An earlier world of the same id (containerd and podman reuse ids)
         // is gone from the runtime, since `dir` does not exist: its record
@@ -86,8 +87,25 @@ impl Runtime {
         crate::store::remove_dir_if_exists(&store.world_dir(id))?;
         let prepared = fs::create_dir_all(store.world_dir(id))
             .map_err(|e| Error::io("cannot create world dir", store.world_dir(id), e))
-            .and_then(|()| store.save_record(&record))
-            .and_then(|()| overlay::mount_stacked(&layers));
+            .and_then(|()| self.inject(id, &bundle, &layers))
+            .and_then(|injection| {
+                if let Some(injection) = &injection {
+                    record.mountpoints.extend(injection.mountpoints.iter().cloned());
+                    record.preload = true;
+                }
+                store.save_record(&record)?;
+                let private = PrivateMounts::enter().map_err(|reason| Error::Overlay {
+                    target: bundle.rootfs(),
+                    reason,
+                })?;
+                overlay::mount_stacked(&private, &layers)?;
+                // libcontainer reads the bundle's config.json: here it
+                // reads the world's.
+                if let Some(injection) = &injection {
+                    private.bind_file(&injection.config, &bundle.path.join("config.json"))?;
+                }
+                Ok(private)
+            });
         let private_mounts = match prepared {
             Ok(guard) => guard,
             Err(e) => return Err(self.discard(id, &dir, e)),
@@ -105,6 +123,36 @@ impl Runtime {
             }
             Err(e) => Err(self.discard(id, &dir, e)),
         }
+    }
+
+    /// Prepares the preload tracer's injection, unless worlds are untraced
+    /// or no library is installed (then the kernel-level trace remains).
+    fn inject(
+        &self,
+        id: &str,
+        bundle: &Bundle,
+        layers: &RootfsLayers,
+    ) -> Result<Option<inject::Injection>> {
+        if !inject::tracing_enabled() {
+            return Ok(None);
+        }
+        let Some(library) = inject::preload_library()? else {
+            tracing::warn!("world {id}: no {} installed: file, net and DNS calls are not traced", substrate_ring::LIBRARY_NAME);
+            return Ok(None);
+        };
+        let image_root = match layers {
+            RootfsLayers::Stacked { lowers, .. } => lowers[0].clone(),
+            RootfsLayers::Adopted { .. } => bundle.rootfs(),
+        };
+        let store = self.store();
+        inject::prepare(
+            &bundle.spec,
+            &image_root,
+            &library,
+            &store.inject_dir(id),
+            &store.world_dir(id).join("config.json"),
+        )
+        .map(Some)
     }
 
     /// Where the world's writes go. A bundle may name its lower with an
@@ -220,6 +268,7 @@ fn new_record(
             .flatten()
             .map(|m| m.destination().clone())
             .collect(),
+        preload: false,
         command: process.and_then(|p| p.args().clone()).unwrap_or_default(),
         env: redact_env(&process.and_then(|p| p.env().clone()).unwrap_or_default()),
         cwd: process

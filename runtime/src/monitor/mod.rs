@@ -1,0 +1,781 @@
+//! The world monitor: follows a world's processes through the kernel's proc
+//! connector and is the only writer of the world's `trace.jsonl`.
+//!
+//! Every exec in the world becomes an exec span marked `source: kernel`,
+//! whatever the program is (static binaries and raw `execve` included): the
+//! kernel reports fork, exec and exit of every descendant of the world's init,
+//! and the program's argv, exe and cwd are read from `/proc` when its exec is
+//! reported. A process that is gone before that read (a `/bin/true` in a
+//! tight loop: about 3% of them here) still gets its span, with what the
+//! kernel said (pid, parent, times, exit status) and no argv; the preload
+//! tracer is what gives those their argv.
+//!
+//! The preload tracer adds what a program did (file, socket and name-lookup
+//! calls) and what only the program itself still knows when /proc is gone
+//! (argv, env of a process that exited at once): see [`preload`]. Exec spans
+//! stay with the kernel as their source; the preload's account only fills
+//! gaps (marked `"filled_by": "preload"`), and its file/net/dns spans are
+//! linked to the exec span of the image that made them, by the monitor,
+//! from the kernel's view of who is who.
+//!
+//! Lines are appended whole (`O_APPEND`, each write a run of whole lines),
+//! so a crash leaves at most an unfinished last line, which readers skip.
+//! Lost events (a receive-buffer overrun, a full ring) are written as `loss`
+//! spans: silence never means "nothing happened".
+
+pub mod preload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How often `follow` asks whether to give up.
+const GIVE_UP_CHECK: Duration = Duration::from_millis(100);
+
+use nix::time::{clock_gettime, ClockId};
+use substrate_trace::{ExitStatus, Source, Span, SpanId, Timestamp, WorldDetail};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::os::fd::AsFd;
+use substrate_ring::hello::HelloKind;
+
+use crate::procevents::{ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange};
+use preload::{Arrival, Connections, MappedRing, Rings, SpanSocket};
+use crate::record::WorldExit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot follow the world's processes")]
+    Events(#[from] crate::procevents::ProcEventsError),
+    #[error("cannot open the world's span socket {}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the trace {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A world's `trace.jsonl`, with counts of what it holds.
+#[derive(Debug)]
+pub struct TraceFile {
+    path: PathBuf,
+    file: File,
+    world_id: String,
+    counts: BTreeMap<String, u64>,
+    /// Untrusted input refused, by reason.
+    rejected: BTreeMap<String, u64>,
+    /// Events known to be lost (dropped from full rings).
+    lost: u64,
+    /// Whole lines not yet written.
+    pending: Vec<u8>,
+    /// The world span's id, the parent of the init's exec span.
+    world_span: SpanId,
+}
+
+/// Lines are written once this many bytes are pending (and at every pass
+/// of the monitor's loop).
+const WRITE_BATCH: usize = 256 * 1024;
+
+impl TraceFile {
+    pub fn open(path: &Path, world_id: &str) -> Result<Self, MonitorError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| MonitorError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(TraceFile {
+            path: path.to_owned(),
+            file,
+            world_id: world_id.to_owned(),
+            counts: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            lost: 0,
+            pending: Vec::new(),
+            world_span: SpanId::new(),
+        })
+    }
+
+    fn write(&mut self, span: &Span) -> Result<(), MonitorError> {
+        let mut line = match span.to_line() {
+            Ok(line) => line,
+            // A span over the size cap (a huge argv) is dropped whole, and
+            // counted, rather than written cut.
+            Err(_) => {
+                *self.counts.entry("oversized".into()).or_default() += 1;
+                return Ok(());
+            }
+        };
+        line.push('\n');
+        self.pending.extend_from_slice(line.as_bytes());
+        if self.pending.len() >= WRITE_BATCH {
+            self.flush()?;
+        }
+        *self
+            .counts
+            .entry(span.kind().as_str().to_owned())
+            .or_default() += 1;
+        Ok(())
+    }
+
+    /// Writes the pending lines (one `write` of whole lines).
+    pub fn flush(&mut self) -> Result<(), MonitorError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.pending);
+        self.pending.clear();
+        result.map_err(|source| MonitorError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn reject(&mut self, reason: &str) {
+        *self.rejected.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// The world's final span: how its init ended, how long it ran, its fs
+    /// diff totals and the counts of spans by kind.
+    pub fn write_world_span(
+        &mut self,
+        start: Timestamp,
+        exit: Option<WorldExit>,
+        diff: Option<&crate::fsdiff::DiffSummary>,
+    ) -> Result<(), MonitorError> {
+        let end = Timestamp::now();
+        let detail = WorldDetail {
+            duration_ns: start.until(end).map(|d| d.as_nanos() as u64),
+            fs: diff.map(|d| substrate_trace::FsTotals {
+                added: d.added,
+                changed: d.changed,
+                deleted: d.deleted,
+            }),
+            spans: self.counts.clone(),
+            rejected: self.rejected.clone(),
+            lost: self.lost,
+        };
+        let mut span = Span::world(self.world_id.clone(), Source::Runtime, start, detail)
+            .id(self.world_span)
+            .end(end);
+        if let Some(exit) = exit {
+            span = span.exit(match exit {
+                WorldExit::Code(code) => ExitStatus::Code(code),
+                WorldExit::Signal(signal) => ExitStatus::Signal(signal),
+            });
+        }
+        self.write(&span.build())?;
+        self.flush()
+    }
+
+    pub fn counts(&self) -> &BTreeMap<String, u64> {
+        &self.counts
+    }
+
+    /// Untrusted input refused so far, by reason.
+    pub fn rejected(&self) -> &BTreeMap<String, u64> {
+        &self.rejected
+    }
+}
+
+/// An exec span between the exec and the exit (or the next exec).
+struct OpenExec {
+    id: SpanId,
+    parent: Option<SpanId>,
+    start: Timestamp,
+    pid: i32,
+    ppid: Option<i32>,
+    world_pid: Option<u32>,
+    world_ppid: Option<u32>,
+    exe: Option<Vec<u8>>,
+    argv: Option<Vec<Vec<u8>>>,
+    cwd: Option<Vec<u8>>,
+    env: Option<Vec<Vec<u8>>>,
+    /// The preload supplied what /proc no longer had.
+    filled_by_preload: bool,
+}
+
+/// A program image that has ended (exit or a new exec), written once the
+/// grace period for its late messages is over.
+struct Retiring {
+    due: Instant,
+    pid: i32,
+    exec: Option<OpenExec>,
+    end: Option<Timestamp>,
+    exit: Option<ExitStatus>,
+    /// The process is gone: its ring is drained a last time and dropped.
+    process_gone: bool,
+}
+
+/// How long an ended image waits for messages its process sent before it
+/// ended (a hello still queued on the socket) before it is written.
+const RETIRE_GRACE: Duration = Duration::from_millis(500);
+/// How often every ring is drained when nobody rings a doorbell.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Subscribed before the world's processes run, so none of them is missed.
+pub struct WorldMonitor {
+    events: ProcEvents,
+    trace: TraceFile,
+    /// The world's span socket, when the preload tracer was injected.
+    socket: Option<SpanSocket>,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date the kernel's events.
+    clock_offset_ns: i64,
+}
+
+/// What following a world produced.
+pub struct MonitorReport {
+    pub trace: TraceFile,
+    /// How the init ended, as the kernel reported it.
+    pub init_exit: Option<WorldExit>,
+    /// Kernel events were lost: the trace may miss processes.
+    pub lost: bool,
+}
+
+/// The state of one `follow`.
+struct Follow {
+    init_pid: i32,
+    tree: ProcessTree,
+    open: HashMap<i32, OpenExec>,
+    retiring: Vec<Retiring>,
+    /// The span a process belongs to: its own program's, or the one of
+    /// the process that forked it until it execs.
+    current: HashMap<i32, SpanId>,
+    parent_of: HashMap<i32, i32>,
+    init_exit: Option<WorldExit>,
+    lost: bool,
+    world_pid_ns: Option<PathBuf>,
+    rings: Rings,
+    connections: Connections,
+}
+
+impl WorldMonitor {
+    /// Subscribes to the kernel's process events and, when `span_dir` is
+    /// given (the world's inject dir), binds the world's span socket there.
+    pub fn subscribe(trace: TraceFile, span_dir: Option<&Path>) -> Result<Self, MonitorError> {
+        let events = ProcEvents::subscribe()?;
+        let socket = span_dir
+            .map(|dir| {
+                SpanSocket::bind(dir).map_err(|source| MonitorError::Socket {
+                    path: dir.join(substrate_ring::SOCKET_NAME),
+                    source,
+                })
+            })
+            .transpose()?;
+        Ok(WorldMonitor {
+            events,
+            trace,
+            socket,
+            clock_offset_ns: clock_offset_ns(),
+        })
+    }
+
+    /// Follows the world whose init is `init_pid` until every process in it
+    /// has exited, or until `give_up()` says so (checked every 100 ms: the
+    /// caller knows the world is gone, e.g. its cgroup was removed).
+    pub fn follow(
+        mut self,
+        init_pid: i32,
+        give_up: impl Fn() -> bool,
+    ) -> Result<MonitorReport, MonitorError> {
+        let mut state = Follow {
+            init_pid,
+            tree: ProcessTree::new(init_pid),
+            open: HashMap::new(),
+            retiring: Vec::new(),
+            current: HashMap::from([(init_pid, self.trace.world_span)]),
+            parent_of: HashMap::new(),
+            init_exit: None,
+            lost: false,
+            // Processes `exec`'d into the world are not descendants of its
+            // init; they are recognised by the world's pid namespace.
+            world_pid_ns: fs::read_link(format!("/proc/{init_pid}/ns/pid")).ok(),
+            rings: Rings::default(),
+            connections: Connections::default(),
+        };
+        let mut last_check = Instant::now();
+        let mut last_drain = Instant::now();
+        while !state.tree.is_empty() {
+            let (kernel_ready, socket_ready, ready) = self.wait(&state, DRAIN_INTERVAL)?;
+            if kernel_ready {
+                self.take_kernel_events(&mut state)?;
+            }
+            // Checked on a clock, not only when the kernel is quiet: on a
+            // busy host other processes' events never stop arriving.
+            if last_check.elapsed() >= GIVE_UP_CHECK {
+                last_check = Instant::now();
+                if give_up() {
+                    break;
+                }
+            }
+            // After the kernel's events: a hello's sender is then known.
+            if socket_ready {
+                self.accept(&mut state);
+            }
+            if ready.iter().any(|&r| r) {
+                self.take_messages(&mut state, Some(&ready))?;
+            }
+            if last_drain.elapsed() >= DRAIN_INTERVAL {
+                last_drain = Instant::now();
+                self.drain_rings(&mut state)?;
+            }
+            self.retire(&mut state, false)?;
+            self.trace.flush()?;
+        }
+        // The last messages (hellos of processes that are gone by now),
+        // then everything that is still open or retiring.
+        self.take_kernel_events(&mut state)?;
+        self.accept(&mut state);
+        self.take_messages(&mut state, None)?;
+        self.drain_rings(&mut state)?;
+        self.retire(&mut state, true)?;
+        for (_, exec) in std::mem::take(&mut state.open) {
+            self.write_exec(exec, None, None)?;
+        }
+        for mut ring in state.rings.drain_all().collect::<Vec<_>>() {
+            self.drain_ring(&mut ring)?;
+        }
+        self.trace.flush()?;
+        Ok(MonitorReport {
+            trace: self.trace,
+            init_exit: state.init_exit,
+            lost: state.lost,
+        })
+    }
+
+    /// Polls the kernel socket, the span socket and pending connections.
+    fn wait(&self, state: &Follow, timeout: Duration) -> Result<(bool, bool, Vec<bool>), MonitorError> {
+        let mut fds = vec![PollFd::new(self.events.as_fd(), PollFlags::POLLIN)];
+        if let Some(socket) = &self.socket {
+            fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
+        }
+        let first_connection = fds.len();
+        fds.extend(state.connections.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        let ms = PollTimeout::try_from(timeout.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(MonitorError::Events(crate::procevents::ProcEventsError::Poll(e))),
+        }
+        let is_ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let kernel = is_ready(&fds[0]);
+        let socket = self.socket.is_some() && is_ready(&fds[1]);
+        let ready = fds[first_connection..].iter().map(is_ready).collect();
+        Ok((kernel, socket, ready))
+    }
+
+    /// Applies what the kernel has queued.
+    fn take_kernel_events(&mut self, state: &mut Follow) -> Result<(), MonitorError> {
+        loop {
+            let batch = match self.events.next_events(Some(Duration::ZERO)) {
+                Ok(batch) => batch,
+                Err(e) if e.is_recoverable() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for received in batch {
+                match received {
+                    Received::Event(event) => self.apply(state, &event)?,
+                    Received::Lost => {
+                        state.tree.note_lost();
+                        state.lost = true;
+                        self.write_loss(serde_json::json!({
+                            "source": "proc_connector",
+                            "events": "unknown",
+                            "reason": "receive buffer overrun",
+                        }))?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, state: &mut Follow, event: &ProcEvent) -> Result<(), MonitorError> {
+        if let (ProcEventKind::Exec { tgid, .. }, Some(world_ns)) = (&event.kind, &state.world_pid_ns) {
+            let entered = !state.tree.contains(*tgid)
+                && fs::read_link(format!("/proc/{tgid}/ns/pid")).ok().as_ref() == Some(world_ns);
+            if entered && state.tree.adopt(*tgid) {
+                state.current.insert(*tgid, self.trace.world_span);
+            }
+        }
+        match state.tree.apply(event) {
+            Some(TreeChange::Joined { tgid, parent_tgid }) => {
+                state.parent_of.insert(tgid, parent_tgid);
+                if let Some(&span) = state.current.get(&parent_tgid) {
+                    state.current.insert(tgid, span);
+                }
+            }
+            Some(TreeChange::Exec { tgid }) => {
+                let time = self.time_of(event);
+                // `exec` from a program ends that program's span.
+                if let Some(previous) = state.open.remove(&tgid) {
+                    state.retiring.push(Retiring {
+                        due: Instant::now() + RETIRE_GRACE,
+                        pid: tgid,
+                        exec: Some(previous),
+                        end: Some(time),
+                        exit: None,
+                        process_gone: false,
+                    });
+                }
+                let exec = describe_exec(
+                    tgid,
+                    state.parent_of.get(&tgid).copied(),
+                    state.current.get(&tgid).copied(),
+                    time,
+                );
+                state.current.insert(tgid, exec.id);
+                state.open.insert(tgid, exec);
+            }
+            Some(TreeChange::Left { tgid, status }) => {
+                let exit = match (status.code(), status.signal()) {
+                    (Some(code), _) => ExitStatus::Code(code),
+                    (None, Some(signal)) => ExitStatus::Signal(signal),
+                    (None, None) => ExitStatus::Code(0),
+                };
+                if tgid == state.init_pid {
+                    state.init_exit = Some(match exit {
+                        ExitStatus::Code(code) => WorldExit::Code(code),
+                        ExitStatus::Signal(signal) => WorldExit::Signal(signal),
+                    });
+                }
+                state.retiring.push(Retiring {
+                    due: Instant::now() + RETIRE_GRACE,
+                    pid: tgid,
+                    exec: state.open.remove(&tgid),
+                    end: Some(self.time_of(event)),
+                    exit: Some(exit),
+                    process_gone: true,
+                });
+                state.parent_of.remove(&tgid);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, state: &mut Follow) {
+        if let Some(socket) = &self.socket {
+            let refused = state.connections.accept(socket);
+            for _ in 0..refused {
+                self.trace.reject("too_many_connections");
+            }
+        }
+    }
+
+    fn take_messages(&mut self, state: &mut Follow, ready: Option<&[bool]>) -> Result<(), MonitorError> {
+        let (arrivals, refused) = state.connections.read(ready);
+        for _ in 0..refused {
+            self.trace.reject("silent_connection");
+        }
+        for arrival in arrivals {
+            if let Err(reason) = self.on_message(state, arrival) {
+                self.trace.reject(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// One message from inside the world. Its sender is the kernel's
+    /// answer (SO_PEERCRED), and must be one of the world's processes.
+    fn on_message(&mut self, state: &mut Follow, arrival: Arrival) -> Result<(), &'static str> {
+        let greeting = preload::parse_greeting(&arrival.bytes)?;
+        let pid = arrival.peer_pid;
+        let known = state.tree.contains(pid) || state.retiring.iter().any(|r| r.pid == pid);
+        if !known {
+            return Err("sender_outside_world");
+        }
+        if greeting.kind == HelloKind::Doorbell {
+            if let Some(mut ring) = state.rings.remove(pid) {
+                let result = self.drain_ring(&mut ring);
+                state.rings.insert(ring);
+                result.map_err(|_| "trace_write")?;
+            }
+            return Ok(());
+        }
+        let fd = arrival.fd.ok_or("hello_without_ring")?;
+        if state.rings.is_full() {
+            return Err("too_many_rings");
+        }
+        let image = image_at(state, pid, greeting.time_ns);
+        let world_pid = match &image {
+            Some(exec) if greeting.kind == HelloKind::Exec => exec.world_pid,
+            _ => world_pid_of(pid),
+        };
+        // The pid a process says it has must be the one the kernel gives it.
+        if world_pid.is_some_and(|p| p != greeting.claimed_pid) {
+            return Err("forged_pid");
+        }
+        let parent = match (greeting.kind, image) {
+            (HelloKind::Exec, Some(exec)) => {
+                fill_from_preload(exec, &greeting);
+                Some(exec.id)
+            }
+            _ => state.current.get(&pid).copied(),
+        };
+        let ring = preload::map_ring(&fd)?;
+        let mapped = MappedRing::new(ring, pid, world_pid, parent, greeting.time_ns);
+        if let Some(mut old) = state.rings.insert(mapped) {
+            self.drain_ring(&mut old).map_err(|_| "trace_write")?;
+        }
+        Ok(())
+    }
+
+    fn drain_rings(&mut self, state: &mut Follow) -> Result<(), MonitorError> {
+        let mut rings = std::mem::take(&mut state.rings);
+        let mut result = Ok(());
+        for ring in rings.iter_mut() {
+            result = result.and(self.drain_ring(ring));
+        }
+        state.rings = rings;
+        result
+    }
+
+    fn drain_ring(&mut self, ring: &mut MappedRing) -> Result<(), MonitorError> {
+        let world_id = self.trace.world_id.clone();
+        let mut spans = Vec::new();
+        let dropped = ring.drain(&world_id, &mut |span| spans.push(span));
+        for span in spans {
+            match span {
+                Ok(span) => self.trace.write(&span)?,
+                Err(reason) => self.trace.reject(reason),
+            }
+        }
+        if dropped > 0 {
+            self.trace.lost += dropped;
+            self.write_loss(serde_json::json!({
+                "source": "preload",
+                "events": dropped,
+                "pid": ring.pid,
+                "reason": "ring full",
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the images whose grace period is over (all when `all`).
+    fn retire(&mut self, state: &mut Follow, all: bool) -> Result<(), MonitorError> {
+        let now = Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.retiring)
+            .into_iter()
+            .partition(|r| all || r.due <= now);
+        state.retiring = waiting;
+        for retired in due {
+            if retired.process_gone {
+                state.current.remove(&retired.pid);
+                let still_alive = state.tree.contains(retired.pid);
+                if !still_alive {
+                    if let Some(mut ring) = state.rings.remove(retired.pid) {
+                        self.drain_ring(&mut ring)?;
+                    }
+                }
+            }
+            if let Some(exec) = retired.exec {
+                self.write_exec(exec, retired.end, retired.exit)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn time_of(&self, event: &ProcEvent) -> Timestamp {
+        Timestamp::from_unix_nanos(event.timestamp_ns as i64 + self.clock_offset_ns)
+    }
+
+    fn write_exec(
+        &mut self,
+        exec: OpenExec,
+        end: Option<Timestamp>,
+        exit: Option<ExitStatus>,
+    ) -> Result<(), MonitorError> {
+        let world_id = self.trace.world_id.clone();
+        let mut span = Span::exec(world_id, Source::Kernel, exec.start)
+            .id(exec.id)
+            .pid(exec.pid as u32);
+        if let Some(parent) = exec.parent {
+            span = span.parent(parent);
+        }
+        if let Some(ppid) = exec.ppid {
+            span = span.ppid(ppid as u32);
+        }
+        if let Some(pid) = exec.world_pid {
+            span = span.world_pid(pid);
+        }
+        if let Some(pid) = exec.world_ppid {
+            span = span.world_ppid(pid);
+        }
+        if let Some(exe) = exec.exe {
+            span = span.exe(exe);
+        }
+        if let Some(argv) = exec.argv {
+            span = span.argv(argv);
+        }
+        if let Some(cwd) = exec.cwd {
+            span = span.cwd(cwd);
+        }
+        if let Some(env) = exec.env {
+            span = span.env(env);
+        }
+        if let Some(end) = end {
+            span = span.end(end);
+        }
+        if let Some(exit) = exit {
+            span = span.exit(exit);
+        }
+        let mut span = span.build();
+        if exec.filled_by_preload {
+            span.extra
+                .insert("filled_by".into(), serde_json::Value::String("preload".into()));
+        }
+        self.trace.write(&span)
+    }
+
+    fn write_loss(&mut self, detail: serde_json::Value) -> Result<(), MonitorError> {
+        let span = Span {
+            detail: substrate_trace::Detail::Other {
+                kind: "loss".into(),
+                detail: Some(detail),
+            },
+            ..Span::world(
+                self.trace.world_id.clone(),
+                Source::Monitor,
+                Timestamp::now(),
+                WorldDetail::default(),
+            )
+            .build()
+        };
+        self.trace.write(&span)
+    }
+}
+
+/// The image `pid` was running at `time_ns` (its clock): the latest exec
+/// that started before then, still open or retiring.
+fn image_at(state: &mut Follow, pid: i32, time_ns: u64) -> Option<&mut OpenExec> {
+    let time = time_ns as i64;
+    let open = state
+        .open
+        .get_mut(&pid)
+        .filter(|e| e.start.unix_nanos() <= time);
+    if open.is_some() {
+        return open;
+    }
+    state
+        .retiring
+        .iter_mut()
+        .filter(|r| r.pid == pid)
+        .filter_map(|r| r.exec.as_mut())
+        .filter(|e| e.start.unix_nanos() <= time)
+        .max_by_key(|e| e.start)
+}
+
+/// What the kernel's /proc could not give (the process was gone before it
+/// was read), from the process's own account.
+fn fill_from_preload(exec: &mut OpenExec, greeting: &preload::Greeting) {
+    let mut filled = false;
+    if exec.argv.is_none() && !greeting.argv.is_empty() {
+        exec.argv = Some(greeting.argv.clone());
+        filled = true;
+    }
+    if exec.exe.is_none() && !greeting.exe.is_empty() {
+        exec.exe = Some(greeting.exe.clone());
+        filled = true;
+    }
+    if exec.cwd.is_none() && !greeting.cwd.is_empty() {
+        exec.cwd = Some(greeting.cwd.clone());
+        filled = true;
+    }
+    if exec.env.is_none() {
+        exec.env = Some(greeting.env.clone());
+        filled = true;
+    }
+    exec.filled_by_preload |= filled;
+}
+
+/// The pid a host process has inside its innermost pid namespace.
+fn world_pid_of(pid: i32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|rest| rest.split_whitespace().last()?.parse().ok())
+}
+
+/// What `/proc` still tells of a process that has just exec'd.
+fn describe_exec(
+    tgid: i32,
+    ppid: Option<i32>,
+    parent: Option<SpanId>,
+    start: Timestamp,
+) -> OpenExec {
+    let proc = PathBuf::from(format!("/proc/{tgid}"));
+    // Empty while the process is between images: then unknown, for the
+    // preload's account to fill.
+    let argv = fs::read(proc.join("cmdline"))
+        .ok()
+        .filter(|bytes| !bytes.is_empty())
+        .map(|bytes| {
+            bytes
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        });
+    let os_bytes = |p: PathBuf| {
+        use std::os::unix::ffi::OsStringExt;
+        fs::read_link(p).ok().map(|p| p.into_os_string().into_vec())
+    };
+    let status = fs::read_to_string(proc.join("status")).unwrap_or_default();
+    // NSpid lists the pid in each pid namespace, outermost first: the last
+    // one is the pid inside the world.
+    let ns_last = |key: &str, line: &str| {
+        line.strip_prefix(key)
+            .and_then(|rest| rest.split_whitespace().last()?.parse().ok())
+    };
+    let world_pid = status.lines().find_map(|l| ns_last("NSpid:", l));
+    let world_ppid = ppid.and_then(|ppid| {
+        fs::read_to_string(format!("/proc/{ppid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| ns_last("NSpid:", l))
+    });
+    OpenExec {
+        id: SpanId::new(),
+        parent,
+        start,
+        pid: tgid,
+        ppid,
+        world_pid,
+        world_ppid,
+        exe: os_bytes(proc.join("exe")),
+        argv,
+        cwd: os_bytes(proc.join("cwd")),
+        env: fs::read(proc.join("environ")).ok().map(|bytes| {
+            bytes
+                .split(|&b| b == 0)
+                .filter(|e| !e.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        }),
+        filled_by_preload: false,
+    }
+}
+
+fn clock_offset_ns() -> i64 {
+    let nanos = |clock| {
+        clock_gettime(clock)
+            .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+            .unwrap_or(0)
+    };
+    nanos(ClockId::CLOCK_REALTIME) - nanos(ClockId::CLOCK_MONOTONIC)
+}

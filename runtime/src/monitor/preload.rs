@@ -1,0 +1,514 @@
+//! The monitor's side of the preload tracer: the world's span socket, the
+//! rings processes hand over on it, and the records in those rings turned
+//! into spans.
+//!
+//! Everything that arrives here comes from inside the world and is
+//! untrusted. Who sent a message is what `SO_PEERCRED` says, never what the
+//! message says; a message that does not parse, a ring that is not a sealed
+//! memfd of the right size, a pid that is not the world's, a record that
+//! does not decode, are refused and counted (the counts go on the world
+//! span), and none of it can crash the monitor or make it block.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use substrate_ring::hello::{self, Hello, HelloKind};
+use substrate_ring::ring::{self, FileCall, NetCall, Record, Ring, RING_BYTES};
+use substrate_trace::{
+    fopen_flags, DnsDetail, Errno, Family, FileDetail, FileOp, NetDetail, NetOp, Source, Span,
+    SpanId, Timestamp, Transport,
+};
+
+/// A connection that has said nothing for this long is closed.
+const SILENT_CONNECTION: Duration = Duration::from_secs(2);
+/// At most this many connections waiting for their message at once.
+const MAX_PENDING: usize = 1024;
+/// At most this many rings mapped at once (a fork bomb must not exhaust
+/// the monitor); more are refused and counted.
+const MAX_RINGS: usize = 16 * 1024;
+/// Records drained per ring per pass (a ring a process keeps marking
+/// "written" cannot hold the monitor).
+const DRAIN_BATCH: usize = ring::SLOTS as usize;
+
+/// The world's span socket (`SOCK_SEQPACKET`), bound in its inject dir.
+pub struct SpanSocket {
+    listener: OwnedFd,
+    path: PathBuf,
+}
+
+impl SpanSocket {
+    /// Binds `<dir>/span.sock`; world processes of any uid may connect.
+    pub fn bind(dir: &Path) -> io::Result<SpanSocket> {
+        let path = dir.join(substrate_ring::SOCKET_NAME);
+        let _ = fs::remove_file(&path);
+        let listener = socket::socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        // sun_path holds 108 bytes; a world dir can be deeper than that.
+        // Bind through the dir's fd instead of its path.
+        let dir_fd = fs::File::open(dir)?;
+        let short = format!(
+            "/proc/self/fd/{}/{}",
+            dir_fd.as_raw_fd(),
+            substrate_ring::SOCKET_NAME
+        );
+        socket::bind(listener.as_raw_fd(), &UnixAddr::new(short.as_str())?)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))?;
+        socket::listen(&listener, socket::Backlog::new(4096).unwrap_or(socket::Backlog::MAXCONN))?;
+        Ok(SpanSocket { listener, path })
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+impl Drop for SpanSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// One message as it arrived: who sent it (host pid, from the kernel), its
+/// bytes, and the fd it carried.
+pub struct Arrival {
+    pub peer_pid: i32,
+    pub bytes: Vec<u8>,
+    pub fd: Option<OwnedFd>,
+}
+
+/// Connections accepted on the span socket, waiting for their message.
+#[derive(Default)]
+pub struct Connections {
+    pending: Vec<(OwnedFd, Instant)>,
+}
+
+impl Connections {
+    /// Accepts what is queued on `socket`. Returns how many were refused
+    /// (too many pending).
+    pub fn accept(&mut self, socket: &SpanSocket) -> u64 {
+        let mut refused = 0;
+        loop {
+            let fd = match socket::accept4(
+                socket.listener.as_raw_fd(),
+                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            ) {
+                // SAFETY: accept4 returned a new fd that we now own.
+                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return refused,
+            };
+            if self.pending.len() >= MAX_PENDING {
+                refused += 1;
+                continue;
+            }
+            self.pending.push((fd, Instant::now()));
+        }
+    }
+
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.pending.iter().map(|(fd, _)| fd.as_fd())
+    }
+
+    /// Reads the connections `ready` says are readable (or all when
+    /// `ready` is None), closing each once read; drops silent ones.
+    /// Returns the messages and how many connections were refused.
+    pub fn read(&mut self, ready: Option<&[bool]>) -> (Vec<Arrival>, u64) {
+        let mut arrivals = Vec::new();
+        let mut refused = 0;
+        let now = Instant::now();
+        let mut keep = Vec::with_capacity(self.pending.len());
+        for (i, (fd, since)) in self.pending.drain(..).enumerate() {
+            if ready.is_some_and(|r| !r.get(i).copied().unwrap_or(false)) {
+                if now.duration_since(since) < SILENT_CONNECTION {
+                    keep.push((fd, since));
+                } else {
+                    refused += 1;
+                }
+                continue;
+            }
+            match receive(&fd) {
+                Ok(Some(arrival)) => arrivals.push(arrival),
+                Ok(None) if now.duration_since(since) < SILENT_CONNECTION => keep.push((fd, since)),
+                Ok(None) | Err(_) => refused += 1,
+            }
+        }
+        self.pending = keep;
+        (arrivals, refused)
+    }
+}
+
+/// One message from a connection; `None` if nothing is there yet.
+fn receive(fd: &OwnedFd) -> io::Result<Option<Arrival>> {
+    let creds = socket::getsockopt(fd, sockopt::PeerCredentials)?;
+    let mut bytes = vec![0u8; hello::MAX_BYTES + 1];
+    let mut control = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [io::IoSliceMut::new(&mut bytes)];
+    let msg = match socket::recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    ) {
+        Ok(msg) => msg,
+        Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut passed = None;
+    // Every fd that came is owned (and closed) here, however many.
+    for cmsg in msg.cmsgs()? {
+        if let socket::ControlMessageOwned::ScmRights(fds) = cmsg {
+            for raw in fds {
+                // SAFETY: SCM_RIGHTS installed these fds in our table.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                if passed.is_none() {
+                    passed = Some(owned);
+                }
+            }
+        }
+    }
+    let len = msg.bytes;
+    let truncated = msg.flags.contains(socket::MsgFlags::MSG_TRUNC)
+        || msg.flags.contains(socket::MsgFlags::MSG_CTRUNC);
+    if len == 0 && !truncated {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    bytes.truncate(if truncated || len > hello::MAX_BYTES { 0 } else { len });
+    Ok(Some(Arrival {
+        peer_pid: creds.pid(),
+        bytes,
+        fd: passed,
+    }))
+}
+
+/// A ring a process handed over, mapped here.
+pub struct MappedRing {
+    ring: Ring,
+    tail: u64,
+    dropped_seen: u64,
+    /// The exec span (or, for a forked child, its parent's) its records
+    /// belong to.
+    pub parent: Option<SpanId>,
+    pub pid: i32,
+    pub world_pid: Option<u32>,
+    /// When the process said hello (its clock).
+    pub since_ns: u64,
+}
+
+// SAFETY: the mapping is owned by this value and unmapped once, in Drop.
+unsafe impl Send for MappedRing {}
+
+impl Drop for MappedRing {
+    fn drop(&mut self) {
+        // SAFETY: mapped by MappedRing::map with RING_BYTES, not used after.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), RING_BYTES) };
+    }
+}
+
+/// Why a ring was refused.
+pub fn map_ring(fd: &OwnedFd) -> Result<Ring, &'static str> {
+    // SAFETY: fcntl/fstat on an fd we own.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    // Sealed against shrinking: our mapping can never fault (SIGBUS).
+    if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+        return Err("ring_unsealed");
+    }
+    let size = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|_| "ring_unsealed")?.st_size;
+    if (size as usize) < RING_BYTES {
+        return Err("ring_too_small");
+    }
+    // SAFETY: a shared mapping of a sealed memfd at least RING_BYTES long.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            RING_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err("ring_unmappable");
+    }
+    // SAFETY: just mapped, RING_BYTES long, page aligned.
+    let ring = unsafe { Ring::from_raw(NonNull::new_unchecked(base.cast())) };
+    if ring.check().is_err() {
+        // SAFETY: mapped above and not kept.
+        unsafe { libc::munmap(base, RING_BYTES) };
+        return Err("ring_bad_header");
+    }
+    Ok(ring)
+}
+
+impl MappedRing {
+    pub fn new(ring: Ring, pid: i32, world_pid: Option<u32>, parent: Option<SpanId>, since_ns: u64) -> Self {
+        MappedRing {
+            ring,
+            tail: 0,
+            dropped_seen: 0,
+            parent,
+            pid,
+            world_pid,
+            since_ns,
+        }
+    }
+
+    /// Turns what the ring holds into spans (or refusals); returns how many
+    /// records the process dropped since the last call (a full ring).
+    pub fn drain(&mut self, world_id: &str, sink: &mut impl FnMut(Result<Span, &'static str>)) -> u64 {
+        let ring = self.ring;
+        let mut tail = self.tail;
+        ring.drain(&mut tail, DRAIN_BATCH, |record| sink(self.span_of(world_id, &record)));
+        self.tail = tail;
+        let dropped = ring.dropped();
+        let new = dropped.saturating_sub(self.dropped_seen);
+        self.dropped_seen = self.dropped_seen.max(dropped);
+        new
+    }
+
+    fn span_of(&self, world_id: &str, record: &Record) -> Result<Span, &'static str> {
+        let start = Timestamp::from_unix_nanos(i64::try_from(record.start_ns).map_err(|_| "bad_time")?);
+        let now = Timestamp::now().unix_nanos();
+        // A process's clock claim within reason: not before the world, not
+        // in the future.
+        if start.unix_nanos() > now + 60_000_000_000 || record.duration_ns > 86_400_000_000_000 {
+            return Err("bad_time");
+        }
+        let end = Timestamp::from_unix_nanos(start.unix_nanos() + record.duration_ns as i64);
+        let a = record.a().ok_or("bad_record")?.to_vec();
+        let b = record.b().ok_or("bad_record")?;
+        let mut span = match record.kind {
+            ring::kind::FILE => {
+                let call = FileCall::from_u8(record.op).ok_or("bad_record")?;
+                let detail = file_detail(call, a, b, record);
+                let s = Span::file(world_id, Source::Preload, start, detail);
+                let s = self.stamp(s).end(end);
+                if record.ret < 0 {
+                    s.failed(record.ret, Errno(record.errno))
+                } else {
+                    s.returned(record.ret)
+                }
+                .build()
+            }
+            ring::kind::NET => {
+                let call = NetCall::from_u8(record.op).ok_or("bad_record")?;
+                let detail = net_detail(call, &a, record.arg0).ok_or("bad_record")?;
+                let s = self.stamp(Span::net(world_id, Source::Preload, start, detail)).end(end);
+                if record.ret < 0 {
+                    s.failed(record.ret, Errno(record.errno))
+                } else {
+                    s.returned(record.ret)
+                }
+                .build()
+            }
+            ring::kind::DNS => {
+                let detail = DnsDetail {
+                    query: a,
+                    answers: b
+                        .chunks_exact(ring::DNS_ANSWER_BYTES)
+                        .filter_map(answer_text)
+                        .collect(),
+                };
+                let s = self.stamp(Span::dns(world_id, Source::Preload, start, detail)).end(end);
+                // getaddrinfo returns an EAI_* code, not -1 + errno.
+                s.returned(record.ret).build()
+            }
+            _ => return Err("bad_record"),
+        };
+        if record.truncated != 0 {
+            span.extra.insert("truncated".into(), serde_json::Value::Bool(true));
+        }
+        Ok(span)
+    }
+
+    fn stamp<K>(&self, mut span: substrate_trace::SpanBuilder<K>) -> substrate_trace::SpanBuilder<K> {
+        span = span.pid(self.pid as u32);
+        if let Some(parent) = self.parent {
+            span = span.parent(parent);
+        }
+        if let Some(world_pid) = self.world_pid {
+            span = span.world_pid(world_pid);
+        }
+        span
+    }
+}
+
+const O_CREAT: u32 = 0o100;
+const O_TMPFILE: u32 = 0o20_200_000;
+
+fn file_detail(call: FileCall, a: Vec<u8>, b: &[u8], record: &Record) -> FileDetail {
+    let (flags, mode) = (record.arg0, record.arg1);
+    let opened_mode = (flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE).then_some(mode);
+    match call {
+        FileCall::Open => FileDetail::open(FileOp::Open, a, flags, opened_mode),
+        FileCall::Openat => FileDetail::open(FileOp::Openat, a, flags, opened_mode),
+        FileCall::Creat => FileDetail::open(FileOp::Creat, a, flags, Some(mode)),
+        FileCall::Fopen => FileDetail::open(FileOp::Fopen, a, fopen_flags(b), None),
+        FileCall::Unlink => FileDetail::new(FileOp::Unlink, a),
+        FileCall::Unlinkat => FileDetail::new(FileOp::Unlinkat, a),
+        FileCall::Rename => FileDetail::rename(FileOp::Rename, a, b),
+        FileCall::Renameat => FileDetail::rename(FileOp::Renameat, a, b),
+        FileCall::Mkdir => FileDetail::new(FileOp::Mkdir, a).with_mode(mode),
+        FileCall::Mkdirat => FileDetail::new(FileOp::Mkdirat, a).with_mode(mode),
+        FileCall::Rmdir => FileDetail::new(FileOp::Rmdir, a),
+        FileCall::Chmod => FileDetail::new(FileOp::Chmod, a).with_mode(mode),
+        FileCall::Fchmodat => FileDetail::new(FileOp::Fchmodat, a).with_mode(mode),
+        FileCall::Truncate => FileDetail::new(FileOp::Truncate, a),
+    }
+}
+
+/// A `sockaddr` as the process passed it.
+fn net_detail(call: NetCall, addr: &[u8], sotype: u32) -> Option<NetDetail> {
+    let op = match call {
+        NetCall::Connect => NetOp::Connect,
+        NetCall::Bind => NetOp::Bind,
+        NetCall::Accept => NetOp::Accept,
+        NetCall::Sendto => NetOp::Sendto,
+    };
+    let transport = match sotype as i32 & 0xf {
+        libc::SOCK_STREAM => Some(Transport::Tcp),
+        libc::SOCK_DGRAM => Some(Transport::Udp),
+        _ => None,
+    };
+    if addr.len() < 2 {
+        // accept without a peer address (an unnamed unix peer).
+        return Some(NetDetail::new(op, Family::Unix));
+    }
+    let family = i32::from(u16::from_ne_bytes([addr[0], addr[1]]));
+    let port = |a: &[u8]| a.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    let mut detail = match family {
+        libc::AF_INET => {
+            let ip: [u8; 4] = addr.get(4..8)?.try_into().ok()?;
+            NetDetail::ip(op, Family::Inet, transport.clone()?, &std::net::Ipv4Addr::from(ip).to_string(), port(addr)?)
+        }
+        libc::AF_INET6 => {
+            let ip: [u8; 16] = addr.get(8..24)?.try_into().ok()?;
+            NetDetail::ip(op, Family::Inet6, transport.clone()?, &std::net::Ipv6Addr::from(ip).to_string(), port(addr)?)
+        }
+        libc::AF_UNIX => {
+            let path = &addr[2..];
+            // A filesystem path ends at its NUL; an abstract name (leading
+            // NUL) is all of its bytes.
+            let path = match path.first() {
+                Some(0) => path,
+                _ => path.split(|&b| b == 0).next().unwrap_or_default(),
+            };
+            let mut d = NetDetail::new(op, Family::Unix);
+            d.address = Some(path.to_vec());
+            d
+        }
+        _ => return None,
+    };
+    if detail.transport.is_none() {
+        detail.transport = transport;
+    }
+    Some(detail)
+}
+
+fn answer_text(answer: &[u8]) -> Option<String> {
+    match i32::from(answer[0]) {
+        libc::AF_INET => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&answer[1..5]).ok()?).to_string()),
+        libc::AF_INET6 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&answer[1..17]).ok()?).to_string()),
+        _ => None,
+    }
+}
+
+/// A parsed hello, owned.
+pub struct Greeting {
+    pub kind: HelloKind,
+    pub claimed_pid: u32,
+    pub time_ns: u64,
+    pub exe: Vec<u8>,
+    pub cwd: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+}
+
+pub fn parse_greeting(bytes: &[u8]) -> Result<Greeting, &'static str> {
+    let hello = Hello::parse(bytes).map_err(|_| "garbage")?;
+    Ok(Greeting {
+        kind: hello.kind,
+        claimed_pid: hello.pid,
+        time_ns: hello.time_ns,
+        exe: hello.exe.to_vec(),
+        cwd: hello.cwd.to_vec(),
+        argv: hello.argv().map(<[u8]>::to_vec).collect(),
+        env: hello.env().map(<[u8]>::to_vec).collect(),
+    })
+}
+
+/// The world's mapped rings, one per process (its current program image).
+#[derive(Default)]
+pub struct Rings {
+    by_pid: HashMap<i32, MappedRing>,
+}
+
+impl Rings {
+    pub fn len(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.by_pid.len() >= MAX_RINGS
+    }
+
+    /// Keeps `ring` as `pid`'s, unless the ring already kept is newer (a
+    /// late hello from an image the process has exec'd away from): the
+    /// ring given back is the one to drain a last time and drop.
+    pub fn insert(&mut self, ring: MappedRing) -> Option<MappedRing> {
+        match self.by_pid.get(&ring.pid) {
+            Some(kept) if kept.since_ns > ring.since_ns => Some(ring),
+            _ => self.by_pid.insert(ring.pid, ring),
+        }
+    }
+
+    pub fn get_mut(&mut self, pid: i32) -> Option<&mut MappedRing> {
+        self.by_pid.get_mut(&pid)
+    }
+
+    pub fn remove(&mut self, pid: i32) -> Option<MappedRing> {
+        self.by_pid.remove(&pid)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut MappedRing> {
+        self.by_pid.values_mut()
+    }
+
+    pub fn drain_all(&mut self) -> impl Iterator<Item = MappedRing> + '_ {
+        self.by_pid.drain().map(|(_, r)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_addresses_decode() {
+        // AF_INET 10.0.0.1:443
+        let mut v4 = vec![0u8; 16];
+        v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        v4[2..4].copy_from_slice(&443u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[10, 0, 0, 1]);
+        let d = net_detail(NetCall::Connect, &v4, libc::SOCK_STREAM as u32).unwrap();
+        assert_eq!((d.address.as_deref(), d.port, d.transport), (Some(&b"10.0.0.1"[..]), Some(443), Some(Transport::Tcp)));
+        let mut un = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        un.extend_from_slice(b"/run/x.sock\0\0\0");
+        let d = net_detail(NetCall::Connect, &un, libc::SOCK_STREAM as u32).unwrap();
+        assert_eq!(d.address.as_deref(), Some(&b"/run/x.sock"[..]));
+        // Garbage: unknown family, short inet address.
+        assert!(net_detail(NetCall::Connect, &[0xff, 0xff, 1, 2], 1).is_none());
+        assert!(net_detail(NetCall::Connect, &v4[..6], 1).is_none());
+    }
+}
