@@ -8,7 +8,8 @@ BUNDLES      := $(TARGET_DIR)/bundles
 
 # What the build, the tests and the benchmarks use from Debian.
 DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
-                runc crun podman uidmap fuse-overlayfs gcc make
+                runc crun podman uidmap fuse-overlayfs gcc make \
+                musl-tools strace python3
 
 .PHONY: all deps build release bundles demo test bench install clean
 
@@ -21,11 +22,17 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The preload tracer is its own workspace (a no_std cdylib needs
+# panic = "abort"); it lands beside the binaries, where the runtime looks.
+PRELOAD := CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --manifest-path preload/Cargo.toml
+
 build: deps
 	$(CARGO) build --workspace --bins
+	$(PRELOAD)
 
 release: deps
 	$(CARGO) build --release --workspace --bins
+	$(PRELOAD) --release
 
 bundles: deps
 	bash bundles/build.sh $(BUNDLES)
@@ -50,6 +57,7 @@ bench: release
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-cli $(DESTDIR)$(PREFIX)/bin/substrate-cli
+	install -D -m 0644 $(TARGET_DIR)/release/libsubstrate_preload.so $(DESTDIR)$(PREFIX)/lib/substrate/libsubstrate_preload.so
 
 clean:
 	$(CARGO) clean

@@ -1,5 +1,6 @@
 //! The line `run` prints on stderr when the world has ended.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -10,7 +11,15 @@ use crate::commands::exit_text;
 
 /// One human line (coloured on a terminal, plain when piped), or with
 /// `json` one JSON object, for machines.
-pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, execs: u64, json: bool) {
+/// `spans` counts the trace's spans by kind (`None`: the world was not
+/// traced).
+pub fn print(
+    record: &WorldRecord,
+    exit: WorldExit,
+    elapsed: Duration,
+    spans: Option<&BTreeMap<String, u64>>,
+    json: bool,
+) {
     let diff = record.diff.as_ref();
     let (added, changed, deleted) = diff.map_or((0, 0, 0), |d| (d.added, d.changed, d.deleted));
     if json {
@@ -20,7 +29,7 @@ pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, execs: u6
             "status": exit.shell_status(),
             "duration_ms": elapsed.as_millis() as u64,
             "diff": diff,
-            "execs": execs,
+            "spans": spans,
             "record": record.id,
         });
         eprintln!("{line}");
@@ -44,11 +53,28 @@ pub fn print(record: &WorldRecord, exit: WorldExit, elapsed: Duration, execs: u6
         paint("33", changed.to_string()),
         paint("31", deleted.to_string()),
     );
+    let traced = match spans {
+        None => "untraced".to_owned(),
+        Some(spans) => {
+            // Programs first: what most people look for.
+            let order = ["exec", "file", "net", "dns"];
+            let mut parts: Vec<String> = order
+                .iter()
+                .filter_map(|k| spans.get(*k).map(|n| format!("{n} {k}")))
+                .collect();
+            parts.extend(
+                spans
+                    .iter()
+                    .filter(|(k, _)| !order.contains(&k.as_str()))
+                    .map(|(k, n)| format!("{n} {k}")),
+            );
+            format!("traced: {}", parts.join(", "))
+        }
+    };
     eprintln!(
-        "world {}: {status} in {:.2}s; files: {files}; {execs} exec{} traced (substrate-cli diff|trace {})",
+        "world {}: {status} in {:.2}s; files: {files}; {traced} (substrate-cli diff|trace {})",
         paint("1", record.id.clone()),
         elapsed.as_secs_f64(),
-        if execs == 1 { "" } else { "s" },
         record.id
     );
 }

@@ -119,7 +119,7 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
     world.refresh()?;
     world.delete(true)?;
     world_gone.store(true, Ordering::Relaxed);
-    let mut execs = 0;
+    let mut spans = None;
     if let Some(follower) = follower {
         let report = follower
             .join()
@@ -135,13 +135,13 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
                 "substrate-cli: kernel events were lost: the trace of {id} may miss processes"
             );
         }
-        execs = trace.counts().get("exec").copied().unwrap_or(0);
+        spans = Some(trace.counts().clone());
     }
     if !args.keep {
         runtime.store().discard_upper(&id)?;
     }
     if let Some(record) = record {
-        summary::print(&record, exit, elapsed, execs, args.json);
+        summary::print(&record, exit, elapsed, spans.as_ref(), args.json);
     }
     Ok(exit.shell_status().clamp(0, 255) as u8)
 }

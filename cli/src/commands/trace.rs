@@ -57,8 +57,15 @@ pub fn trace(args: TraceArgs, runtime: &Runtime) -> Result<()> {
         return Ok(());
     }
     let mut children: HashMap<Option<SpanId>, Vec<&Span>> = HashMap::new();
+    let mut calls: HashMap<Option<SpanId>, Vec<&Span>> = HashMap::new();
     let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
-    for span in spans.iter().filter(|s| s.kind() != SpanKind::World) {
+    for span in spans.iter().filter(|s| is_call(s)) {
+        calls.entry(span.parent_span_id).or_default().push(span);
+    }
+    for span in spans
+        .iter()
+        .filter(|s| s.kind() != SpanKind::World && !is_call(s))
+    {
         // A span whose parent is not in the trace hangs from the root.
         let parent = span.parent_span_id.filter(|p| ids.contains(p));
         children.entry(parent).or_default().push(span);
@@ -81,25 +88,139 @@ pub fn trace(args: TraceArgs, runtime: &Runtime) -> Result<()> {
         );
     }
     roots.sort_by_key(|s| s.start);
-    print_tree(&roots, &children, "");
+    let tree = Tree { children, calls };
+    tree.print(&roots, "");
     Ok(())
 }
 
-fn print_tree(spans: &[&Span], children: &HashMap<Option<SpanId>, Vec<&Span>>, prefix: &str) {
-    for (i, span) in spans.iter().enumerate() {
-        let last = i + 1 == spans.len();
-        println!(
-            "{prefix}{}{}",
-            if last { "└─ " } else { "├─ " },
-            describe(span)
-        );
-        let mut kids = children
-            .get(&Some(span.span_id))
-            .cloned()
-            .unwrap_or_default();
-        kids.sort_by_key(|s| s.start);
-        let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
-        print_tree(&kids, children, &deeper);
+/// File, socket and lookup calls: shown as a summary under their program.
+fn is_call(span: &Span) -> bool {
+    matches!(span.detail, Detail::File(_) | Detail::Net(_) | Detail::Dns(_))
+}
+
+struct Tree<'a> {
+    children: HashMap<Option<SpanId>, Vec<&'a Span>>,
+    calls: HashMap<Option<SpanId>, Vec<&'a Span>>,
+}
+
+/// How many paths a summary line names before "+N more".
+const SUMMARY_ITEMS: usize = 6;
+
+impl Tree<'_> {
+    fn print(&self, spans: &[&Span], prefix: &str) {
+        for (i, span) in spans.iter().enumerate() {
+            let last = i + 1 == spans.len();
+            println!(
+                "{prefix}{}{}",
+                if last { "└─ " } else { "├─ " },
+                describe(span)
+            );
+            let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
+            let mut kids = self
+                .children
+                .get(&Some(span.span_id))
+                .cloned()
+                .unwrap_or_default();
+            kids.sort_by_key(|s| s.start);
+            let bar = if kids.is_empty() { "   " } else { "│  " };
+            for line in summarise(self.calls.get(&Some(span.span_id)).map(Vec::as_slice).unwrap_or_default()) {
+                println!("{deeper}{bar}· {line}");
+            }
+            self.print(&kids, &deeper);
+        }
+    }
+}
+
+/// What a program's calls add up to: files written, files read (a count),
+/// connections and lookups.
+fn summarise(calls: &[&Span]) -> Vec<String> {
+    let mut written: Vec<String> = Vec::new();
+    let mut failed = 0;
+    let mut read = 0;
+    let mut net: Vec<String> = Vec::new();
+    let mut dns: Vec<String> = Vec::new();
+    let push_unique = |list: &mut Vec<String>, item: String| {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    };
+    for span in calls {
+        let ok = !matches!(span.result, Some(Outcome::Returned { errno: Some(_), .. }));
+        match &span.detail {
+            Detail::File(_) if !ok => failed += 1,
+            Detail::File(file) if writes(file) => {
+                push_unique(&mut written, format!("{} {}", file.op, lossy(&file.path)))
+            }
+            Detail::File(_) => read += 1,
+            Detail::Net(_) | Detail::Dns(_) => {
+                let list = if matches!(span.detail, Detail::Net(_)) { &mut net } else { &mut dns };
+                push_unique(list, call_text(span));
+            }
+            _ => {}
+        }
+    }
+    let mut lines = Vec::new();
+    let mut list = |label: &str, items: Vec<String>| {
+        if items.is_empty() {
+            return;
+        }
+        let more = items.len().saturating_sub(SUMMARY_ITEMS);
+        let mut line = format!("{label}: {}", items.into_iter().take(SUMMARY_ITEMS).collect::<Vec<_>>().join(", "));
+        if more > 0 {
+            line.push_str(&format!(" (+{more} more)"));
+        }
+        lines.push(line);
+    };
+    list("wrote", written);
+    list("net", net);
+    list("dns", dns);
+    match (read, failed) {
+        (0, 0) => {}
+        (read, 0) => lines.push(format!("read {read} file(s)")),
+        (read, failed) => lines.push(format!("read {read} file(s); {failed} file call(s) failed")),
+    }
+    lines
+}
+
+const O_ACCMODE: u32 = 0o3;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
+const O_APPEND: u32 = 0o2000;
+
+/// Whether a file call changes the filesystem (or opens to write).
+fn writes(file: &substrate_trace::FileDetail) -> bool {
+    use substrate_trace::FileOp;
+    match file.op {
+        FileOp::Open | FileOp::Openat | FileOp::Fopen => file
+            .flags
+            .is_some_and(|f| f & O_ACCMODE != 0 || f & (O_CREAT | O_TRUNC | O_APPEND) != 0),
+        _ => true,
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One call in words: `openat /etc/hostname`, `connect 10.0.0.1:443/tcp`,
+/// `dns example.com -> 1.2.3.4`.
+fn call_text(span: &Span) -> String {
+    match &span.detail {
+        Detail::File(file) => match &file.new_path {
+            Some(to) => format!("{} {} -> {}", file.op, lossy(&file.path), lossy(to)),
+            None => format!("{} {}", file.op, lossy(&file.path)),
+        },
+        Detail::Net(net) => {
+            let address = net.address.as_deref().map(lossy).unwrap_or_default();
+            let endpoint = match (net.port, &net.transport) {
+                (Some(port), Some(t)) => format!("{address}:{port}/{t}"),
+                (Some(port), None) => format!("{address}:{port}"),
+                _ => format!("{address} ({})", net.family),
+            };
+            format!("{} {endpoint}", net.op)
+        }
+        Detail::Dns(dns) => format!("{} -> {}", lossy(&dns.query), dns.answers.join(" ")),
+        _ => String::new(),
     }
 }
 
@@ -130,8 +251,16 @@ fn describe(span: &Span) -> String {
                 .as_ref()
                 .map(|f| format!("; files A {} C {} D {}", f.added, f.changed, f.deleted))
                 .unwrap_or_default();
+            let lost = if world.lost > 0 { format!("; {} event(s) lost", world.lost) } else { String::new() };
+            let rejected: u64 = world.rejected.values().sum();
+            let rejected = if rejected > 0 {
+                let reasons: Vec<String> = world.rejected.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                format!("; rejected from inside the world: {}", reasons.join(", "))
+            } else {
+                String::new()
+            };
             format!(
-                "{}{duration}; spans: {}{files}",
+                "{}{duration}; spans: {}{files}{lost}{rejected}",
                 result.trim_start(),
                 spans.join(", ")
             )
@@ -159,6 +288,7 @@ fn describe(span: &Span) -> String {
                 (None, Some(host)) => format!(" [host pid {host}]"),
                 _ => String::new(),
             };
+            let argv = if is_call(span) { call_text(span) } else { argv };
             format!("{argv}{pid}{result}{duration} ({})", span.source.as_str())
         }
     }
