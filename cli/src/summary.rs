@@ -65,7 +65,7 @@ pub fn print(
             parts.extend(
                 spans
                     .iter()
-                    .filter(|(k, _)| !order.contains(&k.as_str()))
+                    .filter(|(k, _)| !order.contains(&k.as_str()) && *k != "world")
                     .map(|(k, n)| format!("{n} {k}")),
             );
             format!("traced: {}", parts.join(", "))

@@ -491,6 +491,9 @@ impl WorldMonitor {
     /// One message from inside the world. Its sender is the kernel's
     /// answer (SO_PEERCRED), and must be one of the world's processes.
     fn on_message(&mut self, state: &mut Follow, arrival: Arrival) -> Result<(), &'static str> {
+        if arrival.oversized {
+            return Err("oversized");
+        }
         let greeting = preload::parse_greeting(&arrival.bytes)?;
         let pid = arrival.peer_pid;
         let known = state.tree.contains(pid) || state.retiring.iter().any(|r| r.pid == pid);

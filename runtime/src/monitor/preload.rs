@@ -85,6 +85,8 @@ pub struct Arrival {
     pub peer_pid: i32,
     pub bytes: Vec<u8>,
     pub fd: Option<OwnedFd>,
+    /// Longer than any message may be (`bytes` is then empty).
+    pub oversized: bool,
 }
 
 /// Connections accepted on the span socket, waiting for their message.
@@ -183,11 +185,13 @@ fn receive(fd: &OwnedFd) -> io::Result<Option<Arrival>> {
     if len == 0 && !truncated {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    bytes.truncate(if truncated || len > hello::MAX_BYTES { 0 } else { len });
+    let oversized = truncated || len > hello::MAX_BYTES;
+    bytes.truncate(if oversized { 0 } else { len });
     Ok(Some(Arrival {
         peer_pid: creds.pid(),
         bytes,
         fd: passed,
+        oversized,
     }))
 }
 
