@@ -99,7 +99,12 @@ pub(crate) fn prepare(
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     mounts.push(bind(inject_dir, WORLD_DIR, true)?);
     mounts.push(bind(library, LIBRARY_PATH, false)?);
-    mounts.push(bind(&preload_list, LD_SO_PRELOAD, false)?);
+    let mut mountpoints = vec![PathBuf::from(WORLD_DIR), PathBuf::from(LIBRARY_PATH)];
+    // An image without /etc (scratch) gets LD_PRELOAD only.
+    if has_real_etc(image_root) {
+        mounts.push(bind(&preload_list, LD_SO_PRELOAD, false)?);
+        mountpoints.push(PathBuf::from(LD_SO_PRELOAD));
+    }
     spec.set_mounts(Some(mounts));
     if let Some(mut process) = spec.process().clone() {
         let mut env = process.env().clone().unwrap_or_default();
@@ -117,8 +122,39 @@ pub(crate) fn prepare(
     fs::write(config, json).map_err(|e| io("cannot write", config, e))?;
     Ok(Injection {
         config: config.to_owned(),
-        mountpoints: [WORLD_DIR, LIBRARY_PATH, LD_SO_PRELOAD].map(PathBuf::from).to_vec(),
+        mountpoints,
     })
+}
+
+fn has_real_etc(root: &Path) -> bool {
+    fs::symlink_metadata(root.join("etc")).is_ok_and(|m| m.is_dir())
+}
+
+/// Makes the mount points the tracer's mounts need in the world's rootfs
+/// (the overlay, mounted), as the host's root: a world in a user namespace
+/// could not create them in a root dir it does not own. Never through a
+/// symlink of the image's (O_EXCL does not follow one; `/etc` must be a
+/// real dir).
+pub(crate) fn make_mountpoints(rootfs: &Path, injection: &Injection) -> Result<()> {
+    let io = |what: &'static str, path: &Path, e| Error::io(what, path, e);
+    for mountpoint in &injection.mountpoints {
+        let path = rootfs.join(mountpoint.strip_prefix("/").unwrap_or(mountpoint));
+        if mountpoint == Path::new(WORLD_DIR) {
+            match fs::create_dir(&path) {
+                Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| io("cannot set mode of", &path, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("cannot create mount point", &path, e)),
+            }
+        } else if mountpoint == Path::new(LD_SO_PRELOAD) && has_real_etc(rootfs) {
+            match fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("cannot create mount point", &path, e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn bind(source: &Path, destination: &str, recursive: bool) -> Result<Mount> {
@@ -140,8 +176,7 @@ fn bind(source: &Path, destination: &str, recursive: bool) -> Result<Mount> {
 fn merged_preload_list(image_root: &Path) -> Vec<u8> {
     let mut list = format!("{LIBRARY_PATH}\n").into_bytes();
     let etc = image_root.join("etc");
-    let is_real_dir = fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir());
-    let own = is_real_dir
+    let own = has_real_etc(image_root)
         .then(|| {
             let mut file = fs::OpenOptions::new()
                 .read(true)

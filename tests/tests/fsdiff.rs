@@ -813,18 +813,19 @@ fn several_lower_layers() {
 }
 
 #[test]
-fn exclude_mount_point_directories() {
+fn exclude_mount_points() {
     let mut ov = Overlay::new();
     put(ov.lower(), "etc/motd", b"hello\n");
     ov.mount("");
-    ov.sh("mkdir proc dev; echo x > dev/x; echo y > sys");
+    ov.sh("mkdir proc dev; echo x > dev/x; echo y > sys; touch etc/ld.so.preload etc/other");
     let options = DiffOptions {
-        exclude: vec!["/proc".into(), "dev".into(), "/sys".into()],
+        exclude: vec!["/proc".into(), "dev".into(), "/sys".into(), "/etc/ld.so.preload".into()],
         ..Default::default()
     };
     let diff = ov.diff_with(&options);
-    // /sys is a file, not a mount-point dir: still reported.
-    assert_eq!(show(&diff), ["A /dev/x file", "A /sys file"]);
+    // A mount-point dir's own entry goes, not what is under it; a file
+    // mount point goes.
+    assert_eq!(show(&diff), ["A /dev/x file", "A /etc/other file"]);
     assert_totals(&diff, 2, 0, 0);
 }
 

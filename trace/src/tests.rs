@@ -27,6 +27,8 @@ fn one_of_each() -> Vec<Span> {
                 deleted: 2,
             }),
             spans: BTreeMap::from([("exec".into(), 2), ("file".into(), 40)]),
+            rejected: BTreeMap::from([("forged_pid".into(), 1)]),
+            lost: 7,
         },
     )
     .pid(4100)
@@ -170,7 +172,7 @@ fn every_kind_round_trips_through_a_line() {
     for span in one_of_each() {
         let line = span.to_line().unwrap();
         assert!(!line.contains('\n'), "{line}");
-        assert!(line.starts_with(r#"{"v":"1.0","span_id":""#), "{line}");
+        assert!(line.starts_with(r#"{"v":"1.1","span_id":""#), "{line}");
         let back = parse(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert_eq!(back, span, "{line}");
         assert_eq!(back.to_line().unwrap(), line);
@@ -338,7 +340,7 @@ fn newer_minor_version_with_unknown_fields_is_read_and_kept() {
     assert_eq!(span.extra["cgroup"], json!("/substrate/w-4f1c"));
     // Written again, the unknown fields survive (the version is this crate's).
     let again: Value = serde_json::from_str(&span.to_line().unwrap()).unwrap();
-    assert_eq!(again["v"], "1.0");
+    assert_eq!(again["v"], crate::SCHEMA_VERSION);
     assert_eq!(again["gpu"], json!({"device": 0}));
 }
 

@@ -71,8 +71,8 @@
 //!   interprets them (character-device and xattr whiteouts, opaque
 //!   directories); redirects and metacopy inside lower layers are not followed.
 //! - The root directory itself is never an entry. [`DiffOptions::exclude`]
-//!   drops the entries of the runtime's mount-point directories (not their
-//!   children).
+//!   drops the entries of the runtime's mount points: directories (not their
+//!   children) and files (a bind-mounted `/etc/ld.so.preload`).
 //!
 //! # Order, names and the tree hash
 //!

@@ -254,6 +254,8 @@ impl Walker<'_> {
             let dir = Arc::clone(&frame.dir);
             let opaque = frame.opaque;
             match child.what {
+                // A file mount point (a runtime's bind-mounted file).
+                What::Upper(DType::File | DType::Other) if self.exclude.contains(&self.path) => {}
                 What::Upper(dtype @ (DType::File | DType::Other)) => self.batch.push(Item::Upper {
                     dir,
                     path: self.path.clone(),
@@ -306,6 +308,9 @@ impl Walker<'_> {
         let name = OsStr::from_bytes(&path[name_at..]);
         let st = lstat_at(parent.fd.as_fd(), name).map_err(|e| self.upper_err(&path, e))?;
         if !is_dir(&st) {
+            if self.exclude.contains(&path) {
+                return Ok(());
+            }
             self.batch.push(Item::Upper {
                 dir: parent,
                 path,

@@ -102,6 +102,7 @@ impl Runtime {
                 // libcontainer reads the bundle's config.json: here it
                 // reads the world's.
                 if let Some(injection) = &injection {
+                    inject::make_mountpoints(&bundle.rootfs(), injection)?;
                     private.bind_file(&injection.config, &bundle.path.join("config.json"))?;
                 }
                 Ok(private)
