@@ -558,3 +558,18 @@ fn huge_diffs_keep_the_first_entries_and_exact_totals() {
         "{diff:?}"
     );
 }
+
+#[test]
+fn a_world_whose_stdout_is_dev_null_can_write_to_it() {
+    // libcontainer 0.7.0 reopened /dev/null read-only over such fds (EBADF
+    // on every write); third_party/ carries the fix.
+    let rt = Runtime::new();
+    let name = unique_id("devnull");
+    let status = rt
+        .cli(&["run", "--name", &name, "--", "sh", "-c", "echo to-null && echo to-null >&2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
