@@ -5,7 +5,7 @@ use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use substrate_ring::hello::{HelloKind, HelloWriter, MAX_BYTES};
-use substrate_ring::ring::{Pushed, Record, Ring, DOORBELL_FILL, RING_BYTES};
+use substrate_ring::ring::{Pushed, Record, Ring, RING_BYTES};
 
 use crate::sys;
 
@@ -24,10 +24,9 @@ const REGISTERING: *mut u8 = core::ptr::dangling_mut::<u8>();
 /// Writes one record, if this process is traced. Never fails the caller.
 pub fn record(fill: impl FnOnce(&mut Record)) {
     let Some(ring) = ring() else { return };
-    if let Pushed::Written { fill: level } = ring.push(fill) {
-        if level == DOORBELL_FILL {
-            ring_doorbell();
-        }
+    match ring.push(fill) {
+        Pushed::Written { doorbell: true } | Pushed::Dropped { doorbell: true } => ring_doorbell(),
+        _ => {}
     }
 }
 

@@ -14,7 +14,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"SBRG");
 pub const VERSION: u32 = 1;
@@ -26,9 +26,9 @@ pub const HEADER_BYTES: usize = 256;
 pub const RING_BYTES: usize = HEADER_BYTES + SLOTS as usize * SLOT_BYTES;
 /// Bytes of path, address or name a record carries.
 pub const DATA_BYTES: usize = 448;
-/// The producer asks the monitor to drain (a "doorbell") when the ring
-/// reaches this fill level; the monitor also drains on a timer.
-pub const DOORBELL_FILL: u64 = SLOTS / 2;
+/// The producer asks the monitor to drain (a "doorbell") once the ring is
+/// this full, once per drain; the monitor also drains on a timer.
+pub const DOORBELL_FILL: u64 = SLOTS / 4;
 
 const MASK: u64 = SLOTS - 1;
 
@@ -184,7 +184,10 @@ struct Header {
     version: u32,
     slots: u32,
     slot_bytes: u32,
-    _pad0: [u8; 48],
+    /// 1 from the doorbell a producer rings until the consumer drains: one
+    /// doorbell per drain, however many producers see the ring filling.
+    doorbell: AtomicU32,
+    _pad0: [u8; 44],
     /// Next position a producer takes.
     head: AtomicU64,
     _pad1: [u8; 56],
@@ -207,13 +210,13 @@ const _: () = assert!(core::mem::size_of::<Header>() == HEADER_BYTES);
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
 const _: () = assert!(SLOTS.is_power_of_two());
 
-/// What [`Ring::push`] did.
+/// What [`Ring::push`] did, and whether the caller should now ring the
+/// doorbell (ask the monitor to drain).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pushed {
-    /// Written; the ring now holds about `fill` records.
-    Written { fill: u64 },
+    Written { doorbell: bool },
     /// The ring was full: dropped and counted.
-    Dropped,
+    Dropped { doorbell: bool },
 }
 
 /// Why a consumer refuses a ring.
@@ -296,14 +299,16 @@ impl Ring {
                 }
             } else if diff < 0 {
                 header.dropped.fetch_add(1, Ordering::Relaxed);
-                return Pushed::Dropped;
+                return Pushed::Dropped {
+                    doorbell: self.take_doorbell(),
+                };
             } else {
                 pos = header.head.load(Ordering::Relaxed);
             }
             tries += 1;
             if tries > 1000 {
                 header.dropped.fetch_add(1, Ordering::Relaxed);
-                return Pushed::Dropped;
+                return Pushed::Dropped { doorbell: false };
             }
         };
         // SAFETY: the CAS above made this slot ours until we publish it.
@@ -313,10 +318,16 @@ impl Ring {
         record.b_len = 0;
         fill(record);
         slot.seq.store((pos & !MASK) + 1, Ordering::Release);
-        let tail = header.tail.load(Ordering::Relaxed);
+        let fill = (pos + 1).wrapping_sub(header.tail.load(Ordering::Relaxed));
         Pushed::Written {
-            fill: (pos + 1).wrapping_sub(tail),
+            doorbell: fill >= DOORBELL_FILL && self.take_doorbell(),
         }
+    }
+
+    /// `true` for the one producer that gets to ring until the next drain.
+    fn take_doorbell(&self) -> bool {
+        let doorbell = &self.header().doorbell;
+        doorbell.load(Ordering::Relaxed) == 0 && doorbell.swap(1, Ordering::AcqRel) == 0
     }
 
     /// Consumer: checks what the producer wrote in the header.
@@ -348,6 +359,8 @@ impl Ring {
     /// starting at `*tail` (the consumer's own copy: the shared one is only
     /// advice for producers). Returns how many were read.
     pub fn drain(&self, tail: &mut u64, max: usize, mut each: impl FnMut(Record)) -> usize {
+        // Producers that see the ring filling from now on ring again.
+        self.header().doorbell.store(0, Ordering::Release);
         let mut read = 0;
         while read < max {
             let slot = self.slot(*tail);
@@ -401,9 +414,10 @@ mod tests {
                 r.set_a(b"/etc/passwd", DATA_BYTES);
             });
             if i < SLOTS {
-                assert_eq!(pushed, Pushed::Written { fill: i + 1 });
+                // One doorbell, when the ring reaches DOORBELL_FILL.
+                assert_eq!(pushed, Pushed::Written { doorbell: i + 1 == DOORBELL_FILL });
             } else {
-                assert_eq!(pushed, Pushed::Dropped);
+                assert_eq!(pushed, Pushed::Dropped { doorbell: false });
             }
         }
         assert_eq!(ring.dropped(), 5);
@@ -411,10 +425,19 @@ mod tests {
         let mut seen = Vec::new();
         ring.drain(&mut tail, usize::MAX, |r| seen.push(r.ret));
         assert_eq!(seen, (0..SLOTS as i64).collect::<Vec<_>>());
+        // Drained: the next producer to see the ring filling rings again.
+        for _ in 0..DOORBELL_FILL - 1 {
+            assert_eq!(ring.push(|_| {}), Pushed::Written { doorbell: false });
+        }
+        assert_eq!(ring.push(|_| {}), Pushed::Written { doorbell: true });
+        ring.drain(&mut tail, usize::MAX, |_| {});
         // Laps: the released slots are free again.
         for lap in 0..3 {
             for i in 0..SLOTS {
-                assert!(matches!(ring.push(|r| r.ret = (lap * 10_000 + i) as i64), Pushed::Written { .. }));
+                assert!(matches!(
+                    ring.push(|r| r.ret = (lap * 10_000 + i) as i64),
+                    Pushed::Written { .. }
+                ));
             }
             let mut n = 0;
             ring.drain(&mut tail, usize::MAX, |r| {
@@ -434,7 +457,10 @@ mod tests {
             for t in 0..threads {
                 s.spawn(move || {
                     for i in 0..per_thread {
-                        while ring.push(|r| r.ret = (t * per_thread + i) as i64) == Pushed::Dropped {
+                        while matches!(
+                            ring.push(|r| r.ret = (t * per_thread + i) as i64),
+                            Pushed::Dropped { .. }
+                        ) {
                             std::thread::yield_now();
                         }
                     }

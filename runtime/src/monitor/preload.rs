@@ -33,9 +33,10 @@ const MAX_PENDING: usize = 1024;
 /// At most this many rings mapped at once (a fork bomb must not exhaust
 /// the monitor); more are refused and counted.
 const MAX_RINGS: usize = 16 * 1024;
-/// Records drained per ring per pass (a ring a process keeps marking
-/// "written" cannot hold the monitor).
-const DRAIN_BATCH: usize = ring::SLOTS as usize;
+/// Records drained per ring per pass: a ring kept full by a busy process
+/// is emptied a few times over, but one a hostile process keeps marking
+/// "written" cannot hold the monitor.
+const DRAIN_BATCH: usize = 4 * ring::SLOTS as usize;
 
 /// The world's span socket (`SOCK_SEQPACKET`), bound in its inject dir.
 pub struct SpanSocket {
