@@ -53,6 +53,7 @@ bench: release
 	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh
 	$(CARGO) run --release -q -p substrate-bench-fsdiff
 	bash bench/trace-build.sh $(TARGET_DIR)/release/substrate-cli
+	bash bench/preload-calls.sh $(TARGET_DIR)/release/substrate-cli $(TARGET_DIR)/release/libsubstrate_preload.so
 
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime

@@ -49,9 +49,9 @@ for r in $(seq "$runs"); do
   for mode in traced untraced bare; do
     t0=$(now)
     case $mode in
-      traced) "$cli" --root "$root" run -- make -s -C "$src" -j2 -B >/dev/null 2>&1 ;;
-      untraced) SUBSTRATE_TRACE=off "$cli" --root "$root" run -- make -s -C "$src" -j2 -B >/dev/null 2>&1 ;;
-      bare) make -s -C "$work/bare" -j2 -B >/dev/null 2>&1 ;;
+      traced) "$cli" --root "$root" run -- make -s -C "$src" -j2 -B >"$work/log" 2>&1 ;;
+      untraced) SUBSTRATE_TRACE=off "$cli" --root "$root" run -- make -s -C "$src" -j2 -B >"$work/log" 2>&1 ;;
+      bare) make -s -C "$work/bare" -j2 -B >"$work/log" 2>&1 ;;
     esac
     t1=$(now)
     ms=$(( (t1 - t0) / 1000000 ))
@@ -61,9 +61,11 @@ done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m_traced=$(median "${traced[@]}"); m_untraced=$(median "${untraced[@]}"); m_bare=$(median "${bare[@]}")
-execs=$(ls "$SUBSTRATE_STATE_DIR/worlds" | head -n1 | xargs -I{} grep -c '"kind":"exec"' "$SUBSTRATE_STATE_DIR/worlds/{}/trace.jsonl" 2>/dev/null || echo "?")
+first=$(ls "$SUBSTRATE_STATE_DIR/worlds" | head -n1)
+execs=$(grep -c '"kind":"exec"' "$SUBSTRATE_STATE_DIR/worlds/$first/trace.jsonl" 2>/dev/null || echo "?")
+file_spans=$(grep -c '"kind":"file"' "$SUBSTRATE_STATE_DIR/worlds/$first/trace.jsonl" 2>/dev/null || echo "?")
 echo
-echo "== traced build: make -j2 -B of $((files + 1)) C files ($execs execs per build), $runs interleaved rounds, median ms =="
-printf '%-22s %8s\n' "bare host" "$m_bare" "world, untraced" "$m_untraced" "world, traced (kernel)" "$m_traced"
+echo "== traced build: make -j2 -B of $((files + 1)) C files ($execs exec and $file_spans file spans per build), $runs interleaved rounds, median ms =="
+printf '%-22s %8s\n' "bare host" "$m_bare" "world, untraced" "$m_untraced" "world, traced" "$m_traced"
 awk -v t="$m_traced" -v u="$m_untraced" -v b="$m_bare" 'BEGIN {
   printf "traced/untraced: %.3f (goal <= 1.05)   traced/bare: %.3f\n", t / u, t / b }'
