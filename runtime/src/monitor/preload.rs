@@ -460,10 +460,6 @@ pub struct Rings {
 }
 
 impl Rings {
-    pub fn len(&self) -> usize {
-        self.by_pid.len()
-    }
-
     pub fn is_full(&self) -> bool {
         self.by_pid.len() >= MAX_RINGS
     }
