@@ -42,7 +42,8 @@ pub fn tracing_enabled() -> bool {
 /// The preload library to inject: `$SUBSTRATE_PRELOAD`, else the one beside
 /// this executable (the build tree, `make install`'s `lib/substrate/`).
 pub fn preload_library() -> Result<Option<PathBuf>> {
-    if let Some(path) = std::env::var_os(PRELOAD_ENV) {
+    // Empty is unset, as for PATH-like variables.
+    if let Some(path) = std::env::var_os(PRELOAD_ENV).filter(|p| !p.is_empty()) {
         if path == "off" {
             return Ok(None);
         }
