@@ -42,16 +42,6 @@ pub fn monitor(args: MonitorArgs, runtime: &Runtime) -> Result<u8> {
     // A world deleted while the monitor waits (its cgroup killed with
     // events lost) has no state dir: nothing more will come.
     let report = monitor.follow(args.init_pid, || !state_dir.exists())?;
-    let record = match runtime.world(id) {
-        Ok(world) => world.finish(report.init_exit)?,
-        // Already deleted: delete took the diff; add what only we know.
-        Err(_) => store.add_exit(id, report.init_exit)?,
-    };
-    let mut trace = report.trace;
-    trace.write_world_span(
-        start,
-        report.init_exit,
-        record.as_ref().and_then(|r| r.diff.as_ref()),
-    )?;
+    report.close_world(runtime, id, start)?;
     Ok(0)
 }

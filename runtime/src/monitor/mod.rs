@@ -50,6 +50,8 @@ use crate::record::WorldExit;
 pub enum MonitorError {
     #[error("cannot follow the world's processes")]
     Events(#[from] crate::procevents::ProcEventsError),
+    #[error(transparent)]
+    Record(#[from] crate::Error),
     #[error("cannot open the world's span socket {}", path.display())]
     Socket {
         path: PathBuf,
@@ -186,6 +188,31 @@ impl TraceFile {
     /// Untrusted input refused so far, by reason.
     pub fn rejected(&self) -> &BTreeMap<String, u64> {
         &self.rejected
+    }
+}
+
+impl MonitorReport {
+    /// Ends the world's record once `follow` has returned: the init's exit
+    /// status (which nothing else learns in a runc- or shim-style flow), the
+    /// fs diff (unless `delete` took it already), then the world span.
+    pub fn close_world(
+        self,
+        runtime: &crate::Runtime,
+        id: &str,
+        start: Timestamp,
+    ) -> Result<Option<crate::WorldRecord>, MonitorError> {
+        let record = match runtime.world(id) {
+            Ok(world) => world.finish(self.init_exit)?,
+            // Already deleted: delete took the diff; add what only we know.
+            Err(_) => runtime.store().add_exit(id, self.init_exit)?,
+        };
+        let mut trace = self.trace;
+        trace.write_world_span(
+            start,
+            self.init_exit,
+            record.as_ref().and_then(|r| r.diff.as_ref()),
+        )?;
+        Ok(record)
     }
 }
 
