@@ -9,7 +9,7 @@ BUNDLES      := $(TARGET_DIR)/bundles
 # What the build, the tests and the benchmarks use from Debian.
 DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
                 runc crun podman uidmap fuse-overlayfs gcc make \
-                musl-tools strace python3
+                musl-tools strace python3 containerd bsdutils
 
 .PHONY: all deps build release bundles demo test bench install clean
 
@@ -32,6 +32,7 @@ build: deps
 
 release: deps
 	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --profile shim -p containerd-shim-substrate-v1
 	$(PRELOAD) --release
 
 bundles: deps
@@ -49,15 +50,17 @@ demo: release
 test: build
 	$(CARGO) test --workspace -- --test-threads=$${TEST_THREADS:-4}
 
-bench: release
+bench: release bundles
 	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh
 	$(CARGO) run --release -q -p substrate-bench-fsdiff
 	bash bench/trace-build.sh $(TARGET_DIR)/release/substrate-cli
 	bash bench/preload-calls.sh $(TARGET_DIR)/release/substrate-cli $(TARGET_DIR)/release/libsubstrate_preload.so
+	bash bench/shim.sh $(TARGET_DIR)/shim $(BUNDLES)/busybox-image.tar $(TARGET_DIR)/release/libsubstrate_preload.so
 
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-cli $(DESTDIR)$(PREFIX)/bin/substrate-cli
+	install -D -m 0755 $(TARGET_DIR)/shim/containerd-shim-substrate-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-substrate-v1
 	install -D -m 0644 $(TARGET_DIR)/release/libsubstrate_preload.so $(DESTDIR)$(PREFIX)/lib/substrate/libsubstrate_preload.so
 
 clean:
