@@ -11,7 +11,7 @@ set -euo pipefail
 usage="usage: $0 DIR-WITH-containerd-shim-substrate-v1 IMAGE-ARCHIVE [PRELOAD-LIBRARY]"
 bin=${1:?$usage}
 archive=${2:?$usage}
-export SUBSTRATE_PRELOAD=${3:-}
+export SUBSTRATE_PRELOAD=${3:+$(realpath "$3")}
 runs=${BENCH_RUNS:-21}
 image=localhost/substrate-busybox:latest
 
