@@ -5,6 +5,9 @@
 #                               (index.json) and docker's (manifest.json), which
 #                               `ctr images import` and `podman load` accept,
 #                               named localhost/substrate-busybox:latest.
+#   $OUT/pause-image.tar        the same for a pod sandbox's pause process
+#                               (bundles/pause.c, static), named
+#                               localhost/substrate-pause:latest.
 # No image is pulled from anywhere. Output is reproducible (fixed mtimes, owners
 # and ordering), so the image digest is the same on every machine.
 set -euo pipefail
@@ -12,6 +15,7 @@ set -euo pipefail
 OUT=${1:-$(dirname "$0")/out}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 IMAGE_NAME=localhost/substrate-busybox:latest
+PAUSE_IMAGE_NAME=localhost/substrate-pause:latest
 
 [ -x "$BUSYBOX" ] || { echo "bundles: $BUSYBOX not found: apt-get install busybox-static" >&2; exit 1; }
 "$BUSYBOX" true || { echo "bundles: $BUSYBOX does not run" >&2; exit 1; }
@@ -88,31 +92,48 @@ cat > "$bundle/config.json" <<'CONFIG'
 }
 CONFIG
 
-# --- image archive ----------------------------------------------------------------
+# --- image archives ---------------------------------------------------------------
 tarflags=(--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime)
-blobs=$work/image/blobs/sha256
-mkdir -p "$blobs"
-tar "${tarflags[@]}" -C "$rootfs" -cf "$work/layer.tar" .
-diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-gzip -n -9 < "$work/layer.tar" > "$work/layer.tar.gz"
-layer_digest=$(sha256sum "$work/layer.tar.gz" | cut -d' ' -f1)
-layer_size=$(stat -c %s "$work/layer.tar.gz")
-mv "$work/layer.tar.gz" "$blobs/$layer_digest"
 
-printf '%s' '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"substrate bundles/build.sh from busybox-static"}]}' > "$work/config.json"
-config_digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
-config_size=$(stat -c %s "$work/config.json")
-mv "$work/config.json" "$blobs/$config_digest"
+# image_archive ROOTFS NAME CONFIG-JSON-FRAGMENT OUTPUT
+image_archive() {
+  local rootfs=$1 name=$2 config=$3 output=$4
+  local image=$work/image-$(basename "$output" .tar)
+  local blobs=$image/blobs/sha256
+  mkdir -p "$blobs"
+  tar "${tarflags[@]}" -C "$rootfs" -cf "$work/layer.tar" .
+  local diff_id layer_digest layer_size config_digest config_size manifest_digest manifest_size
+  diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  gzip -n -9 < "$work/layer.tar" > "$work/layer.tar.gz"
+  layer_digest=$(sha256sum "$work/layer.tar.gz" | cut -d' ' -f1)
+  layer_size=$(stat -c %s "$work/layer.tar.gz")
+  mv "$work/layer.tar.gz" "$blobs/$layer_digest"
 
-printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$config_size"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}' > "$work/manifest.json"
-manifest_digest=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
-manifest_size=$(stat -c %s "$work/manifest.json")
-mv "$work/manifest.json" "$blobs/$manifest_digest"
+  printf '%s' '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":'"$config"',"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"substrate bundles/build.sh"}]}' > "$work/config.json"
+  config_digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  config_size=$(stat -c %s "$work/config.json")
+  mv "$work/config.json" "$blobs/$config_digest"
 
-printf '%s' '{"imageLayoutVersion":"1.0.0"}' > "$work/image/oci-layout"
-printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$manifest_digest"'","size":'"$manifest_size"',"annotations":{"io.containerd.image.name":"'"$IMAGE_NAME"'","org.opencontainers.image.ref.name":"latest"}}]}' > "$work/image/index.json"
-# docker-archive view of the same blobs, which podman load reads with the name.
-printf '%s' '[{"Config":"blobs/sha256/'"$config_digest"'","RepoTags":["'"$IMAGE_NAME"'"],"Layers":["blobs/sha256/'"$layer_digest"'"]}]' > "$work/image/manifest.json"
+  printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$config_size"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}' > "$work/manifest.json"
+  manifest_digest=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
+  manifest_size=$(stat -c %s "$work/manifest.json")
+  mv "$work/manifest.json" "$blobs/$manifest_digest"
 
-tar "${tarflags[@]}" -C "$work/image" -cf "$OUT/busybox-image.tar" .
-echo "bundles: $bundle (config.json + rootfs), $OUT/busybox-image.tar ($IMAGE_NAME, manifest sha256:$manifest_digest)"
+  printf '%s' '{"imageLayoutVersion":"1.0.0"}' > "$image/oci-layout"
+  printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$manifest_digest"'","size":'"$manifest_size"',"annotations":{"io.containerd.image.name":"'"$name"'","org.opencontainers.image.ref.name":"latest"}}]}' > "$image/index.json"
+  # docker-archive view of the same blobs, which podman load reads with the name.
+  printf '%s' '[{"Config":"blobs/sha256/'"$config_digest"'","RepoTags":["'"$name"'"],"Layers":["blobs/sha256/'"$layer_digest"'"]}]' > "$image/manifest.json"
+
+  tar "${tarflags[@]}" -C "$image" -cf "$output" .
+  echo "bundles: $output ($name, manifest sha256:$manifest_digest)"
+}
+
+image_archive "$rootfs" "$IMAGE_NAME" '{"Env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"}' "$OUT/busybox-image.tar"
+
+command -v gcc >/dev/null || { echo "bundles: gcc is needed for the pause image" >&2; exit 1; }
+pause_rootfs=$work/pause-rootfs
+mkdir -p "$pause_rootfs"
+gcc -static -O2 -o "$pause_rootfs/pause" "$(dirname "$0")/pause.c"
+strip "$pause_rootfs/pause"
+image_archive "$pause_rootfs" "$PAUSE_IMAGE_NAME" '{"Entrypoint":["/pause"],"WorkingDir":"/"}' "$OUT/pause-image.tar"
+echo "bundles: $bundle (config.json + rootfs)"

@@ -3,6 +3,8 @@
 //! Every test gets its own state root (a temp dir) and its own container ids,
 //! so the suite runs in parallel without tests seeing each other's worlds.
 
+pub mod containerd;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,13 +63,16 @@ impl BaseBundles {
     pub fn busybox_image(&self) -> PathBuf {
         self.dir.join("busybox-image.tar")
     }
+    pub fn pause_image(&self) -> PathBuf {
+        self.dir.join("pause-image.tar")
+    }
 }
 
 pub fn base_bundles() -> &'static BaseBundles {
     static BUNDLES: OnceLock<BaseBundles> = OnceLock::new();
     BUNDLES.get_or_init(|| {
         let dir = bin_dir().join("test-bundles");
-        if !dir.join("busybox/config.json").exists() {
+        if !dir.join("busybox/config.json").exists() || !dir.join("pause-image.tar").exists() {
             // Build beside the final place and rename, so concurrent test
             // processes never see a half-built bundle.
             let tmp = tempfile::Builder::new()
@@ -82,6 +87,10 @@ pub fn base_bundles() -> &'static BaseBundles {
                 .expect("run bundles/build.sh");
             assert!(status.success(), "bundles/build.sh failed");
             let built = tmp.keep();
+            // An older build without every artefact gives way.
+            if !dir.join("pause-image.tar").exists() {
+                let _ = fs::remove_dir_all(&dir);
+            }
             if fs::rename(&built, &dir).is_err() {
                 // Another test process won the race; use its copy.
                 let _ = fs::remove_dir_all(&built);

@@ -1,0 +1,256 @@
+//! A containerd of a test's own: root, state, socket and config in a temp
+//! dir, the shim found on PATH (the workspace's binaries first), worlds in
+//! the temp dir too; stopped, with whatever it ran, when dropped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use crate::{base_bundles, bin_dir, processes_mentioning, wait_until};
+use tempfile::TempDir;
+
+pub const RUNTIME: &str = "io.containerd.substrate.v1";
+pub const IMAGE: &str = "localhost/substrate-busybox:latest";
+
+pub const PAUSE_IMAGE: &str = "localhost/substrate-pause:latest";
+
+pub struct Containerd {
+    dir: TempDir,
+    daemon: Option<Child>,
+    /// The namespace images go to and `ctr` works in.
+    namespace: &'static str,
+}
+
+impl Containerd {
+    /// For `ctr`: the CRI plugin off.
+    pub fn start() -> Containerd {
+        Self::start_with(false)
+    }
+
+    /// With the CRI plugin: runtime handler `substrate` (deploy/'s
+    /// settings), the pause image as sandbox image, CNI from Debian's
+    /// containernetworking-plugins with a bridge network of this test's.
+    pub fn start_with_cri() -> Containerd {
+        Self::start_with(true)
+    }
+
+    fn start_with(cri: bool) -> Containerd {
+        let dir = tempfile::Builder::new().prefix("substrate-ctd-").tempdir_in("/tmp").unwrap();
+        let d = dir.path().display();
+        let mut config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n[debug]\n  level = \"info\"\n"
+        );
+        if cri {
+            fs::create_dir_all(dir.path().join("cni")).unwrap();
+            let bridge = format!("sbr{}", std::process::id() % 100_000);
+            fs::write(
+                dir.path().join("cni/10-substrate.conflist"),
+                format!(
+                    r#"{{"cniVersion":"0.4.0","name":"substrate-test","plugins":[{{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.231.{}.0/24"}}]],"dataDir":"{d}/ipam"}}}},{{"type":"loopback"}}]}}"#,
+                    std::process::id() % 200
+                ),
+            )
+            .unwrap();
+            config.push_str(&format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{PAUSE_IMAGE}\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.substrate]\n\
+                 \x20 runtime_type = \"{RUNTIME}\"\n  pod_annotations = [\"io.substrate.*\"]\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{d}/cni\"\n"
+            ));
+        } else {
+            config.push_str("disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
+        }
+        // Top-level keys must come before the first table.
+        fs::write(dir.path().join("config.toml"), order_toml(&config)).unwrap();
+        let namespace = if cri { "k8s.io" } else { "default" };
+        let mut ctd = Containerd { dir, daemon: None, namespace };
+        ctd.spawn_daemon();
+        let mut images = vec![base_bundles().busybox_image()];
+        if cri {
+            images.push(base_bundles().pause_image());
+        }
+        for image in images {
+            let import = ctd.ctr(&["images", "import", image.to_str().unwrap()]);
+            assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+        }
+        ctd
+    }
+
+    /// containerd's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.path("c.sock")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn spawn_daemon(&mut self) {
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.path("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(self.path("config.toml"))
+            .env("PATH", path)
+            .env("SUBSTRATE_STATE_DIR", self.path("worlds"))
+            .env("SUBSTRATE_ROOT", self.path("substrate"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd (Debian: containerd)");
+        self.daemon = Some(daemon);
+        let socket = self.path("c.sock");
+        wait_until("containerd's socket", || socket.exists());
+        wait_until("containerd to answer", || {
+            Command::new("ctr").arg("-a").arg(&socket).arg("version").output().is_ok_and(|o| o.status.success())
+        });
+    }
+
+    pub fn stop_daemon(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::SIGTERM);
+            let _ = daemon.wait();
+        }
+    }
+
+    pub fn ctr_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("-a")
+            .arg(self.path("c.sock"))
+            .arg("-n")
+            .arg(self.namespace)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_command(args).output().expect("ctr")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ctr run --rm` of `sh -c script`: its output.
+    pub fn run(&self, id: &str, script: &str) -> Output {
+        self.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, id, "sh", "-c", script])
+    }
+
+    pub fn run_detached(&self, id: &str, script: &str) {
+        self.ok(&["run", "-d", "--runtime", RUNTIME, IMAGE, id, "sh", "-c", script]);
+    }
+
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let list = self.ok(&["task", "ls"]);
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+    }
+
+    pub fn world(&self, id: &str) -> PathBuf {
+        self.path("worlds").join("worlds").join(id)
+    }
+
+    pub fn record(&self, id: &str) -> Value {
+        serde_json::from_slice(&fs::read(self.world(id).join("world.json")).unwrap()).unwrap()
+    }
+
+    pub fn trace(&self, id: &str) -> Vec<Value> {
+        fs::read_to_string(self.world(id).join("trace.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The shim servers of this containerd (not their zygotes).
+    pub fn shim_pids(&self) -> Vec<i32> {
+        processes_mentioning("containerd-shim-substrate-v1")
+            .into_iter()
+            .filter(|pid| {
+                !fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__substrate-zygote"))
+            })
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&self.path("worlds").display().to_string()))
+            })
+            .collect()
+    }
+
+    /// Nothing of container `id` left: mounts, runtime state, cgroups.
+    pub fn assert_clean(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut left = Vec::new();
+            let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+            left.extend(mountinfo.lines().filter(|l| l.contains(&format!("/{id}/"))).map(str::to_owned));
+            let state = self.path("substrate").join("containerd").join(self.namespace).join(id);
+            if state.exists() {
+                left.push(format!("state {}", state.display()));
+            }
+            for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+                let cgroup = hierarchy.path().join(self.namespace).join(id);
+                if cgroup.exists() {
+                    left.push(format!("cgroup {}", cgroup.display()));
+                }
+            }
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "container {id} left behind: {left:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Tasks first (their shims exit with them), then the daemon.
+        if self.daemon.is_some() {
+            for line in self.ok(&["task", "ls", "-q"]).lines() {
+                let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", line]);
+                let _ = self.ctr(&["task", "delete", "-f", line]);
+            }
+            for line in self.ok(&["containers", "ls", "-q"]).lines() {
+                let _ = self.ctr(&["containers", "rm", line]);
+            }
+        }
+        self.stop_daemon();
+        for pid in self.shim_pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.dir.path().display().to_string();
+        for line in mountinfo.lines().filter(|l| l.contains(&root)) {
+            if let Some(target) = line.split_whitespace().nth(4) {
+                let _ = nix::mount::umount2(Path::new(target), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+
+/// containerd's TOML: top-level keys first, then the tables in order.
+fn order_toml(config: &str) -> String {
+    let mut top = Vec::new();
+    let mut rest = Vec::new();
+    let mut in_table = false;
+    for line in config.lines() {
+        if line.starts_with('[') {
+            in_table = true;
+        }
+        if in_table { rest.push(line) } else { top.push(line) }
+    }
+    let (late_top, rest): (Vec<&str>, Vec<&str>) = rest.into_iter().partition(|l| l.starts_with("disabled_plugins"));
+    top.extend(late_top);
+    top.extend(rest);
+    top.join("\n") + "\n"
+}
