@@ -9,7 +9,8 @@ BUNDLES      := $(TARGET_DIR)/bundles
 # What the build, the tests and the benchmarks use from Debian.
 DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
                 runc crun podman uidmap fuse-overlayfs gcc make \
-                musl-tools strace python3 containerd bsdutils
+                musl-tools strace python3 containerd bsdutils \
+                protobuf-compiler containernetworking-plugins
 
 .PHONY: all deps build release bundles demo test bench install clean
 

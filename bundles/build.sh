@@ -135,5 +135,5 @@ pause_rootfs=$work/pause-rootfs
 mkdir -p "$pause_rootfs"
 gcc -static -O2 -o "$pause_rootfs/pause" "$(dirname "$0")/pause.c"
 strip "$pause_rootfs/pause"
-image_archive "$pause_rootfs" "$PAUSE_IMAGE_NAME" '{"Entrypoint":["/pause"],"WorkingDir":"/"}' "$OUT/pause-image.tar"
+image_archive "$pause_rootfs" "$PAUSE_IMAGE_NAME" '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":["/pause"],"WorkingDir":"/"}' "$OUT/pause-image.tar"
 echo "bundles: $bundle (config.json + rootfs)"

@@ -135,7 +135,7 @@ pub fn serve() -> i32 {
             Err(_) => return 1,
         };
         let response = match serde_json::from_slice::<Request>(&buf[..n]) {
-            Ok(request) => match in_child(|| handle(request)) {
+            Ok(request) => match in_child(&request.log_path(), || handle(request)) {
                 Ok(pid) => Response::Pid(pid),
                 Err(reason) => Response::Failed(reason),
             },
@@ -153,7 +153,7 @@ pub fn serve() -> i32 {
 /// a child of its caller (CLONE_PARENT from its intermediate process): the
 /// caller exiting right after is what hands the init to the shim, the
 /// subreaper, which reaps it and learns its exit status.
-fn in_child(call: impl FnOnce() -> Result<i32, String>) -> Result<i32, String> {
+fn in_child(log: &Path, call: impl FnOnce() -> Result<i32, String>) -> Result<i32, String> {
     // One message each way; the container's init inherits the child's
     // fds until it execs, so "EOF" can never be the signal.
     let (ours, theirs) = socket::socketpair(
@@ -167,6 +167,7 @@ fn in_child(call: impl FnOnce() -> Result<i32, String>) -> Result<i32, String> {
     match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
         nix::unistd::ForkResult::Child => {
             drop(ours);
+            log_errors_to(log);
             let answer = serde_json::to_vec(&match call() {
                 Ok(pid) => Response::Pid(pid),
                 Err(reason) => Response::Failed(reason),
@@ -185,10 +186,52 @@ fn in_child(call: impl FnOnce() -> Result<i32, String>) -> Result<i32, String> {
             let n = received.map_err(|e| e.to_string())?;
             match serde_json::from_slice(&answer[..n]) {
                 Ok(Response::Pid(pid)) => Ok(pid),
-                Ok(Response::Failed(reason)) => Err(reason),
+                Ok(Response::Failed(reason)) => Err(with_logged_cause(reason, log)),
                 Err(_) => Err("the zygote's child died without an answer".into()),
             }
         }
+    }
+}
+
+impl Request {
+    /// Where libcontainer's own account of a failure goes: the container's
+    /// processes can only report it there (their parent gets an errno).
+    fn log_path(&self) -> PathBuf {
+        match self {
+            Request::Create { bundle, .. } => bundle.join(LOG_FILE),
+            Request::Exec { process, .. } => process.with_file_name(LOG_FILE),
+        }
+    }
+}
+
+const LOG_FILE: &str = "substrate-log.json";
+
+/// In the forked child: errors (this process's and the container
+/// processes' it makes) as JSON lines in `path`.
+fn log_errors_to(path: &Path) {
+    let Ok(file) = OpenOptions::new().create(true).append(true).open(path) else {
+        return;
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::ERROR)
+        .with_writer(Mutex::new(file))
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// `reason` and, when libcontainer logged why, its last error line (as
+/// the runc shim adds runc's log to its errors).
+fn with_logged_cause(reason: String, log: &Path) -> String {
+    let logged = std::fs::read_to_string(log).unwrap_or_default();
+    let cause = logged
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["fields"]["message"].as_str().map(str::to_owned));
+    match cause {
+        Some(cause) if !reason.contains(&cause) => format!("{reason}: {cause}"),
+        _ => reason,
     }
 }
 

@@ -32,6 +32,9 @@ impl Containerd {
     /// With the CRI plugin: runtime handler `substrate` (deploy/'s
     /// settings), the pause image as sandbox image, CNI from Debian's
     /// containernetworking-plugins with a bridge network of this test's.
+    /// `restrict_oom_score_adj`: these machines lack CAP_SYS_RESOURCE, so
+    /// the -998 CRI asks for a sandbox cannot be set (with any runtime) from
+    /// a containerd at 0; production containerd runs at -999.
     pub fn start_with_cri() -> Containerd {
         Self::start_with(true)
     }
@@ -56,6 +59,9 @@ impl Containerd {
             .unwrap();
             config.push_str(&format!(
                 "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{PAUSE_IMAGE}\"\n\
+                 \x20 restrict_oom_score_adj = true\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+                 \x20 runtime_type = \"io.containerd.runc.v2\"\n\
                  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.substrate]\n\
                  \x20 runtime_type = \"{RUNTIME}\"\n  pod_annotations = [\"io.substrate.*\"]\n\
                  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{d}/cni\"\n"
@@ -77,6 +83,14 @@ impl Containerd {
             assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
         }
         ctd
+    }
+
+    /// The end of containerd's log (the shims' lines included), for
+    /// failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.path("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("level=info msg=\"loading plugin")).collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// containerd's socket.
