@@ -98,6 +98,9 @@ pub struct Service {
     publisher: Arc<Publisher>,
     tasks: Arc<(Mutex<Tasks>, Condvar)>,
     exit: Arc<ExitSignal>,
+    /// World monitor threads: the shim waits for them before it exits, so
+    /// every world's trace ends with its world span.
+    monitors: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 fn status(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {
@@ -148,6 +151,7 @@ impl Service {
             publisher,
             tasks,
             exit,
+            monitors: Mutex::default(),
         })
     }
 
@@ -201,7 +205,7 @@ impl Service {
             }
         };
         let (runtime, id, flag) = (self.runtime.clone(), id.to_owned(), Arc::clone(&gone));
-        std::thread::spawn(move || {
+        let handle = std::thread::spawn(move || {
             let start = substrate_trace::Timestamp::now();
             let closed = monitor
                 .follow(pid, || flag.load(Ordering::Relaxed))
@@ -210,6 +214,9 @@ impl Service {
                 log::warn!("world {id}: trace or record not completed: {e}");
             }
         });
+        let mut monitors = self.monitors.lock().unwrap_or_else(|p| p.into_inner());
+        monitors.retain(|m| !m.is_finished());
+        monitors.push(handle);
         gone
     }
 }
@@ -684,6 +691,12 @@ impl containerd_shim::Task for Service {
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
         if self.lock().containers.is_empty() {
             log::info!("no containers left in namespace {}: shutting down", self.namespace);
+            // Deleted worlds' monitors stop within 100 ms (their give-up
+            // flag is set); let them write their world spans first.
+            let monitors = std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
+            for monitor in monitors {
+                let _ = monitor.join();
+            }
             self.exit.signal();
         }
         Ok(api::Empty::new())
