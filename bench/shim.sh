@@ -4,7 +4,7 @@
 #   - `ctr run --rm` of /bin/true, BENCH_RUNS (default 21) interleaved
 #     rounds, wall time medians and the ratio;
 #   - memory per shim while one container sleeps: RSS and PSS of the shim
-#     process(es) (ours is the shim server plus its zygote).
+#     process (ours runs its one-shot helpers only during create/exec).
 #
 #   bench/shim.sh DIR-WITH-containerd-shim-substrate-v1 IMAGE-ARCHIVE [PRELOAD-LIBRARY]
 set -euo pipefail
@@ -67,15 +67,13 @@ mem() {  # pids... -> "rss_kb pss_kb"
   echo "$rss $pss"
 }
 ours=$(pgrep -f "containerd-shim-substrate-v1 .*-id mem-substrate" || true)
-zygote=$(for p in $ours; do pgrep -P "$p" -f __substrate-zygote; done || true)
 theirs=$(pgrep -f "containerd-shim-runc-v2 .*-id mem-runc" || true)
 read -r ours_rss ours_pss <<<"$(mem $ours)"
-read -r zyg_rss zyg_pss <<<"$(mem $zygote)"
 read -r runc_rss runc_pss <<<"$(mem $theirs)"
 
 echo "== containerd shim: ctr run --rm /bin/true, $runs interleaved rounds, median ms =="
 printf '  %-32s %8s ms\n' "io.containerd.substrate.v1" "$ms" "io.containerd.runc.v2 (runc)" "$mr"
 awk -v s="$ms" -v r="$mr" 'BEGIN {printf "  substrate/runc shim: %.2f (goal <= 0.8)\n", s / r}'
 echo "== memory per shim, one sleeping container (kB) =="
-printf '  %-32s RSS %6s  PSS %6s\n' "substrate shim" "$ours_rss" "$ours_pss" "  + its zygote" "$zyg_rss" "$zyg_pss" "runc shim (Go)" "$runc_rss" "$runc_pss"
+printf '  %-32s RSS %6s  PSS %6s\n' "substrate shim" "$ours_rss" "$ours_pss" "runc shim (Go)" "$runc_rss" "$runc_pss"
 echo "  (goal: <= 3 MB RSS per shim)"

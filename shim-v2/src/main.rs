@@ -5,21 +5,21 @@
 //!
 //! containerd runs `containerd-shim-substrate-v1 ... start` (which spawns
 //! the long-lived shim server and prints its address) and `... delete` (the
-//! cleanup after a shim died). The server also starts a single-threaded
-//! helper, the zygote, for the calls that clone container processes: the
-//! server is multithreaded (ttrpc), and a process cloned from it may only
-//! run async-signal-safe code, which libcontainer's setup is not.
+//! cleanup after a shim died). The calls that clone container processes
+//! run in a one-shot single-threaded helper (`helper`): the server is
+//! multithreaded (ttrpc), and a process cloned from it may only run
+//! async-signal-safe code, which libcontainer's setup is not.
 
 mod metrics;
 mod publisher;
 mod service;
 mod shim;
 mod stdio;
-mod zygote;
+mod helper;
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some(zygote::ARG) {
-        std::process::exit(zygote::serve());
+    if std::env::args().nth(1).as_deref() == Some(helper::ARG) {
+        std::process::exit(helper::serve());
     }
     containerd_shim::run::<shim::SubstrateShim>(shim::RUNTIME_ID, None);
 }

@@ -27,7 +27,7 @@ use substrate_runtime::{Runtime, WorldStatus};
 
 use crate::publisher::Publisher;
 use crate::stdio::{keep_open, Console, ConsoleSocket, KeptOpen};
-use crate::zygote::{Request, StdioPaths, Zygote};
+use crate::helper::{self, Request, StdioPaths};
 
 /// Exits of pids not (yet) known: a process can exit before the call that
 /// made it returns its pid.
@@ -46,7 +46,7 @@ struct Process {
     terminal: bool,
     _kept: Option<KeptOpen>,
     console: Option<Console>,
-    /// An exec's OCI process, written for the zygote.
+    /// An exec's OCI process, written for the helper.
     spec: Option<PathBuf>,
 }
 
@@ -94,7 +94,6 @@ impl Tasks {
 pub struct Service {
     namespace: String,
     runtime: Runtime,
-    zygote: Zygote,
     publisher: Arc<Publisher>,
     tasks: Arc<(Mutex<Tasks>, Condvar)>,
     exit: Arc<ExitSignal>,
@@ -147,7 +146,6 @@ impl Service {
         Ok(Service {
             namespace,
             runtime,
-            zygote: Zygote::spawn()?,
             publisher,
             tasks,
             exit,
@@ -312,9 +310,7 @@ impl containerd_shim::Task for Service {
             stdio: if req.terminal { StdioPaths::default() } else { stdio.clone() },
             console_socket: console.as_ref().map(|(path, _)| path.clone()),
         };
-        let pid = self
-            .zygote
-            .call(&request)
+        let pid = helper::call(&request)
             .map_err(|e| status(ttrpc::Code::UNKNOWN, e))
             .map_err(undo)?;
         let console = match console {
@@ -398,9 +394,7 @@ impl containerd_shim::Task for Service {
         } else {
             None
         };
-        let pid = self
-            .zygote
-            .call(&Request::Exec {
+        let pid = helper::call(&Request::Exec {
                 root: self.runtime.root().to_owned(),
                 id: req.id.clone(),
                 process: spec.ok_or_else(|| failed("exec without a process"))?,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags};
 
-use crate::zygote::StdioPaths;
+use crate::helper::StdioPaths;
 
 /// Read ends of a process's stdout/stderr FIFOs that the shim holds for
 /// the process's lifetime: when containerd restarts (and drops its own read

@@ -184,13 +184,13 @@ impl Containerd {
             .collect()
     }
 
-    /// The shim servers of this containerd (not their zygotes).
+    /// The shim servers of this containerd (not their one-shot helpers).
     pub fn shim_pids(&self) -> Vec<i32> {
         processes_mentioning("containerd-shim-substrate-v1")
             .into_iter()
             .filter(|pid| {
                 !fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__substrate-zygote"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__substrate-helper"))
             })
             .filter(|pid| {
                 fs::read(format!("/proc/{pid}/environ"))
