@@ -11,6 +11,7 @@
 //! async-signal-safe code, which libcontainer's setup is not.
 
 mod metrics;
+mod oom;
 mod publisher;
 mod service;
 mod shim;

@@ -45,6 +45,7 @@ event!(TaskExecAdded, TASK_EXEC_ADDED_EVENT_TOPIC);
 event!(TaskExecStarted, TASK_EXEC_STARTED_EVENT_TOPIC);
 event!(TaskPaused, TASK_PAUSED_EVENT_TOPIC);
 event!(TaskResumed, TASK_RESUMED_EVENT_TOPIC);
+event!(TaskOOM, TASK_OOM_EVENT_TOPIC);
 
 impl Publisher {
     pub fn new(address: String, namespace: String) -> Publisher {

@@ -100,6 +100,7 @@ pub struct Service {
     /// World monitor threads: the shim waits for them before it exits, so
     /// every world's trace ends with its world span.
     monitors: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    oom: Arc<crate::oom::OomWatcher>,
 }
 
 fn status(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {
@@ -143,6 +144,7 @@ impl Service {
                 }
             });
         }
+        let oom = crate::oom::OomWatcher::start(Arc::clone(&publisher))?;
         Ok(Service {
             namespace,
             runtime,
@@ -150,6 +152,7 @@ impl Service {
             tasks,
             exit,
             monitors: Mutex::default(),
+            oom,
         })
     }
 
@@ -343,6 +346,12 @@ impl containerd_shim::Task for Service {
             },
         );
         self.started(&id, "", pid)?;
+        let cgroup = self.runtime.world(&id).ok().and_then(|w| w.cgroup_path());
+        if let Some(cgroup) = cgroup {
+            if let Err(e) = self.oom.watch(&id, &cgroup) {
+                log::warn!("container {id}: OOM kills will not be reported: {e}");
+            }
+        }
         self.publisher.publish(&TaskCreate {
             container_id: id,
             bundle: req.bundle,
@@ -533,6 +542,7 @@ impl containerd_shim::Task for Service {
             Err(e) => return Err(runtime_error(e)),
         }
         world_gone.store(true, Ordering::Relaxed);
+        self.oom.forget(&req.id);
         if rootfs_mounted {
             unmount_rootfs(&bundle.join("rootfs"));
         }

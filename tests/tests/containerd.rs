@@ -180,3 +180,27 @@ fn a_container_that_cannot_start_is_a_clear_error_and_leaves_nothing() {
     let _ = ctd.ctr(&["containers", "rm", &id]);
     ctd.assert_clean(&id);
 }
+
+#[test]
+fn an_oom_kill_in_a_container_is_a_task_oom_event() {
+    let ctd = Containerd::start();
+    let id = unique_id("ctr-oom");
+    let mut events = ctd
+        .ctr_command(&["events"])
+        .stdout(fs::File::create(ctd.path("events.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // busybox sort holds its whole input: 100 MB against a 20 MB limit.
+    let out = ctd.ctr(&[
+        "run", "--rm", "--memory-limit", "20000000", "--runtime", RUNTIME, IMAGE, &id,
+        "sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' a | sort >/dev/null; echo sort=$?",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sort=137", "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the OOM event", || {
+        fs::read_to_string(ctd.path("events.txt")).is_ok_and(|e| e.contains("/tasks/oom") && e.contains(&id))
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    ctd.assert_clean(&id);
+}

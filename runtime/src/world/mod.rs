@@ -106,6 +106,12 @@ impl World {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The world's cgroup, relative to a hierarchy's root (as create
+    /// recorded it).
+    pub fn cgroup_path(&self) -> Option<PathBuf> {
+        self.meta().map(|m| m.cgroup_path)
+    }
+
     /// The cgroup manager for this world's cgroup. The path comes from what
     /// create recorded, so it works even when libcontainer's own config file
     /// was never written (a create killed half-way).
