@@ -204,3 +204,20 @@ fn an_oom_kill_in_a_container_is_a_task_oom_event() {
     let _ = events.wait();
     ctd.assert_clean(&id);
 }
+
+#[test]
+fn a_bundle_the_runtime_refuses_is_a_clear_error_through_ctr() {
+    let ctd = Containerd::start();
+    let id = unique_id("ctr-badbundle");
+    // The annotation names a lower layer that does not exist: refused by the
+    // runtime's bundle check before anything is made.
+    let out = ctd.ctr(&[
+        "run", "--rm", "--annotation", "io.substrate.world.lower=/nonexistent/lower",
+        "--runtime", RUNTIME, IMAGE, &id, "true",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("io.substrate.world.lower") && stderr.contains("/nonexistent/lower"), "{stderr}");
+    let _ = ctd.ctr(&["containers", "rm", &id]);
+    ctd.assert_clean(&id);
+}

@@ -137,6 +137,23 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
         .unwrap();
     assert_eq!(status.state, ContainerState::ContainerRunning as i32);
 
+    // UpdateContainerResources reaches the world's cgroup.
+    let limit: i64 = 64 << 20;
+    cri.update_container_resources(UpdateContainerResourcesRequest {
+        container_id: container.clone(),
+        linux: Some(LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("UpdateContainerResources");
+    let v1 = format!("/sys/fs/cgroup/memory/k8s.io/{container}/memory.limit_in_bytes");
+    let v2 = format!("/sys/fs/cgroup/k8s.io/{container}/memory.max");
+    let set = fs::read_to_string(&v1).or_else(|_| fs::read_to_string(&v2)).expect("the container's memory cgroup");
+    assert_eq!(set.trim(), limit.to_string());
+
     // CRI's log format: `<time> stdout F <line>`.
     let log = logs.join("job.log");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
