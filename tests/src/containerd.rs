@@ -93,6 +93,19 @@ impl Containerd {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// `ctr events` from now until the returned watcher is dropped.
+    pub fn watch_events(&self) -> EventWatch {
+        let path = self.path(&format!("events-{}.txt", crate::unique_id("w")));
+        let child = self
+            .ctr_command(&["events"])
+            .stdout(fs::File::create(&path).unwrap())
+            .spawn()
+            .expect("ctr events");
+        // ctr subscribes asynchronously: give it a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        EventWatch { child, path }
+    }
+
     /// containerd's socket.
     pub fn socket(&self) -> PathBuf {
         self.path("c.sock")
@@ -267,4 +280,24 @@ fn order_toml(config: &str) -> String {
     top.extend(late_top);
     top.extend(rest);
     top.join("\n") + "\n"
+}
+
+/// A running `ctr events`, writing to a file.
+pub struct EventWatch {
+    child: Child,
+    path: PathBuf,
+}
+
+impl EventWatch {
+    /// What `ctr events` printed so far.
+    pub fn seen(&self) -> String {
+        fs::read_to_string(&self.path).unwrap_or_default()
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -153,6 +153,15 @@ impl Runtime {
     }
 
     /// The record (`world.json`) of world `id`.
+    /// The world's trace, one JSON value per span.
+    pub fn spans(&self, id: &str) -> Vec<Value> {
+        fs::read_to_string(self.world_dir(id).join("trace.jsonl"))
+            .expect("the world's trace")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a span line"))
+            .collect()
+    }
+
     pub fn record(&self, id: &str) -> Value {
         let path = self.world_dir(id).join("world.json");
         serde_json::from_slice(

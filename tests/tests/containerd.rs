@@ -37,12 +37,7 @@ fn ctr_run_rm_gives_the_exit_code_the_output_and_a_recorded_world() {
 fn a_detached_task_takes_exec_ps_pause_resume_kill_and_publishes_its_events() {
     let ctd = Containerd::start();
     let id = unique_id("ctr-task");
-    let mut events = ctd
-        .ctr_command(&["events"])
-        .stdout(fs::File::create(ctd.path("events.txt")).unwrap())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let events = ctd.watch_events();
     ctd.run_detached(&id, "trap 'exit 143' TERM; while :; do sleep 0.05; done");
     assert_eq!(ctd.task_status(&id).as_deref(), Some("RUNNING"));
 
@@ -82,9 +77,7 @@ fn a_detached_task_takes_exec_ps_pause_resume_kill_and_publishes_its_events() {
     assert!(top.iter().any(|s| s["result"]["code"] == 4), "{top:#?}");
 
     std::thread::sleep(Duration::from_millis(300));
-    let _ = events.kill();
-    let _ = events.wait();
-    let seen = fs::read_to_string(ctd.path("events.txt")).unwrap();
+    let seen = events.seen();
     for topic in [
         "/tasks/create",
         "/tasks/start",
@@ -185,12 +178,7 @@ fn a_container_that_cannot_start_is_a_clear_error_and_leaves_nothing() {
 fn an_oom_kill_in_a_container_is_a_task_oom_event() {
     let ctd = Containerd::start();
     let id = unique_id("ctr-oom");
-    let mut events = ctd
-        .ctr_command(&["events"])
-        .stdout(fs::File::create(ctd.path("events.txt")).unwrap())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let events = ctd.watch_events();
     // busybox sort holds its whole input: 100 MB against a 20 MB limit.
     let out = ctd.ctr(&[
         "run", "--rm", "--memory-limit", "20000000", "--runtime", RUNTIME, IMAGE, &id,
@@ -198,10 +186,9 @@ fn an_oom_kill_in_a_container_is_a_task_oom_event() {
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sort=137", "{}", String::from_utf8_lossy(&out.stderr));
     wait_until("the OOM event", || {
-        fs::read_to_string(ctd.path("events.txt")).is_ok_and(|e| e.contains("/tasks/oom") && e.contains(&id))
+        let seen = events.seen();
+        seen.contains("/tasks/oom") && seen.contains(&id)
     });
-    let _ = events.kill();
-    let _ = events.wait();
     ctd.assert_clean(&id);
 }
 

@@ -12,14 +12,6 @@ use std::process::Command;
 use serde_json::Value;
 use substrate_tests::{unique_id, workspace_root, Runtime};
 
-fn spans(rt: &Runtime, id: &str) -> Vec<Value> {
-    fs::read_to_string(rt.world_dir(id).join("trace.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn world_span(spans: &[Value]) -> &Value {
     let worlds: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "world").collect();
     assert_eq!(worlds.len(), 1, "{spans:#?}");
@@ -96,7 +88,7 @@ except OSError as e: print(e)\n\
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
 for b in (b\"x\", b\"y\"):\n    try: u.sendto(b, (\"127.0.0.1\", 9))\n    except OSError as e: print(e)'",
     );
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     let world = world_span(&spans);
     assert_eq!(world["result"]["code"], 0);
 
@@ -165,7 +157,7 @@ fn scrubbing_the_environment_does_not_shake_the_tracer_off() {
     let rt = Runtime::new();
     let name = unique_id("envi");
     rt.cli_run_ok(&name, "env -i /bin/sh -c 'cat /etc/hostname > /tmp/envi-out'");
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     let cat = &exec_of(&spans, "cat")[0];
     let env = cat["env"].as_array().expect("env of cat");
     assert!(
@@ -190,7 +182,7 @@ fn python_subprocess_fork_exec_and_posix_spawn_are_both_traced() {
 subprocess.run([\"cat\", \"/etc/hostname\"], stdout=subprocess.DEVNULL, check=True)\n\
 subprocess.run([\"/bin/cat\", \"/etc/passwd\"], stdout=subprocess.DEVNULL, close_fds=False, check=True)'",
     );
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     let python = &exec_of(&spans, "/usr/bin/python3")[0];
     for (argv0, path) in [("cat", "/etc/hostname"), ("/bin/cat", "/etc/passwd")] {
         let cat = spans
@@ -214,7 +206,7 @@ fn forks_of_a_multithreaded_program_and_vfork_children() {
     let rt = Runtime::new();
     let name = unique_id("forks");
     rt.cli_run_ok(&name, &format!("{} && {}", threads.display(), vfork.display()));
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     let program = &exec_of(&spans, threads.to_str().unwrap())[0];
     assert_eq!(program["result"]["code"], 0);
     // Each child's own open, from a ring of its own (its pid, not the
@@ -240,7 +232,7 @@ fn what_a_process_recorded_survives_its_sigkill() {
     let rt = Runtime::new();
     let name = unique_id("killed");
     rt.cli_run_ok(&name, &format!("{} 300; true", program.display()));
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     let exec = &exec_of(&spans, program.to_str().unwrap())[0];
     assert_eq!(exec["result"]["signal"], 9, "{exec}");
     let recorded: Vec<_> = spans
@@ -269,7 +261,7 @@ fn musl_and_static_programs_run_unharmed() {
     );
     let hostname_len = fs::read("/etc/hostname").unwrap().len();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("musl read {hostname_len} bytes"));
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     // Both are seen by the kernel; neither reports calls (musl: the tracer
     // stays inert; static: nothing to preload into). A program this short
     // may be gone before the monitor reads its argv from /proc, and only
@@ -301,7 +293,7 @@ fn a_hostile_process_cannot_forge_spans_or_stop_the_monitor() {
     let script = workspace_root().join("tests/programs/hostile.py");
     let out = rt.cli_run_ok(&name, &format!("/usr/bin/python3 {} && cat /etc/hostname", script.display()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("hostile done"));
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     let world = world_span(&spans);
     let rejected = &world["detail"]["rejected"];
     assert_eq!(rejected["garbage"], 1, "{rejected}");
@@ -327,7 +319,7 @@ fn two_worlds_at_once_keep_their_calls_apart() {
         }
     });
     for (name, mine, theirs) in [(&a, "/tmp/apart-a", "/tmp/apart-b"), (&b, "/tmp/apart-b", "/tmp/apart-a")] {
-        let spans = spans(&rt, name);
+        let spans = rt.spans(name);
         let paths: Vec<&str> = of_kind(&spans, "file").iter().filter_map(|s| s["detail"]["path"].as_str()).collect();
         assert_eq!(paths.iter().filter(|p| p.starts_with(mine)).count(), 5, "{paths:?}");
         assert!(!paths.iter().any(|p| p.starts_with(theirs)), "{paths:?}");

@@ -7,14 +7,6 @@ use std::fs;
 use serde_json::Value;
 use substrate_tests::{unique_id, Runtime};
 
-fn spans(rt: &Runtime, id: &str) -> Vec<Value> {
-    fs::read_to_string(rt.world_dir(id).join("trace.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn execs<'a>(spans: &'a [Value], argv0: &str) -> Vec<&'a Value> {
     spans
         .iter()
@@ -39,7 +31,7 @@ fn every_exec_is_a_span_with_its_parent() {
         &name,
         "ls / | wc -l >/dev/null; /bin/busybox true; sh -c 'exit 3'; exit 0",
     );
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
 
     let world: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "world").collect();
     assert_eq!(world.len(), 1);
@@ -102,7 +94,7 @@ fn two_worlds_at_once_do_not_cross_talk() {
         assert!(child.wait().unwrap().success());
     }
     for (name, other) in [(&names[0], &names[1]), (&names[1], &names[0])] {
-        let spans = spans(&rt, name);
+        let spans = rt.spans(name);
         let trues = child_execs(&spans);
         assert_eq!(trues.len(), 5, "{name}");
         assert!(trues.iter().all(|s| s["world_id"] == name.as_str()));
@@ -117,7 +109,7 @@ fn ten_thousand_execs_in_one_world() {
     let rt = Runtime::new();
     let name = unique_id("tenk");
     rt.cli_run_ok(&name, "for i in $(seq 10000); do /bin/true; done");
-    let spans = spans(&rt, &name);
+    let spans = rt.spans(&name);
     let lost = spans.iter().filter(|s| s["kind"] == "loss").count();
     // sh's children: `seq` and the 10 000 `/bin/true`.
     let trues = child_execs(&spans).len() - 1;
@@ -157,7 +149,7 @@ fn a_runtime_world_gets_a_monitor_with_the_exit_status() {
         fs::read_to_string(rt.world_dir(&id).join("trace.jsonl"))
             .is_ok_and(|t| t.contains("\"kind\":\"world\""))
     });
-    let spans = spans(&rt, &id);
+    let spans = rt.spans(&id);
     assert_eq!(child_execs(&spans).len(), 1, "{spans:#?}");
     rt.ok(&["delete", &id]);
     assert_eq!(
@@ -191,7 +183,7 @@ fn processes_execd_into_a_world_are_traced() {
                 >= 3
         })
     });
-    let spans = spans(&rt, &id);
+    let spans = rt.spans(&id);
     let sh = execs(&spans, "sh");
     assert_eq!(sh.len(), 1, "{spans:#?}");
     assert_eq!(
