@@ -86,7 +86,13 @@ s = socket.socket()\n\
 try: s.connect((\"127.0.0.1\", 9))\n\
 except OSError as e: print(e)\n\
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-for b in (b\"x\", b\"y\"):\n    try: u.sendto(b, (\"127.0.0.1\", 9))\n    except OSError as e: print(e)'",
+for b in (b\"x\", b\"y\"):\n    try: u.sendto(b, (\"127.0.0.1\", 9))\n    except OSError as e: print(e)\n\
+l = socket.socket(socket.AF_UNIX)\n\
+l.bind(\"/tmp/pre.sock\")\n\
+l.listen(1)\n\
+c = socket.socket(socket.AF_UNIX)\n\
+c.connect(\"/tmp/pre.sock\")\n\
+a, _ = l.accept()'",
     );
     let spans = rt.spans(&name);
     let world = world_span(&spans);
@@ -138,6 +144,16 @@ for b in (b\"x\", b\"y\"):\n    try: u.sendto(b, (\"127.0.0.1\", 9))\n    except
     let sends: Vec<_> = net.iter().filter(|s| s["detail"]["op"] == "sendto").collect();
     assert_eq!(sends.len(), 1, "{sends:#?}");
     assert_eq!(sends[0]["detail"]["transport"], "udp");
+    // A unix socket: bind, connect and accept, with its path.
+    for op in ["bind", "connect"] {
+        assert!(
+            net.iter().any(|s| s["detail"]["op"] == op && s["detail"]["family"] == "unix" && s["detail"]["address"] == "/tmp/pre.sock"),
+            "{op}: {net:#?}"
+        );
+    }
+    let accept = net.iter().find(|s| s["detail"]["op"] == "accept").expect("accept");
+    assert_eq!(accept["detail"]["family"], "unix");
+    assert!(accept["result"]["ret"].as_i64().unwrap() >= 0, "{accept}");
 
     // Exec spans carry the env, keys always, values redacted unless allowed.
     let env = init["env"].as_array().expect("the init's env");
