@@ -97,7 +97,18 @@ impl Overlay {
 
     fn unmount(&mut self) {
         if self.mounted {
-            umount2(&self.merged(), MntFlags::empty()).unwrap();
+            // Another test thread forking at the wrong moment holds our fds
+            // (CLOEXEC ones too) until its child execs: EBUSY for a moment.
+            let mut tries = 0;
+            loop {
+                match umount2(&self.merged(), MntFlags::empty()) {
+                    Err(nix::errno::Errno::EBUSY) if tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    result => break result.unwrap(),
+                }
+            }
             self.mounted = false;
         }
     }
