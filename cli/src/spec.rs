@@ -38,6 +38,12 @@ impl Drop for WorldBundle {
 }
 
 impl WorldBundle {
+    /// Whether Substrate wrote this bundle's spec (`--rootfs`, the default)
+    /// rather than the user (`--bundle`).
+    pub fn generated(&self) -> bool {
+        matches!(self.source, WorldSource::Rootfs { .. } | WorldSource::Host)
+    }
+
     pub fn prepare(
         origin: Origin,
         id: &str,

@@ -573,3 +573,22 @@ fn a_world_whose_stdout_is_dev_null_can_write_to_it() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_default_world_reaches_itself_on_localhost() {
+    // Its own network namespace, no network: lo is up all the same.
+    let rt = Runtime::new();
+    let name = unique_id("localhost");
+    let out = rt.cli_run_ok(
+        &name,
+        "/usr/bin/python3 -c 'import socket\n\
+s = socket.socket()\n\
+s.bind((\"127.0.0.1\", 0))\n\
+s.listen(1)\n\
+c = socket.create_connection((\"127.0.0.1\", s.getsockname()[1]))\n\
+a, _ = s.accept()\n\
+c.sendall(b\"ping\")\n\
+print(a.recv(4).decode())'",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ping");
+}

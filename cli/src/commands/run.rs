@@ -78,6 +78,14 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         },
     )?;
     let pid = world.pid().expect("a created world has an init pid");
+    // Substrate's own specs give the world a network namespace of its own
+    // and no network yet: it still reaches itself on localhost.
+    if bundle.generated() {
+        if let Err(e) = world.bring_up_loopback() {
+            let _ = world.delete(true);
+            return Err(e.into());
+        }
+    }
     // The init is waiting for start: subscribing now sees every fork and
     // exec of the world. `SUBSTRATE_TRACE=off` runs it untraced (the anchor
     // of the tracing benchmark).

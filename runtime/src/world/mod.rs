@@ -8,6 +8,7 @@ mod create;
 mod delete;
 mod exec;
 mod finish;
+mod net;
 pub(crate) mod kill;
 mod pause;
 mod start;
