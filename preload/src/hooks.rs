@@ -110,8 +110,17 @@ fn has_mode(flags: c_int) -> bool {
     flags & libc::O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE
 }
 
-fn open_traced(call: FileCall, dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    let Some(real) = real!("openat", unsafe extern "C" fn(c_int, *const c_char, c_int, mode_t) -> c_int) else {
+fn open_traced(
+    call: FileCall,
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: mode_t,
+) -> c_int {
+    let Some(real) = real!(
+        "openat",
+        unsafe extern "C" fn(c_int, *const c_char, c_int, mode_t) -> c_int
+    ) else {
         return missing();
     };
     let mode = if has_mode(flags) { mode } else { 0 };
@@ -145,14 +154,24 @@ pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: mode_t)
 /// # Safety
 /// As openat(2).
 #[no_mangle]
-pub unsafe extern "C" fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+pub unsafe extern "C" fn openat(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: mode_t,
+) -> c_int {
     open_traced(FileCall::Openat, dirfd, path, flags, mode)
 }
 
 /// # Safety
 /// As openat(2).
 #[no_mangle]
-pub unsafe extern "C" fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+pub unsafe extern "C" fn openat64(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: mode_t,
+) -> c_int {
     open_traced(FileCall::Openat, dirfd, path, flags, mode)
 }
 
@@ -164,7 +183,8 @@ macro_rules! fortified_open {
         /// As open(2).
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
-            let Some(real) = real!($sym, unsafe extern "C" fn(*const c_char, c_int) -> c_int) else {
+            let Some(real) = real!($sym, unsafe extern "C" fn(*const c_char, c_int) -> c_int)
+            else {
                 return missing();
             };
             traced(
@@ -190,7 +210,10 @@ macro_rules! fortified_openat {
         /// As openat(2).
         #[no_mangle]
         pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-            let Some(real) = real!($sym, unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int) else {
+            let Some(real) = real!(
+                $sym,
+                unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int
+            ) else {
                 return missing();
             };
             traced(
@@ -214,7 +237,8 @@ macro_rules! creat {
         /// As creat(2).
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
-            let Some(real) = real!($sym, unsafe extern "C" fn(*const c_char, mode_t) -> c_int) else {
+            let Some(real) = real!($sym, unsafe extern "C" fn(*const c_char, mode_t) -> c_int)
+            else {
                 return missing();
             };
             traced(
@@ -240,8 +264,14 @@ macro_rules! fopen {
         /// # Safety
         /// As fopen(3).
         #[no_mangle]
-        pub unsafe extern "C" fn $name(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
-            let Some(real) = real!($sym, unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE) else {
+        pub unsafe extern "C" fn $name(
+            path: *const c_char,
+            mode: *const c_char,
+        ) -> *mut libc::FILE {
+            let Some(real) = real!(
+                $sym,
+                unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE
+            ) else {
                 sys::set_errno(libc::ENOSYS);
                 return null_mut();
             };
@@ -266,7 +296,10 @@ macro_rules! one_path {
         /// As the libc function of this name.
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char) -> c_int {
-            let Some(real) = real!(stringify!($name), unsafe extern "C" fn(*const c_char) -> c_int) else {
+            let Some(real) = real!(
+                stringify!($name),
+                unsafe extern "C" fn(*const c_char) -> c_int
+            ) else {
                 return missing();
             };
             traced(
@@ -287,7 +320,10 @@ macro_rules! path_and_mode {
         /// As the libc function of this name.
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
-            let Some(real) = real!(stringify!($name), unsafe extern "C" fn(*const c_char, mode_t) -> c_int) else {
+            let Some(real) = real!(
+                stringify!($name),
+                unsafe extern "C" fn(*const c_char, mode_t) -> c_int
+            ) else {
                 return missing();
             };
             traced(
@@ -309,7 +345,10 @@ path_and_mode!(chmod, FileCall::Chmod);
 /// As unlinkat(2).
 #[no_mangle]
 pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-    let Some(real) = real!("unlinkat", unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int) else {
+    let Some(real) = real!(
+        "unlinkat",
+        unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -327,7 +366,10 @@ pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_in
 /// As mkdirat(2).
 #[no_mangle]
 pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int {
-    let Some(real) = real!("mkdirat", unsafe extern "C" fn(c_int, *const c_char, mode_t) -> c_int) else {
+    let Some(real) = real!(
+        "mkdirat",
+        unsafe extern "C" fn(c_int, *const c_char, mode_t) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -344,8 +386,16 @@ pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t
 /// # Safety
 /// As fchmodat(2).
 #[no_mangle]
-pub unsafe extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
-    let Some(real) = real!("fchmodat", unsafe extern "C" fn(c_int, *const c_char, mode_t, c_int) -> c_int) else {
+pub unsafe extern "C" fn fchmodat(
+    dirfd: c_int,
+    path: *const c_char,
+    mode: mode_t,
+    flags: c_int,
+) -> c_int {
+    let Some(real) = real!(
+        "fchmodat",
+        unsafe extern "C" fn(c_int, *const c_char, mode_t, c_int) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -364,7 +414,10 @@ pub unsafe extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_
 /// As rename(2).
 #[no_mangle]
 pub unsafe extern "C" fn rename(from: *const c_char, to: *const c_char) -> c_int {
-    let Some(real) = real!("rename", unsafe extern "C" fn(*const c_char, *const c_char) -> c_int) else {
+    let Some(real) = real!(
+        "rename",
+        unsafe extern "C" fn(*const c_char, *const c_char) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -381,8 +434,16 @@ pub unsafe extern "C" fn rename(from: *const c_char, to: *const c_char) -> c_int
 /// # Safety
 /// As renameat(2).
 #[no_mangle]
-pub unsafe extern "C" fn renameat(fromfd: c_int, from: *const c_char, tofd: c_int, to: *const c_char) -> c_int {
-    let Some(real) = real!("renameat", unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char) -> c_int) else {
+pub unsafe extern "C" fn renameat(
+    fromfd: c_int,
+    from: *const c_char,
+    tofd: c_int,
+    to: *const c_char,
+) -> c_int {
+    let Some(real) = real!(
+        "renameat",
+        unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -399,8 +460,17 @@ pub unsafe extern "C" fn renameat(fromfd: c_int, from: *const c_char, tofd: c_in
 /// # Safety
 /// As renameat2(2).
 #[no_mangle]
-pub unsafe extern "C" fn renameat2(fromfd: c_int, from: *const c_char, tofd: c_int, to: *const c_char, flags: u32) -> c_int {
-    let Some(real) = real!("renameat2", unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, u32) -> c_int) else {
+pub unsafe extern "C" fn renameat2(
+    fromfd: c_int,
+    from: *const c_char,
+    tofd: c_int,
+    to: *const c_char,
+    flags: u32,
+) -> c_int {
+    let Some(real) = real!(
+        "renameat2",
+        unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, u32) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -421,7 +491,10 @@ macro_rules! truncate {
         /// As truncate(2).
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, length: off_t) -> c_int {
-            let Some(real) = real!(stringify!($name), unsafe extern "C" fn(*const c_char, off_t) -> c_int) else {
+            let Some(real) = real!(
+                stringify!($name),
+                unsafe extern "C" fn(*const c_char, off_t) -> c_int
+            ) else {
                 return missing();
             };
             traced(
@@ -461,7 +534,13 @@ fn net(rec: &mut Record, call: NetCall, fd: c_int, addr: *const sockaddr, len: s
     let mut optlen = core::mem::size_of::<c_int>() as socklen_t;
     // SAFETY: getsockopt writes an int into sotype.
     unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, &mut sotype as *mut c_int as *mut c_void, &mut optlen)
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            &mut sotype as *mut c_int as *mut c_void,
+            &mut optlen,
+        )
     };
     rec.arg0 = sotype as u32;
 }
@@ -486,7 +565,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 /// As bind(2).
 #[no_mangle]
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let Some(real) = real!("bind", unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int) else {
+    let Some(real) = real!(
+        "bind",
+        unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int
+    ) else {
         return missing();
     };
     if !interesting(addr, len) {
@@ -501,7 +583,13 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     )
 }
 
-fn record_accepted(rec: &mut Record, listener: c_int, fd: c_int, addr: *const sockaddr, lenp: *const socklen_t) {
+fn record_accepted(
+    rec: &mut Record,
+    listener: c_int,
+    fd: c_int,
+    addr: *const sockaddr,
+    lenp: *const socklen_t,
+) {
     if fd >= 0 && !addr.is_null() && !lenp.is_null() {
         // SAFETY: the kernel filled *lenp bytes at addr (cut to its size).
         net(rec, NetCall::Accept, fd, addr, unsafe { *lenp });
@@ -514,15 +602,28 @@ fn record_accepted(rec: &mut Record, listener: c_int, fd: c_int, addr: *const so
     let known = fd >= 0
         // SAFETY: getpeername fills at most len bytes of peer.
         && unsafe { libc::getpeername(fd, &mut peer as *mut _ as *mut sockaddr, &mut len) } == 0;
-    let (addr, len) = if known { (&peer as *const _ as *const sockaddr, len) } else { (null(), 0) };
-    net(rec, NetCall::Accept, if fd >= 0 { fd } else { listener }, addr, len);
+    let (addr, len) = if known {
+        (&peer as *const _ as *const sockaddr, len)
+    } else {
+        (null(), 0)
+    };
+    net(
+        rec,
+        NetCall::Accept,
+        if fd >= 0 { fd } else { listener },
+        addr,
+        len,
+    );
 }
 
 /// # Safety
 /// As accept(2).
 #[no_mangle]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, lenp: *mut socklen_t) -> c_int {
-    let Some(real) = real!("accept", unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int) else {
+    let Some(real) = real!(
+        "accept",
+        unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -536,8 +637,16 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, lenp: *mut sockl
 /// # Safety
 /// As accept4(2).
 #[no_mangle]
-pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, lenp: *mut socklen_t, flags: c_int) -> c_int {
-    let Some(real) = real!("accept4", unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int) else {
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    lenp: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    let Some(real) = real!(
+        "accept4",
+        unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int
+    ) else {
         return missing();
     };
     traced(
@@ -563,7 +672,9 @@ fn new_peer(addr: *const sockaddr, len: socklen_t) -> bool {
     // SAFETY: the caller gave len readable bytes.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, (len as usize).min(128)) };
     // FNV-1a; never 0 (the empty mark).
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) | 1;
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
     let start = (hash as usize) % PEERS.len();
     for i in 0..8 {
         let slot = &PEERS[(start + i) % PEERS.len()];
@@ -587,7 +698,17 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     addrlen: socklen_t,
 ) -> isize {
-    let Some(real) = real!("sendto", unsafe extern "C" fn(c_int, *const c_void, usize, c_int, *const sockaddr, socklen_t) -> isize) else {
+    let Some(real) = real!(
+        "sendto",
+        unsafe extern "C" fn(
+            c_int,
+            *const c_void,
+            usize,
+            c_int,
+            *const sockaddr,
+            socklen_t,
+        ) -> isize
+    ) else {
         sys::set_errno(libc::ENOSYS);
         return -1;
     };
@@ -614,7 +735,15 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const addrinfo,
     res: *mut *mut addrinfo,
 ) -> c_int {
-    let Some(real) = real!("getaddrinfo", unsafe extern "C" fn(*const c_char, *const c_char, *const addrinfo, *mut *mut addrinfo) -> c_int) else {
+    let Some(real) = real!(
+        "getaddrinfo",
+        unsafe extern "C" fn(
+            *const c_char,
+            *const c_char,
+            *const addrinfo,
+            *mut *mut addrinfo,
+        ) -> c_int
+    ) else {
         return libc::EAI_SYSTEM;
     };
     traced(

@@ -66,11 +66,7 @@ pub fn connect_span_socket() -> c_int {
     // SAFETY: plain socket calls on a socket we own; the address is a
     // local, fully initialised sockaddr_un.
     unsafe {
-        let fd = libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-        );
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return -1;
         }

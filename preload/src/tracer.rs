@@ -118,7 +118,11 @@ fn hand_over(kind: HelloKind, describe: impl FnOnce(&mut HelloWriter<'_>)) -> Op
     }
 }
 
-fn send_hello(kind: HelloKind, pass_fd: c_int, describe: impl FnOnce(&mut HelloWriter<'_>)) -> bool {
+fn send_hello(
+    kind: HelloKind,
+    pass_fd: c_int,
+    describe: impl FnOnce(&mut HelloWriter<'_>),
+) -> bool {
     let sock = sys::connect_span_socket();
     if sock < 0 {
         return false;
@@ -172,13 +176,21 @@ fn ring_doorbell() {
 /// # Safety
 /// argv and envp are the NULL-terminated vectors glibc passes constructors.
 #[no_mangle]
-pub unsafe extern "C" fn substrate_init(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
+pub unsafe extern "C" fn substrate_init(
+    argc: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) {
     let saved = sys::errno();
     let mut exe = [0u8; 4096];
     let mut cwd = [0u8; 4096];
     // SAFETY: readlink/getcwd write at most the lengths given.
     let (exe_len, cwd_len) = unsafe {
-        let n = libc::readlink(c"/proc/self/exe".as_ptr(), exe.as_mut_ptr() as *mut c_char, exe.len());
+        let n = libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            exe.as_mut_ptr() as *mut c_char,
+            exe.len(),
+        );
         let m = libc::syscall(libc::SYS_getcwd, cwd.as_mut_ptr(), cwd.len());
         (n.max(0) as usize, if m > 0 { m as usize - 1 } else { 0 })
     };

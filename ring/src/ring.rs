@@ -94,9 +94,14 @@ pub enum NetCall {
 
 impl NetCall {
     pub fn from_u8(op: u8) -> Option<NetCall> {
-        [NetCall::Connect, NetCall::Bind, NetCall::Accept, NetCall::Sendto]
-            .into_iter()
-            .find(|c| *c as u8 == op)
+        [
+            NetCall::Connect,
+            NetCall::Bind,
+            NetCall::Accept,
+            NetCall::Sendto,
+        ]
+        .into_iter()
+        .find(|c| *c as u8 == op)
     }
 }
 
@@ -214,9 +219,13 @@ const _: () = assert!(SLOTS.is_power_of_two());
 /// doorbell (ask the monitor to drain).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pushed {
-    Written { doorbell: bool },
+    Written {
+        doorbell: bool,
+    },
     /// The ring was full: dropped and counted.
-    Dropped { doorbell: bool },
+    Dropped {
+        doorbell: bool,
+    },
 }
 
 /// Why a consumer refuses a ring.
@@ -415,7 +424,12 @@ mod tests {
             });
             if i < SLOTS {
                 // One doorbell, when the ring reaches DOORBELL_FILL.
-                assert_eq!(pushed, Pushed::Written { doorbell: i + 1 == DOORBELL_FILL });
+                assert_eq!(
+                    pushed,
+                    Pushed::Written {
+                        doorbell: i + 1 == DOORBELL_FILL
+                    }
+                );
             } else {
                 assert_eq!(pushed, Pushed::Dropped { doorbell: false });
             }
@@ -506,7 +520,11 @@ mod tests {
             assert_eq!(r.b().unwrap().len(), DATA_BYTES - 224);
             assert_eq!(r.truncated, TRUNCATED_A | TRUNCATED_B);
         });
-        let bogus = Record { a_len: 400, b_len: 400, ..unsafe_zeroed() };
+        let bogus = Record {
+            a_len: 400,
+            b_len: 400,
+            ..unsafe_zeroed()
+        };
         assert!(bogus.a().is_some());
         assert!(bogus.b().is_none());
     }

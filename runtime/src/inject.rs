@@ -56,12 +56,18 @@ pub fn preload_library() -> Result<Option<PathBuf>> {
         }
         return Ok(Some(path));
     }
-    let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_owned)) else {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    else {
         return Ok(None);
     };
-    Ok([dir.join(LIBRARY_NAME), dir.join("../lib/substrate").join(LIBRARY_NAME)]
-        .into_iter()
-        .find(|p| p.is_file()))
+    Ok([
+        dir.join(LIBRARY_NAME),
+        dir.join("../lib/substrate").join(LIBRARY_NAME),
+    ]
+    .into_iter()
+    .find(|p| p.is_file()))
 }
 
 /// What [`prepare`] made.
@@ -110,7 +116,12 @@ pub(crate) fn prepare(
     if let Some(mut process) = spec.process().clone() {
         let mut env = process.env().clone().unwrap_or_default();
         match env.iter_mut().find(|e| e.starts_with("LD_PRELOAD=")) {
-            Some(entry) => *entry = format!("LD_PRELOAD={LIBRARY_PATH}:{}", &entry["LD_PRELOAD=".len()..]),
+            Some(entry) => {
+                *entry = format!(
+                    "LD_PRELOAD={LIBRARY_PATH}:{}",
+                    &entry["LD_PRELOAD=".len()..]
+                )
+            }
             None => env.push(format!("LD_PRELOAD={LIBRARY_PATH}")),
         }
         process.set_env(Some(env));
@@ -148,7 +159,12 @@ pub(crate) fn make_mountpoints(rootfs: &Path, injection: &Injection) -> Result<(
                 Err(e) => return Err(io("cannot create mount point", &path, e)),
             }
         } else if mountpoint == Path::new(LD_SO_PRELOAD) && has_real_etc(rootfs) {
-            match fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+            {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io("cannot create mount point", &path, e)),
@@ -208,9 +224,16 @@ mod tests {
     #[test]
     fn the_image_list_follows_the_library_and_symlinks_are_not_read() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(merged_preload_list(root.path()), format!("{LIBRARY_PATH}\n").into_bytes());
+        assert_eq!(
+            merged_preload_list(root.path()),
+            format!("{LIBRARY_PATH}\n").into_bytes()
+        );
         fs::create_dir(root.path().join("etc")).unwrap();
-        fs::write(root.path().join("etc/ld.so.preload"), "/lib/a.so /lib/b.so:/lib/c.so\n").unwrap();
+        fs::write(
+            root.path().join("etc/ld.so.preload"),
+            "/lib/a.so /lib/b.so:/lib/c.so\n",
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(merged_preload_list(root.path())).unwrap(),
             format!("{LIBRARY_PATH}\n/lib/a.so\n/lib/b.so\n/lib/c.so\n")
@@ -219,6 +242,9 @@ mod tests {
         fs::write(&secret, "host secret").unwrap();
         fs::remove_file(root.path().join("etc/ld.so.preload")).unwrap();
         std::os::unix::fs::symlink(&secret, root.path().join("etc/ld.so.preload")).unwrap();
-        assert_eq!(merged_preload_list(root.path()), format!("{LIBRARY_PATH}\n").into_bytes());
+        assert_eq!(
+            merged_preload_list(root.path()),
+            format!("{LIBRARY_PATH}\n").into_bytes()
+        );
     }
 }

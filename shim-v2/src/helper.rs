@@ -94,7 +94,9 @@ pub fn call(request: &Request) -> Result<i32, String> {
         });
     }
     // Reaped by the shim's reaper like any child; never waited for here.
-    let child = command.spawn().map_err(|e| format!("starting the helper: {e}"))?;
+    let child = command
+        .spawn()
+        .map_err(|e| format!("starting the helper: {e}"))?;
     drop(child);
     drop(theirs);
     let bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
@@ -117,7 +119,10 @@ pub fn serve() -> i32 {
     // SAFETY: fd 3 is the socketpair end the shim gave us.
     let socket = unsafe { OwnedFd::from_raw_fd(FD) };
     // Not for the container processes made from here.
-    let _ = nix::fcntl::fcntl(FD, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        FD,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     let mut buf = vec![0u8; MAX_MESSAGE];
     let n = loop {
         match socket::recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
@@ -209,7 +214,9 @@ fn handle(request: Request) -> Result<i32, String> {
                     },
                 )
                 .map_err(error)?;
-            world.pid().ok_or_else(|| "the world has no init".to_owned())
+            world
+                .pid()
+                .ok_or_else(|| "the world has no init".to_owned())
         }
         Request::Exec {
             root,

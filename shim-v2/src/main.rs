@@ -10,13 +10,13 @@
 //! multithreaded (ttrpc), and a process cloned from it may only run
 //! async-signal-safe code, which libcontainer's setup is not.
 
+mod helper;
 mod metrics;
 mod oom;
 mod publisher;
 mod service;
 mod shim;
 mod stdio;
-mod helper;
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(helper::ARG) {

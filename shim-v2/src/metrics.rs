@@ -11,11 +11,20 @@ use libcgroups::stats::Stats;
 /// `Any` with the bare protobuf full name as its type URL: containerd 1.6's
 /// typeurl registry looks it up by that exact name.
 pub fn to_any(stats: &Stats) -> Result<Any, String> {
-    let unified = matches!(libcgroups::common::get_cgroup_setup(), Ok(CgroupSetup::Unified));
+    let unified = matches!(
+        libcgroups::common::get_cgroup_setup(),
+        Ok(CgroupSetup::Unified)
+    );
     let (type_url, value) = if unified {
-        ("io.containerd.cgroups.v2.Metrics", v2_metrics(stats).write_to_bytes())
+        (
+            "io.containerd.cgroups.v2.Metrics",
+            v2_metrics(stats).write_to_bytes(),
+        )
     } else {
-        ("io.containerd.cgroups.v1.Metrics", v1_metrics(stats).write_to_bytes())
+        (
+            "io.containerd.cgroups.v1.Metrics",
+            v1_metrics(stats).write_to_bytes(),
+        )
     };
     Ok(Any {
         type_url: type_url.into(),

@@ -21,8 +21,17 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use crate::publisher::Publisher;
 
 enum Watch {
-    V1 { id: String, eventfd: EventFd, _control: File },
-    V2 { id: String, inotify: Inotify, events: PathBuf, kills: u64 },
+    V1 {
+        id: String,
+        eventfd: EventFd,
+        _control: File,
+    },
+    V2 {
+        id: String,
+        inotify: Inotify,
+        events: PathBuf,
+        kills: u64,
+    },
 }
 
 impl Watch {
@@ -57,24 +66,41 @@ impl OomWatcher {
         let relative = cgroup.strip_prefix("/").unwrap_or(cgroup);
         let watch = match libcgroups::common::get_cgroup_setup() {
             Ok(CgroupSetup::Unified) => {
-                let root = libcgroups::v2::util::get_unified_mount_point().map_err(std::io::Error::other)?;
+                let root = libcgroups::v2::util::get_unified_mount_point()
+                    .map_err(std::io::Error::other)?;
                 let events = root.join(relative).join("memory.events");
                 let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
                 inotify.add_watch(&events, AddWatchFlags::IN_MODIFY)?;
-                Watch::V2 { id: id.into(), inotify, kills: oom_kills(&events), events }
+                Watch::V2 {
+                    id: id.into(),
+                    inotify,
+                    kills: oom_kills(&events),
+                    events,
+                }
             }
             _ => {
-                let root = libcgroups::v1::util::get_subsystem_mount_point(&libcgroups::v1::ControllerType::Memory)
-                    .map_err(std::io::Error::other)?;
+                let root = libcgroups::v1::util::get_subsystem_mount_point(
+                    &libcgroups::v1::ControllerType::Memory,
+                )
+                .map_err(std::io::Error::other)?;
                 let dir = root.join(relative);
                 let control = File::open(dir.join("memory.oom_control"))?;
-                let eventfd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-                let mut registration = fs::OpenOptions::new().write(true).open(dir.join("cgroup.event_control"))?;
+                let eventfd = EventFd::from_value_and_flags(
+                    0,
+                    EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+                )?;
+                let mut registration = fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.event_control"))?;
                 // One write: the kernel parses "<eventfd> <oom_control fd>"
                 // from a single buffer.
                 let line = format!("{} {}", eventfd.as_fd().as_raw_fd(), control.as_raw_fd());
                 registration.write_all(line.as_bytes())?;
-                Watch::V1 { id: id.into(), eventfd, _control: control }
+                Watch::V1 {
+                    id: id.into(),
+                    eventfd,
+                    _control: control,
+                }
             }
         };
         let token = {
@@ -82,8 +108,12 @@ impl OomWatcher {
             *next += 1;
             *next
         };
-        self.epoll.add(watch.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
-        self.watches.lock().unwrap_or_else(|p| p.into_inner()).insert(token, watch);
+        self.epoll
+            .add(watch.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
+        self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token, watch);
         Ok(())
     }
 
@@ -92,7 +122,9 @@ impl OomWatcher {
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         let tokens: Vec<u64> = watches
             .iter()
-            .filter(|(_, w)| matches!(w, Watch::V1 { id: i, .. } | Watch::V2 { id: i, .. } if i == id))
+            .filter(
+                |(_, w)| matches!(w, Watch::V1 { id: i, .. } | Watch::V2 { id: i, .. } if i == id),
+            )
             .map(|(t, _)| *t)
             .collect();
         for token in tokens {
@@ -114,8 +146,15 @@ impl OomWatcher {
                 let container = {
                     let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
                     match watches.get_mut(&event.data()) {
-                        Some(Watch::V1 { id, eventfd, .. }) => eventfd.read().ok().map(|_| id.clone()),
-                        Some(Watch::V2 { id, inotify, events, kills }) => {
+                        Some(Watch::V1 { id, eventfd, .. }) => {
+                            eventfd.read().ok().map(|_| id.clone())
+                        }
+                        Some(Watch::V2 {
+                            id,
+                            inotify,
+                            events,
+                            kills,
+                        }) => {
                             let _ = inotify.read_events();
                             let now = oom_kills(events);
                             (now > std::mem::replace(kills, now)).then(|| id.clone())

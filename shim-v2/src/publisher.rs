@@ -68,13 +68,18 @@ impl Publisher {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..2 {
             if client.is_none() {
-                let path = self.address.strip_prefix("unix://").unwrap_or(&self.address);
+                let path = self
+                    .address
+                    .strip_prefix("unix://")
+                    .unwrap_or(&self.address);
                 *client = containerd_shim::util::connect(path)
                     .ok()
                     .and_then(|fd| Client::new(fd).ok())
                     .map(EventsClient::new);
             }
-            let Some(connected) = client.as_ref() else { continue };
+            let Some(connected) = client.as_ref() else {
+                continue;
+            };
             match connected.forward(ttrpc::context::with_timeout(TIMEOUT_NS), &request) {
                 Ok(_) => return,
                 Err(e) => {

@@ -25,9 +25,9 @@ use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use substrate_runtime::monitor::{TraceFile, WorldMonitor};
 use substrate_runtime::{Runtime, WorldStatus};
 
+use crate::helper::{self, Request, StdioPaths};
 use crate::publisher::Publisher;
 use crate::stdio::{keep_open, Console, ConsoleSocket, KeptOpen};
-use crate::helper::{self, Request, StdioPaths};
 
 /// Exits of pids not (yet) known: a process can exit before the call that
 /// made it returns its pid.
@@ -77,10 +77,12 @@ impl Tasks {
         if exec_id.is_empty() {
             return Ok(&mut container.init);
         }
-        container
-            .execs
-            .get_mut(exec_id)
-            .ok_or_else(|| status(ttrpc::Code::NOT_FOUND, format!("exec {exec_id} in {id} not found")))
+        container.execs.get_mut(exec_id).ok_or_else(|| {
+            status(
+                ttrpc::Code::NOT_FOUND,
+                format!("exec {exec_id} in {id} not found"),
+            )
+        })
     }
 
     /// An exit the reaper reported before its pid was known here.
@@ -125,7 +127,11 @@ fn now() -> Timestamp {
 }
 
 impl Service {
-    pub fn new(namespace: String, runtime: Runtime, exit: Arc<ExitSignal>) -> std::io::Result<Service> {
+    pub fn new(
+        namespace: String,
+        runtime: Runtime,
+        exit: Arc<ExitSignal>,
+    ) -> std::io::Result<Service> {
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let publisher = Arc::new(Publisher::new(address, namespace.clone()));
         let tasks: Arc<(Mutex<Tasks>, Condvar)> = Arc::default();
@@ -170,7 +176,11 @@ impl Service {
             early.map(|exited| {
                 let event = TaskExit {
                     container_id: id.into(),
-                    id: if exec_id.is_empty() { id.into() } else { exec_id.into() },
+                    id: if exec_id.is_empty() {
+                        id.into()
+                    } else {
+                        exec_id.into()
+                    },
                     pid: pid as u32,
                     exit_status: exited.status,
                     exited_at: Some(exited.at.clone()).into(),
@@ -232,10 +242,17 @@ fn record_exit(tasks: &(Mutex<Tasks>, Condvar), pid: i32, code: u32) -> Option<T
             .chain(container.execs.iter_mut().map(|(k, v)| (k.clone(), v)))
             .find(|(_, p)| p.pid == pid && p.exited.is_none());
         if let Some((exec_id, process)) = found {
-            process.exited = Some(Exited { status: code, at: at.clone() });
+            process.exited = Some(Exited {
+                status: code,
+                at: at.clone(),
+            });
             event = Some(TaskExit {
                 container_id: id.clone(),
-                id: if exec_id.is_empty() { id.clone() } else { exec_id },
+                id: if exec_id.is_empty() {
+                    id.clone()
+                } else {
+                    exec_id
+                },
                 pid: pid as u32,
                 exit_status: code,
                 exited_at: Some(at.clone()).into(),
@@ -255,7 +272,10 @@ fn record_exit(tasks: &(Mutex<Tasks>, Condvar), pid: i32, code: u32) -> Option<T
     event
 }
 
-fn mount_rootfs(mounts: &[containerd_shim::protos::types::mount::Mount], target: &std::path::Path) -> TtrpcResult<bool> {
+fn mount_rootfs(
+    mounts: &[containerd_shim::protos::types::mount::Mount],
+    target: &std::path::Path,
+) -> TtrpcResult<bool> {
     if mounts.is_empty() {
         return Ok(false);
     }
@@ -279,9 +299,16 @@ fn unmount_rootfs(target: &std::path::Path) {
 }
 
 impl containerd_shim::Task for Service {
-    fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
         if !req.checkpoint.is_empty() {
-            return Err(status(ttrpc::Code::UNIMPLEMENTED, "checkpoint/restore is not supported"));
+            return Err(status(
+                ttrpc::Code::UNIMPLEMENTED,
+                "checkpoint/restore is not supported",
+            ));
         }
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
@@ -310,7 +337,11 @@ impl containerd_shim::Task for Service {
             root: self.runtime.root().to_owned(),
             id: id.clone(),
             bundle: bundle.clone(),
-            stdio: if req.terminal { StdioPaths::default() } else { stdio.clone() },
+            stdio: if req.terminal {
+                StdioPaths::default()
+            } else {
+                stdio.clone()
+            },
             console_socket: console.as_ref().map(|(path, _)| path.clone()),
         };
         let pid = helper::call(&request)
@@ -373,7 +404,11 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
         if req.exec_id.is_empty() {
             let mut world = self.runtime.world(&req.id).map_err(runtime_error)?;
             world.start().map_err(runtime_error)?;
@@ -391,7 +426,10 @@ impl containerd_shim::Task for Service {
         let (spec, stdio, terminal) = {
             let mut tasks = self.lock();
             if tasks.container(&req.id)?.init.exited.is_some() {
-                return Err(status(ttrpc::Code::FAILED_PRECONDITION, format!("container {} has stopped: no exec into it", req.id)));
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!("container {} has stopped: no exec into it", req.id),
+                ));
             }
             let exec = tasks.process(&req.id, &req.exec_id)?;
             (exec.spec.clone(), exec.stdio.clone(), exec.terminal)
@@ -404,13 +442,17 @@ impl containerd_shim::Task for Service {
             None
         };
         let pid = helper::call(&Request::Exec {
-                root: self.runtime.root().to_owned(),
-                id: req.id.clone(),
-                process: spec.ok_or_else(|| failed("exec without a process"))?,
-                stdio: if terminal { StdioPaths::default() } else { stdio.clone() },
-                console_socket: console.as_ref().map(|(path, _)| path.clone()),
-            })
-            .map_err(|e| status(ttrpc::Code::UNKNOWN, e))?;
+            root: self.runtime.root().to_owned(),
+            id: req.id.clone(),
+            process: spec.ok_or_else(|| failed("exec without a process"))?,
+            stdio: if terminal {
+                StdioPaths::default()
+            } else {
+                stdio.clone()
+            },
+            console_socket: console.as_ref().map(|(path, _)| path.clone()),
+        })
+        .map_err(|e| status(ttrpc::Code::UNKNOWN, e))?;
         if let Some((_, receiver)) = console {
             let master = receiver
                 .join()
@@ -446,10 +488,16 @@ impl containerd_shim::Task for Service {
         let mut tasks = self.lock();
         let container = tasks.container(&req.id)?;
         if container.init.exited.is_some() {
-            return Err(status(ttrpc::Code::FAILED_PRECONDITION, format!("container {} has stopped: no exec into it", req.id)));
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!("container {} has stopped: no exec into it", req.id),
+            ));
         }
         if container.execs.contains_key(&req.exec_id) {
-            return Err(status(ttrpc::Code::ALREADY_EXISTS, format!("exec {} already exists", req.exec_id)));
+            return Err(status(
+                ttrpc::Code::ALREADY_EXISTS,
+                format!("exec {} already exists", req.exec_id),
+            ));
         }
         let path = container.bundle.join(format!("exec-{}.json", req.exec_id));
         std::fs::write(&path, &spec.value).map_err(failed)?;
@@ -475,8 +523,12 @@ impl containerd_shim::Task for Service {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        let signal = nix::sys::signal::Signal::try_from(req.signal as i32)
-            .map_err(|_| status(ttrpc::Code::INVALID_ARGUMENT, format!("invalid signal {}", req.signal)))?;
+        let signal = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|_| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("invalid signal {}", req.signal),
+            )
+        })?;
         let pid = {
             let mut tasks = self.lock();
             let process = tasks.process(&req.id, &req.exec_id)?;
@@ -512,16 +564,25 @@ impl containerd_shim::Task for Service {
         }
     }
 
-    fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
         if !req.exec_id.is_empty() {
             let mut tasks = self.lock();
             let container = tasks.container(&req.id)?;
-            let exec = container
-                .execs
-                .get(&req.exec_id)
-                .ok_or_else(|| status(ttrpc::Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
+            let exec = container.execs.get(&req.exec_id).ok_or_else(|| {
+                status(
+                    ttrpc::Code::NOT_FOUND,
+                    format!("exec {} not found", req.exec_id),
+                )
+            })?;
             if exec.pid > 0 && exec.exited.is_none() {
-                return Err(status(ttrpc::Code::FAILED_PRECONDITION, format!("exec {} is running", req.exec_id)));
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!("exec {} is running", req.exec_id),
+                ));
             }
             let exec = container.execs.remove(&req.exec_id).expect("checked above");
             if let Some(spec) = &exec.spec {
@@ -532,7 +593,11 @@ impl containerd_shim::Task for Service {
         let (bundle, rootfs_mounted, world_gone) = {
             let mut tasks = self.lock();
             let container = tasks.container(&req.id)?;
-            (container.bundle.clone(), container.rootfs_mounted, Arc::clone(&container.world_gone))
+            (
+                container.bundle.clone(),
+                container.rootfs_mounted,
+                Arc::clone(&container.world_gone),
+            )
         };
         // A created or stopped world; a running one is killed (containerd
         // kills and waits first; this is the shim-died and cleanup path).
@@ -562,12 +627,22 @@ impl containerd_shim::Task for Service {
         Ok(response)
     }
 
-    fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
         let (pid, exited, stdio, terminal, bundle) = {
             let mut tasks = self.lock();
             let bundle = tasks.container(&req.id)?.bundle.clone();
             let p = tasks.process(&req.id, &req.exec_id)?;
-            (p.pid, p.exited.as_ref().map(|e| (e.status, e.at.clone())), p.stdio.clone(), p.terminal, bundle)
+            (
+                p.pid,
+                p.exited.as_ref().map(|e| (e.status, e.at.clone())),
+                p.stdio.clone(),
+                p.terminal,
+                bundle,
+            )
         };
         use containerd_shim::protos::types::task::Status;
         let state = match (&exited, req.exec_id.is_empty()) {
@@ -583,7 +658,11 @@ impl containerd_shim::Task for Service {
             },
         };
         let mut response = api::StateResponse {
-            id: if req.exec_id.is_empty() { req.id.clone() } else { req.exec_id.clone() },
+            id: if req.exec_id.is_empty() {
+                req.id.clone()
+            } else {
+                req.exec_id.clone()
+            },
             bundle: bundle.to_string_lossy().into_owned(),
             pid: pid as u32,
             status: state.into(),
@@ -636,16 +715,32 @@ impl containerd_shim::Task for Service {
         Ok(api::Empty::new())
     }
 
-    fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {
-        Err(status(ttrpc::Code::UNIMPLEMENTED, "checkpoint is not supported"))
+    fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        Err(status(
+            ttrpc::Code::UNIMPLEMENTED,
+            "checkpoint is not supported",
+        ))
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
         let mut tasks = self.lock();
         let process = tasks.process(&req.id, &req.exec_id)?;
         match &process.console {
             Some(console) => console.resize(req.width, req.height).map_err(failed)?,
-            None => return Err(status(ttrpc::Code::FAILED_PRECONDITION, "the process has no terminal")),
+            None => {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    "the process has no terminal",
+                ))
+            }
         }
         Ok(api::Empty::new())
     }
@@ -669,7 +764,11 @@ impl containerd_shim::Task for Service {
         Ok(api::Empty::new())
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
         let world = self.runtime.world(&req.id).map_err(runtime_error)?;
         let stats = world.stats().map_err(runtime_error)?;
         Ok(api::StatsResponse {
@@ -678,7 +777,11 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
         let task_pid = self
             .lock()
             .containers
@@ -694,10 +797,14 @@ impl containerd_shim::Task for Service {
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
         if self.lock().containers.is_empty() {
-            log::info!("no containers left in namespace {}: shutting down", self.namespace);
+            log::info!(
+                "no containers left in namespace {}: shutting down",
+                self.namespace
+            );
             // Deleted worlds' monitors stop within 100 ms (their give-up
             // flag is set); let them write their world spans first.
-            let monitors = std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
+            let monitors =
+                std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
             for monitor in monitors {
                 let _ = monitor.join();
             }

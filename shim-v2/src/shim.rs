@@ -62,7 +62,11 @@ impl containerd_shim::Shim for SubstrateShim {
         let runtime = runtime_for(&self.namespace);
         if let Ok(world) = runtime.world(&self.id) {
             if let Err(e) = world.delete(true) {
-                log::warn!("deleting world {}: {}", self.id, substrate_runtime::one_line(&e));
+                log::warn!(
+                    "deleting world {}: {}",
+                    self.id,
+                    substrate_runtime::one_line(&e)
+                );
             }
         }
         let bundle = if self.bundle.as_os_str().is_empty() {
@@ -84,7 +88,11 @@ impl containerd_shim::Shim for SubstrateShim {
     }
 
     fn create_task_service(&self, _publisher: RemotePublisher) -> Service {
-        match Service::new(self.namespace.clone(), runtime_for(&self.namespace), Arc::clone(&self.exit)) {
+        match Service::new(
+            self.namespace.clone(),
+            runtime_for(&self.namespace),
+            Arc::clone(&self.exit),
+        ) {
             Ok(service) => service,
             Err(e) => {
                 log::error!("cannot start the task service: {e}");
@@ -97,5 +105,7 @@ impl containerd_shim::Shim for SubstrateShim {
 /// The pod a container belongs to, from its bundle's annotations.
 fn sandbox_of(config: &Path) -> Option<String> {
     let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(config).ok()?).ok()?;
-    spec["annotations"][SANDBOX_ANNOTATION].as_str().map(str::to_owned)
+    spec["annotations"][SANDBOX_ANNOTATION]
+        .as_str()
+        .map(str::to_owned)
 }

@@ -75,7 +75,12 @@ impl ConsoleSocket {
         let mut buf = [0u8; 256];
         let mut iov = [io::IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = socket::recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let msg = socket::recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
         for cmsg in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
                 if let Some(&fd) = fds.first() {
@@ -84,7 +89,10 @@ impl ConsoleSocket {
                 }
             }
         }
-        Err(io::Error::new(io::ErrorKind::InvalidData, "no pty master on the console socket"))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no pty master on the console socket",
+        ))
     }
 }
 

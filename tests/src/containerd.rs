@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use crate::{base_bundles, bin_dir, processes_mentioning, wait_until};
+use serde_json::Value;
 use tempfile::TempDir;
 
 pub const RUNTIME: &str = "io.containerd.substrate.v1";
@@ -40,7 +40,10 @@ impl Containerd {
     }
 
     fn start_with(cri: bool) -> Containerd {
-        let dir = tempfile::Builder::new().prefix("substrate-ctd-").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("substrate-ctd-")
+            .tempdir_in("/tmp")
+            .unwrap();
         let d = dir.path().display();
         let mut config = format!(
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
@@ -72,7 +75,11 @@ impl Containerd {
         // Top-level keys must come before the first table.
         fs::write(dir.path().join("config.toml"), order_toml(&config)).unwrap();
         let namespace = if cri { "k8s.io" } else { "default" };
-        let mut ctd = Containerd { dir, daemon: None, namespace };
+        let mut ctd = Containerd {
+            dir,
+            daemon: None,
+            namespace,
+        };
         ctd.spawn_daemon();
         let mut images = vec![base_bundles().busybox_image()];
         if cri {
@@ -80,7 +87,11 @@ impl Containerd {
         }
         for image in images {
             let import = ctd.ctr(&["images", "import", image.to_str().unwrap()]);
-            assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+            assert!(
+                import.status.success(),
+                "{}",
+                String::from_utf8_lossy(&import.stderr)
+            );
         }
         ctd
     }
@@ -89,7 +100,10 @@ impl Containerd {
     /// failure messages.
     pub fn log_tail(&self) -> String {
         let log = fs::read_to_string(self.path("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("level=info msg=\"loading plugin")).collect();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("level=info msg=\"loading plugin"))
+            .collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
@@ -116,8 +130,16 @@ impl Containerd {
     }
 
     pub fn spawn_daemon(&mut self) {
-        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.path("containerd.log")).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("containerd.log"))
+            .unwrap();
         let daemon = Command::new("containerd")
             .arg("--config")
             .arg(self.path("config.toml"))
@@ -133,13 +155,21 @@ impl Containerd {
         let socket = self.path("c.sock");
         wait_until("containerd's socket", || socket.exists());
         wait_until("containerd to answer", || {
-            Command::new("ctr").arg("-a").arg(&socket).arg("version").output().is_ok_and(|o| o.status.success())
+            Command::new("ctr")
+                .arg("-a")
+                .arg(&socket)
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
         });
     }
 
     pub fn stop_daemon(&mut self) {
         if let Some(mut daemon) = self.daemon.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(daemon.id() as i32),
+                nix::sys::signal::SIGTERM,
+            );
             let _ = daemon.wait();
         }
     }
@@ -161,17 +191,41 @@ impl Containerd {
 
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.ctr(args);
-        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `ctr run --rm` of `sh -c script`: its output.
     pub fn run(&self, id: &str, script: &str) -> Output {
-        self.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, id, "sh", "-c", script])
+        self.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            IMAGE,
+            id,
+            "sh",
+            "-c",
+            script,
+        ])
     }
 
     pub fn run_detached(&self, id: &str, script: &str) {
-        self.ok(&["run", "-d", "--runtime", RUNTIME, IMAGE, id, "sh", "-c", script]);
+        self.ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            IMAGE,
+            id,
+            "sh",
+            "-c",
+            script,
+        ]);
     }
 
     pub fn task_status(&self, id: &str) -> Option<String> {
@@ -206,8 +260,9 @@ impl Containerd {
                     .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__substrate-helper"))
             })
             .filter(|pid| {
-                fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&self.path("worlds").display().to_string()))
+                fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
+                    String::from_utf8_lossy(&e).contains(&self.path("worlds").display().to_string())
+                })
             })
             .collect()
     }
@@ -218,8 +273,17 @@ impl Containerd {
         loop {
             let mut left = Vec::new();
             let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-            left.extend(mountinfo.lines().filter(|l| l.contains(&format!("/{id}/"))).map(str::to_owned));
-            let state = self.path("substrate").join("containerd").join(self.namespace).join(id);
+            left.extend(
+                mountinfo
+                    .lines()
+                    .filter(|l| l.contains(&format!("/{id}/")))
+                    .map(str::to_owned),
+            );
+            let state = self
+                .path("substrate")
+                .join("containerd")
+                .join(self.namespace)
+                .join(id);
             if state.exists() {
                 left.push(format!("state {}", state.display()));
             }
@@ -232,7 +296,10 @@ impl Containerd {
             if left.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "container {id} left behind: {left:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "container {id} left behind: {left:#?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -252,7 +319,8 @@ impl Drop for Containerd {
         }
         self.stop_daemon();
         for pid in self.shim_pids() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let root = self.dir.path().display().to_string();
@@ -264,7 +332,6 @@ impl Drop for Containerd {
     }
 }
 
-
 /// containerd's TOML: top-level keys first, then the tables in order.
 fn order_toml(config: &str) -> String {
     let mut top = Vec::new();
@@ -274,9 +341,15 @@ fn order_toml(config: &str) -> String {
         if line.starts_with('[') {
             in_table = true;
         }
-        if in_table { rest.push(line) } else { top.push(line) }
+        if in_table {
+            rest.push(line)
+        } else {
+            top.push(line)
+        }
     }
-    let (late_top, rest): (Vec<&str>, Vec<&str>) = rest.into_iter().partition(|l| l.starts_with("disabled_plugins"));
+    let (late_top, rest): (Vec<&str>, Vec<&str>) = rest
+        .into_iter()
+        .partition(|l| l.starts_with("disabled_plugins"));
     top.extend(late_top);
     top.extend(rest);
     top.join("\n") + "\n"

@@ -14,7 +14,12 @@ fn ctr_run_rm_gives_the_exit_code_the_output_and_a_recorded_world() {
     let ctd = Containerd::start();
     let id = unique_id("ctr-run");
     let out = ctd.run(&id, "echo hello from a world; echo x > /root/made; exit 3");
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from a world\n");
     let record = ctd.record(&id);
     assert_eq!(record["exit"]["code"], 3, "{record}");
@@ -22,11 +27,16 @@ fn ctr_run_rm_gives_the_exit_code_the_output_and_a_recorded_world() {
     assert_eq!(record["upper"]["owner"], "adopted", "{record}");
     assert_eq!(record["diff"]["added"], 1, "{record}");
     let trace = ctd.trace(&id);
-    let world = trace.iter().find(|s| s["kind"] == "world").expect("the world span");
+    let world = trace
+        .iter()
+        .find(|s| s["kind"] == "world")
+        .expect("the world span");
     assert_eq!(world["result"]["code"], 3);
     // The image is a static busybox: the kernel's exec spans, no preload.
     assert!(
-        trace.iter().any(|s| s["kind"] == "exec" && s["parent_span_id"] == world["span_id"] && s["result"]["code"] == 3),
+        trace.iter().any(|s| s["kind"] == "exec"
+            && s["parent_span_id"] == world["span_id"]
+            && s["result"]["code"] == 3),
         "{trace:#?}"
     );
     ctd.assert_clean(&id);
@@ -41,7 +51,16 @@ fn a_detached_task_takes_exec_ps_pause_resume_kill_and_publishes_its_events() {
     ctd.run_detached(&id, "trap 'exit 143' TERM; while :; do sleep 0.05; done");
     assert_eq!(ctd.task_status(&id).as_deref(), Some("RUNNING"));
 
-    let exec = ctd.ctr(&["task", "exec", "--exec-id", "e1", &id, "sh", "-c", "echo in the world; exit 4"]);
+    let exec = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo in the world; exit 4",
+    ]);
     assert_eq!(exec.status.code(), Some(4));
     assert_eq!(String::from_utf8_lossy(&exec.stdout), "in the world\n");
 
@@ -54,13 +73,22 @@ fn a_detached_task_takes_exec_ps_pause_resume_kill_and_publishes_its_events() {
     assert_eq!(ctd.task_status(&id).as_deref(), Some("RUNNING"));
 
     let metrics = ctd.ok(&["task", "metrics", &id]);
-    assert!(metrics.contains("memory") || metrics.contains("cpu"), "{metrics}");
+    assert!(
+        metrics.contains("memory") || metrics.contains("cpu"),
+        "{metrics}"
+    );
 
     ctd.ok(&["task", "kill", &id]);
-    wait_until("the task to stop", || ctd.task_status(&id).as_deref() == Some("STOPPED"));
+    wait_until("the task to stop", || {
+        ctd.task_status(&id).as_deref() == Some("STOPPED")
+    });
     let delete = ctd.ctr(&["task", "delete", &id]);
     assert!(delete.status.success());
-    assert!(String::from_utf8_lossy(&delete.stderr).contains("exit code 143"), "{}", String::from_utf8_lossy(&delete.stderr));
+    assert!(
+        String::from_utf8_lossy(&delete.stderr).contains("exit code 143"),
+        "{}",
+        String::from_utf8_lossy(&delete.stderr)
+    );
     ctd.ok(&["containers", "rm", &id]);
     ctd.assert_clean(&id);
     // The exec is in the world's trace too: a second program whose parent
@@ -68,7 +96,10 @@ fn a_detached_task_takes_exec_ps_pause_resume_kill_and_publishes_its_events() {
     // short may be gone before its argv is read, so it is not matched by
     // argv.
     let trace = ctd.trace(&id);
-    let world = trace.iter().find(|s| s["kind"] == "world").expect("the world span");
+    let world = trace
+        .iter()
+        .find(|s| s["kind"] == "world")
+        .expect("the world span");
     let top: Vec<_> = trace
         .iter()
         .filter(|s| s["kind"] == "exec" && s["parent_span_id"] == world["span_id"])
@@ -101,9 +132,22 @@ fn a_terminal_task_gets_a_tty() {
         "ctr -a {} run -t --rm --runtime {RUNTIME} {IMAGE} {id} sh -c 'tty; exit 5'",
         ctd.path("c.sock").display()
     );
-    let out = Command::new("script").args(["-qec", &command, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stdout));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     ctd.assert_clean(&id);
 }
 
@@ -116,7 +160,12 @@ fn many_containers_at_once() {
             let ctd = &ctd;
             s.spawn(move || {
                 let out = ctd.run(id, &format!("echo {i}; exit {i}"));
-                assert_eq!(out.status.code(), Some(i as i32), "{}", String::from_utf8_lossy(&out.stderr));
+                assert_eq!(
+                    out.status.code(),
+                    Some(i as i32),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), i.to_string());
             });
         }
@@ -130,15 +179,32 @@ fn many_containers_at_once() {
 fn a_container_outlives_a_containerd_restart_and_its_exit_is_seen() {
     let mut ctd = Containerd::start();
     let id = unique_id("ctr-restart");
-    ctd.run_detached(&id, "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7");
+    ctd.run_detached(
+        &id,
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7",
+    );
     ctd.stop_daemon();
     ctd.spawn_daemon();
-    assert_eq!(ctd.task_status(&id).as_deref(), Some("RUNNING"), "after the restart");
+    assert_eq!(
+        ctd.task_status(&id).as_deref(),
+        Some("RUNNING"),
+        "after the restart"
+    );
     let exec = ctd.ctr(&["task", "exec", "--exec-id", "go", &id, "touch", "/tmp/go"]);
-    assert!(exec.status.success(), "{}", String::from_utf8_lossy(&exec.stderr));
-    wait_until("the exit to reach the new containerd", || ctd.task_status(&id).as_deref() == Some("STOPPED"));
+    assert!(
+        exec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    wait_until("the exit to reach the new containerd", || {
+        ctd.task_status(&id).as_deref() == Some("STOPPED")
+    });
     let delete = ctd.ctr(&["task", "delete", &id]);
-    assert!(String::from_utf8_lossy(&delete.stderr).contains("exit code 7"), "{}", String::from_utf8_lossy(&delete.stderr));
+    assert!(
+        String::from_utf8_lossy(&delete.stderr).contains("exit code 7"),
+        "{}",
+        String::from_utf8_lossy(&delete.stderr)
+    );
     ctd.ok(&["containers", "rm", &id]);
     ctd.assert_clean(&id);
 }
@@ -150,15 +216,23 @@ fn a_killed_shim_leaves_an_exited_task_and_nothing_behind() {
     ctd.run_detached(&id, "sleep 300");
     let shims = ctd.shim_pids();
     assert_eq!(shims.len(), 1, "{shims:?}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shims[0]), nix::sys::signal::SIGKILL).unwrap();
-    wait_until("containerd to see the task gone", || ctd.task_status(&id).as_deref() != Some("RUNNING"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("containerd to see the task gone", || {
+        ctd.task_status(&id).as_deref() != Some("RUNNING")
+    });
     let _ = ctd.ctr(&["task", "delete", &id]);
     ctd.ok(&["containers", "rm", &id]);
     ctd.assert_clean(&id);
     assert!(processes_mentioning("sleep 300").iter().all(|pid| {
         // Only ours would be in the world's pid namespace with that cmdline;
         // none may survive its shim.
-        !fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default().contains(&id)
+        !fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap_or_default()
+            .contains(&id)
     }));
 }
 
@@ -166,7 +240,15 @@ fn a_killed_shim_leaves_an_exited_task_and_nothing_behind() {
 fn a_container_that_cannot_start_is_a_clear_error_and_leaves_nothing() {
     let ctd = Containerd::start();
     let id = unique_id("ctr-bad");
-    let out = ctd.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, &id, "/no/such/program"]);
+    let out = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "/no/such/program",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/no/such/program"), "{stderr}");
@@ -181,10 +263,24 @@ fn an_oom_kill_in_a_container_is_a_task_oom_event() {
     let events = ctd.watch_events();
     // busybox sort holds its whole input: 100 MB against a 20 MB limit.
     let out = ctd.ctr(&[
-        "run", "--rm", "--memory-limit", "20000000", "--runtime", RUNTIME, IMAGE, &id,
-        "sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' a | sort >/dev/null; echo sort=$?",
+        "run",
+        "--rm",
+        "--memory-limit",
+        "20000000",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "head -c 100000000 /dev/zero | tr '\\0' a | sort >/dev/null; echo sort=$?",
     ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sort=137", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sort=137",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_until("the OOM event", || {
         let seen = events.seen();
         seen.contains("/tasks/oom") && seen.contains(&id)
@@ -199,12 +295,22 @@ fn a_bundle_the_runtime_refuses_is_a_clear_error_through_ctr() {
     // The annotation names a lower layer that does not exist: refused by the
     // runtime's bundle check before anything is made.
     let out = ctd.ctr(&[
-        "run", "--rm", "--annotation", "io.substrate.world.lower=/nonexistent/lower",
-        "--runtime", RUNTIME, IMAGE, &id, "true",
+        "run",
+        "--rm",
+        "--annotation",
+        "io.substrate.world.lower=/nonexistent/lower",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "true",
     ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("io.substrate.world.lower") && stderr.contains("/nonexistent/lower"), "{stderr}");
+    assert!(
+        stderr.contains("io.substrate.world.lower") && stderr.contains("/nonexistent/lower"),
+        "{stderr}"
+    );
     let _ = ctd.ctr(&["containers", "rm", &id]);
     ctd.assert_clean(&id);
 }

@@ -29,7 +29,11 @@ async fn client(socket: &Path) -> RuntimeServiceClient<Channel> {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
         }))
         .await
         .expect("connect to containerd's CRI");
@@ -46,13 +50,21 @@ fn sandbox_config(name: &str, logs: &Path, host_network: bool) -> PodSandboxConf
         }),
         // A kubelet names no hostname for a host-network pod: it has the
         // node's UTS namespace.
-        hostname: if host_network { String::new() } else { name.into() },
+        hostname: if host_network {
+            String::new()
+        } else {
+            name.into()
+        },
         log_directory: logs.to_string_lossy().into_owned(),
         annotations: [("io.substrate.example".to_owned(), "from the pod".to_owned())].into(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
-                    network: if host_network { NamespaceMode::Node } else { NamespaceMode::Pod } as i32,
+                    network: if host_network {
+                        NamespaceMode::Node
+                    } else {
+                        NamespaceMode::Pod
+                    } as i32,
                     pid: NamespaceMode::Container as i32,
                     ipc: NamespaceMode::Pod as i32,
                     ..Default::default()
@@ -70,7 +82,11 @@ fn sandbox_config(name: &str, logs: &Path, host_network: bool) -> PodSandboxConf
 /// network).
 async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
     let mut cri = client(&ctd.socket()).await;
-    let name = unique_id(if host_network { "pod-host" } else { "pod-bridge" });
+    let name = unique_id(if host_network {
+        "pod-host"
+    } else {
+        "pod-bridge"
+    });
     let logs = ctd.path(&format!("logs-{name}"));
     fs::create_dir_all(&logs).unwrap();
     let config = sandbox_config(&name, &logs, host_network);
@@ -84,7 +100,10 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
         .into_inner()
         .pod_sandbox_id;
     let status = cri
-        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: sandbox.clone(), verbose: false })
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.clone(),
+            verbose: false,
+        })
         .await
         .expect("PodSandboxStatus")
         .into_inner()
@@ -98,9 +117,19 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
         .create_container(CreateContainerRequest {
             pod_sandbox_id: sandbox.clone(),
             config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata { name: "job".into(), attempt: 0 }),
-                image: Some(ImageSpec { image: IMAGE.into(), ..Default::default() }),
-                command: vec!["sh".into(), "-c".into(), "echo hello from a pod; exec sleep 300".into()],
+                metadata: Some(ContainerMetadata {
+                    name: "job".into(),
+                    attempt: 0,
+                }),
+                image: Some(ImageSpec {
+                    image: IMAGE.into(),
+                    ..Default::default()
+                }),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo hello from a pod; exec sleep 300".into(),
+                ],
                 log_path: "job.log".into(),
                 linux: Some(LinuxContainerConfig::default()),
                 ..Default::default()
@@ -111,9 +140,11 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
         .expect("CreateContainer")
         .into_inner()
         .container_id;
-    cri.start_container(StartContainerRequest { container_id: container.clone() })
-        .await
-        .expect("StartContainer");
+    cri.start_container(StartContainerRequest {
+        container_id: container.clone(),
+    })
+    .await
+    .expect("StartContainer");
 
     let exec = cri
         .exec_sync(ExecSyncRequest {
@@ -125,11 +156,21 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
         .expect("ExecSync")
         .into_inner();
     assert_eq!(exec.exit_code, 3);
-    let expected = if host_network { String::from_utf8(fs::read("/etc/hostname").unwrap()).unwrap() } else { name.clone() };
-    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), expected.trim());
+    let expected = if host_network {
+        String::from_utf8(fs::read("/etc/hostname").unwrap()).unwrap()
+    } else {
+        name.clone()
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout).trim(),
+        expected.trim()
+    );
 
     let status = cri
-        .container_status(ContainerStatusRequest { container_id: container.clone(), verbose: false })
+        .container_status(ContainerStatusRequest {
+            container_id: container.clone(),
+            verbose: false,
+        })
         .await
         .expect("ContainerStatus")
         .into_inner()
@@ -151,17 +192,28 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
     .expect("UpdateContainerResources");
     let v1 = format!("/sys/fs/cgroup/memory/k8s.io/{container}/memory.limit_in_bytes");
     let v2 = format!("/sys/fs/cgroup/k8s.io/{container}/memory.max");
-    let set = fs::read_to_string(&v1).or_else(|_| fs::read_to_string(&v2)).expect("the container's memory cgroup");
+    let set = fs::read_to_string(&v1)
+        .or_else(|_| fs::read_to_string(&v2))
+        .expect("the container's memory cgroup");
     assert_eq!(set.trim(), limit.to_string());
 
     // CRI's log format: `<time> stdout F <line>`.
     let log = logs.join("job.log");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !fs::read_to_string(&log).unwrap_or_default().contains("hello from a pod") {
-        assert!(std::time::Instant::now() < deadline, "no log line in {}", log.display());
+    while !fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("hello from a pod")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line in {}",
+            log.display()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(fs::read_to_string(&log).unwrap().contains(" stdout F hello from a pod"));
+    assert!(fs::read_to_string(&log)
+        .unwrap()
+        .contains(" stdout F hello from a pod"));
 
     // The pod (sandbox and container) is served by one shim.
     assert_eq!(ctd.shim_pids().len(), 1, "one shim per pod");
@@ -170,26 +222,38 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
         assert!(ctd.world(id).join("world.json").exists(), "world {id}");
     }
 
-    cri.stop_container(StopContainerRequest { container_id: container.clone(), timeout: 2 })
-        .await
-        .expect("StopContainer");
+    cri.stop_container(StopContainerRequest {
+        container_id: container.clone(),
+        timeout: 2,
+    })
+    .await
+    .expect("StopContainer");
     let status = cri
-        .container_status(ContainerStatusRequest { container_id: container.clone(), verbose: false })
+        .container_status(ContainerStatusRequest {
+            container_id: container.clone(),
+            verbose: false,
+        })
         .await
         .unwrap()
         .into_inner()
         .status
         .unwrap();
     assert_eq!(status.state, ContainerState::ContainerExited as i32);
-    cri.remove_container(RemoveContainerRequest { container_id: container.clone() })
-        .await
-        .expect("RemoveContainer");
-    cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })
-        .await
-        .expect("StopPodSandbox");
-    cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() })
-        .await
-        .expect("RemovePodSandbox");
+    cri.remove_container(RemoveContainerRequest {
+        container_id: container.clone(),
+    })
+    .await
+    .expect("RemoveContainer");
+    cri.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    cri.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    })
+    .await
+    .expect("RemovePodSandbox");
     // The container's world ended with the signal StopContainer sent.
     let record = ctd.record(&container);
     assert!(record["exit"].is_object(), "{record}");

@@ -830,7 +830,12 @@ fn exclude_mount_points() {
     ov.mount("");
     ov.sh("mkdir proc dev; echo x > dev/x; echo y > sys; touch etc/ld.so.preload etc/other");
     let options = DiffOptions {
-        exclude: vec!["/proc".into(), "dev".into(), "/sys".into(), "/etc/ld.so.preload".into()],
+        exclude: vec![
+            "/proc".into(),
+            "dev".into(),
+            "/sys".into(),
+            "/etc/ld.so.preload".into(),
+        ],
         ..Default::default()
     };
     let diff = ov.diff_with(&options);

@@ -60,15 +60,31 @@ fn compile(cc: &str, source: &str, dir: &Path, extra: &[&str]) -> PathBuf {
         .arg(&src)
         .args(extra)
         .status()
-        .unwrap_or_else(|e| panic!("{cc} (Debian: {}): {e}", if cc == "musl-gcc" { "musl-tools" } else { "gcc" }));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{cc} (Debian: {}): {e}",
+                if cc == "musl-gcc" {
+                    "musl-tools"
+                } else {
+                    "gcc"
+                }
+            )
+        });
     assert!(status.success(), "{cc} {}", src.display());
     out
 }
 
 /// A dir the host-rootfs world can see (its lower is the host's /).
 fn programs_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("substrate-programs").tempdir_in("/var/tmp").unwrap();
-    fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("substrate-programs")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     dir
 }
 
@@ -100,15 +116,26 @@ a, _ = l.accept()'",
 
     let init = &exec_of(&spans, "sh")[0];
     let created = files_on(&spans, "/tmp/pre-a");
-    let open = created.iter().find(|s| s["detail"]["op"] == "open").expect("sh's open of /tmp/pre-a");
+    let open = created
+        .iter()
+        .find(|s| s["detail"]["op"] == "open")
+        .expect("sh's open of /tmp/pre-a");
     assert_eq!(open["source"], "preload");
-    assert_eq!(open["parent_span_id"], init["span_id"], "the redirect is the shell's");
+    assert_eq!(
+        open["parent_span_id"], init["span_id"],
+        "the redirect is the shell's"
+    );
     assert_eq!(open["pid"], init["pid"]);
     let flags = open["detail"]["flags"].as_u64().unwrap();
     assert_ne!(flags & 0o100, 0, "O_CREAT: {open}");
     assert!(open["result"]["ret"].as_i64().unwrap() >= 0);
 
-    let by = |span: &Value| parent_of(&spans, span)["argv"][0].as_str().unwrap().to_owned();
+    let by = |span: &Value| {
+        parent_of(&spans, span)["argv"][0]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     let op_on = |op: &str, path: &str| -> Value {
         (*files_on(&spans, path)
             .iter()
@@ -129,35 +156,62 @@ a, _ = l.accept()'",
     assert_eq!(by(&op_on("rmdir", "/tmp/pre-d")).as_str(), "rmdir");
 
     let dns = of_kind(&spans, "dns");
-    let localhost = dns.iter().find(|s| s["detail"]["query"] == "localhost").expect("the lookup");
-    assert!(localhost["detail"]["answers"].as_array().unwrap().contains(&Value::from("127.0.0.1")), "{localhost}");
+    let localhost = dns
+        .iter()
+        .find(|s| s["detail"]["query"] == "localhost")
+        .expect("the lookup");
+    assert!(
+        localhost["detail"]["answers"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("127.0.0.1")),
+        "{localhost}"
+    );
     assert_eq!(by(localhost), "/usr/bin/python3");
 
     let net = of_kind(&spans, "net");
-    let connect = net.iter().find(|s| s["detail"]["op"] == "connect").expect("connect");
+    let connect = net
+        .iter()
+        .find(|s| s["detail"]["op"] == "connect")
+        .expect("connect");
     assert_eq!(connect["detail"]["address"], "127.0.0.1");
     assert_eq!(connect["detail"]["port"], 9);
     assert_eq!(connect["detail"]["transport"], "tcp");
-    assert_eq!(connect["result"]["ret"], -1, "nothing listens on port 9: {connect}");
+    assert_eq!(
+        connect["result"]["ret"], -1,
+        "nothing listens on port 9: {connect}"
+    );
     assert!(connect["result"]["errno"]["name"].is_string(), "{connect}");
     // Two datagrams to one peer: one span (the first).
-    let sends: Vec<_> = net.iter().filter(|s| s["detail"]["op"] == "sendto").collect();
+    let sends: Vec<_> = net
+        .iter()
+        .filter(|s| s["detail"]["op"] == "sendto")
+        .collect();
     assert_eq!(sends.len(), 1, "{sends:#?}");
     assert_eq!(sends[0]["detail"]["transport"], "udp");
     // A unix socket: bind, connect and accept, with its path.
     for op in ["bind", "connect"] {
         assert!(
-            net.iter().any(|s| s["detail"]["op"] == op && s["detail"]["family"] == "unix" && s["detail"]["address"] == "/tmp/pre.sock"),
+            net.iter().any(|s| s["detail"]["op"] == op
+                && s["detail"]["family"] == "unix"
+                && s["detail"]["address"] == "/tmp/pre.sock"),
             "{op}: {net:#?}"
         );
     }
-    let accept = net.iter().find(|s| s["detail"]["op"] == "accept").expect("accept");
+    let accept = net
+        .iter()
+        .find(|s| s["detail"]["op"] == "accept")
+        .expect("accept");
     assert_eq!(accept["detail"]["family"], "unix");
     assert!(accept["result"]["ret"].as_i64().unwrap() >= 0, "{accept}");
 
     // Exec spans carry the env, keys always, values redacted unless allowed.
     let env = init["env"].as_array().expect("the init's env");
-    assert!(env.iter().any(|e| e.as_str().unwrap().starts_with("PATH=/")), "{env:?}");
+    assert!(
+        env.iter()
+            .any(|e| e.as_str().unwrap().starts_with("PATH=/")),
+        "{env:?}"
+    );
     assert_eq!(world["detail"]["rejected"], Value::Null, "{world}");
 
     // The tree names what each program wrote.
@@ -172,16 +226,23 @@ a, _ = l.accept()'",
 fn scrubbing_the_environment_does_not_shake_the_tracer_off() {
     let rt = Runtime::new();
     let name = unique_id("envi");
-    rt.cli_run_ok(&name, "env -i /bin/sh -c 'cat /etc/hostname > /tmp/envi-out'");
+    rt.cli_run_ok(
+        &name,
+        "env -i /bin/sh -c 'cat /etc/hostname > /tmp/envi-out'",
+    );
     let spans = rt.spans(&name);
     let cat = &exec_of(&spans, "cat")[0];
     let env = cat["env"].as_array().expect("env of cat");
     assert!(
-        !env.iter().any(|e| e.as_str().unwrap().starts_with("LD_PRELOAD")),
+        !env.iter()
+            .any(|e| e.as_str().unwrap().starts_with("LD_PRELOAD")),
         "env -i removed LD_PRELOAD: {env:?}"
     );
     let read = files_on(&spans, "/etc/hostname");
-    assert!(read.iter().any(|s| s["parent_span_id"] == cat["span_id"]), "{spans:#?}");
+    assert!(
+        read.iter().any(|s| s["parent_span_id"] == cat["span_id"]),
+        "{spans:#?}"
+    );
     let write = files_on(&spans, "/tmp/envi-out");
     assert_eq!(parent_of(&spans, write[0])["argv"][0], "/bin/sh");
 }
@@ -208,7 +269,9 @@ subprocess.run([\"/bin/cat\", \"/etc/passwd\"], stdout=subprocess.DEVNULL, close
         assert_eq!(cat["parent_span_id"], python["span_id"]);
         assert_eq!(cat["result"]["code"], 0);
         assert!(
-            files_on(&spans, path).iter().any(|f| f["parent_span_id"] == cat["span_id"]),
+            files_on(&spans, path)
+                .iter()
+                .any(|f| f["parent_span_id"] == cat["span_id"]),
             "{path} opened by {argv0}"
         );
     }
@@ -221,7 +284,10 @@ fn forks_of_a_multithreaded_program_and_vfork_children() {
     let vfork = compile("gcc", "vfork_exec.c", dir.path(), &[]);
     let rt = Runtime::new();
     let name = unique_id("forks");
-    rt.cli_run_ok(&name, &format!("{} && {}", threads.display(), vfork.display()));
+    rt.cli_run_ok(
+        &name,
+        &format!("{} && {}", threads.display(), vfork.display()),
+    );
     let spans = rt.spans(&name);
     let program = &exec_of(&spans, threads.to_str().unwrap())[0];
     assert_eq!(program["result"]["code"], 0);
@@ -238,7 +304,9 @@ fn forks_of_a_multithreaded_program_and_vfork_children() {
     assert_eq!(vforker["result"]["code"], 0);
     let cat = &exec_of(&spans, "cat")[0];
     assert_eq!(cat["parent_span_id"], vforker["span_id"]);
-    assert!(files_on(&spans, "/etc/hostname").iter().any(|f| f["parent_span_id"] == cat["span_id"]));
+    assert!(files_on(&spans, "/etc/hostname")
+        .iter()
+        .any(|f| f["parent_span_id"] == cat["span_id"]));
 }
 
 #[test]
@@ -255,7 +323,9 @@ fn what_a_process_recorded_survives_its_sigkill() {
         .iter()
         .filter(|s| {
             s["kind"] == "file"
-                && s["detail"]["path"].as_str().is_some_and(|p| p.starts_with("/nonexistent/killed-"))
+                && s["detail"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/nonexistent/killed-"))
         })
         .collect();
     assert_eq!(recorded.len(), 300);
@@ -276,7 +346,10 @@ fn musl_and_static_programs_run_unharmed() {
         &format!("LD_PRELOAD=/.substrate/libsubstrate_preload.so {} && /bin/busybox cat /etc/hostname >/dev/null", musl.display()),
     );
     let hostname_len = fs::read("/etc/hostname").unwrap().len();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("musl read {hostname_len} bytes"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("musl read {hostname_len} bytes")
+    );
     let spans = rt.spans(&name);
     // Both are seen by the kernel; neither reports calls (musl: the tracer
     // stays inert; static: nothing to preload into). A program this short
@@ -293,10 +366,15 @@ fn musl_and_static_programs_run_unharmed() {
         assert_eq!(exec["result"]["code"], 0, "{exec}");
         assert_eq!(exec["source"], "kernel");
         if let Some(argv0) = exec["argv"][0].as_str() {
-            assert!(argv0 == "/bin/busybox" || argv0 == musl.to_str().unwrap(), "{exec}");
+            assert!(
+                argv0 == "/bin/busybox" || argv0 == musl.to_str().unwrap(),
+                "{exec}"
+            );
         }
         assert!(
-            !spans.iter().any(|s| s["kind"] == "file" && s["parent_span_id"] == exec["span_id"]),
+            !spans
+                .iter()
+                .any(|s| s["kind"] == "file" && s["parent_span_id"] == exec["span_id"]),
             "{exec}"
         );
     }
@@ -307,7 +385,10 @@ fn a_hostile_process_cannot_forge_spans_or_stop_the_monitor() {
     let rt = Runtime::new();
     let name = unique_id("hostile");
     let script = workspace_root().join("tests/programs/hostile.py");
-    let out = rt.cli_run_ok(&name, &format!("/usr/bin/python3 {} && cat /etc/hostname", script.display()));
+    let out = rt.cli_run_ok(
+        &name,
+        &format!("/usr/bin/python3 {} && cat /etc/hostname", script.display()),
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("hostile done"));
     let spans = rt.spans(&name);
     let world = world_span(&spans);
@@ -316,12 +397,19 @@ fn a_hostile_process_cannot_forge_spans_or_stop_the_monitor() {
     assert_eq!(rejected["oversized"], 1, "{rejected}");
     assert_eq!(rejected["forged_pid"], 1, "{rejected}");
     assert_eq!(rejected["hello_without_ring"], 1, "{rejected}");
-    assert_eq!(rejected["ring_unsealed"], 2, "a regular file and an unsealed memfd: {rejected}");
+    assert_eq!(
+        rejected["ring_unsealed"], 2,
+        "a regular file and an unsealed memfd: {rejected}"
+    );
     assert_eq!(rejected["bad_record"], 50, "{rejected}");
-    assert!(!spans.iter().any(|s| s["world_pid"] == 4242 || s["pid"] == 4242));
+    assert!(!spans
+        .iter()
+        .any(|s| s["world_pid"] == 4242 || s["pid"] == 4242));
     // The monitor kept going: the next program is traced as usual.
     let cat = &exec_of(&spans, "cat")[0];
-    assert!(files_on(&spans, "/etc/hostname").iter().any(|f| f["parent_span_id"] == cat["span_id"]));
+    assert!(files_on(&spans, "/etc/hostname")
+        .iter()
+        .any(|f| f["parent_span_id"] == cat["span_id"]));
 }
 
 #[test]
@@ -331,13 +419,28 @@ fn two_worlds_at_once_keep_their_calls_apart() {
     std::thread::scope(|s| {
         for (name, marker) in [(&a, "/tmp/apart-a"), (&b, "/tmp/apart-b")] {
             let rt = &rt;
-            s.spawn(move || rt.cli_run_ok(name, &format!("for i in 1 2 3 4 5; do echo $i > {marker}-$i; done")));
+            s.spawn(move || {
+                rt.cli_run_ok(
+                    name,
+                    &format!("for i in 1 2 3 4 5; do echo $i > {marker}-$i; done"),
+                )
+            });
         }
     });
-    for (name, mine, theirs) in [(&a, "/tmp/apart-a", "/tmp/apart-b"), (&b, "/tmp/apart-b", "/tmp/apart-a")] {
+    for (name, mine, theirs) in [
+        (&a, "/tmp/apart-a", "/tmp/apart-b"),
+        (&b, "/tmp/apart-b", "/tmp/apart-a"),
+    ] {
         let spans = rt.spans(name);
-        let paths: Vec<&str> = of_kind(&spans, "file").iter().filter_map(|s| s["detail"]["path"].as_str()).collect();
-        assert_eq!(paths.iter().filter(|p| p.starts_with(mine)).count(), 5, "{paths:?}");
+        let paths: Vec<&str> = of_kind(&spans, "file")
+            .iter()
+            .filter_map(|s| s["detail"]["path"].as_str())
+            .collect();
+        assert_eq!(
+            paths.iter().filter(|p| p.starts_with(mine)).count(),
+            5,
+            "{paths:?}"
+        );
         assert!(!paths.iter().any(|p| p.starts_with(theirs)), "{paths:?}");
     }
 }

@@ -566,7 +566,15 @@ fn a_world_whose_stdout_is_dev_null_can_write_to_it() {
     let rt = Runtime::new();
     let name = unique_id("devnull");
     let status = rt
-        .cli(&["run", "--name", &name, "--", "sh", "-c", "echo to-null && echo to-null >&2"])
+        .cli(&[
+            "run",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo to-null && echo to-null >&2",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

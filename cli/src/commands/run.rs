@@ -93,15 +93,16 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
     let world_gone = Arc::new(AtomicBool::new(false));
     let follower = if traced {
         let inject_dir = runtime.store().inject_dir(&id);
-        let monitor = match TraceFile::open(&runtime.store().trace_path(&id), &id).and_then(|trace| {
-            WorldMonitor::subscribe(trace, inject_dir.is_dir().then_some(inject_dir.as_path()))
-        }) {
-            Ok(monitor) => monitor,
-            Err(e) => {
-                let _ = world.delete(true);
-                return Err(e.into());
-            }
-        };
+        let monitor =
+            match TraceFile::open(&runtime.store().trace_path(&id), &id).and_then(|trace| {
+                WorldMonitor::subscribe(trace, inject_dir.is_dir().then_some(inject_dir.as_path()))
+            }) {
+                Ok(monitor) => monitor,
+                Err(e) => {
+                    let _ = world.delete(true);
+                    return Err(e.into());
+                }
+            };
         let world_gone = Arc::clone(&world_gone);
         Some(std::thread::spawn(move || {
             monitor.follow(pid, || world_gone.load(Ordering::Relaxed))

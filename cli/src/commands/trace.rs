@@ -95,7 +95,10 @@ pub fn trace(args: TraceArgs, runtime: &Runtime) -> Result<()> {
 
 /// File, socket and lookup calls: shown as a summary under their program.
 fn is_call(span: &Span) -> bool {
-    matches!(span.detail, Detail::File(_) | Detail::Net(_) | Detail::Dns(_))
+    matches!(
+        span.detail,
+        Detail::File(_) | Detail::Net(_) | Detail::Dns(_)
+    )
 }
 
 struct Tree<'a> {
@@ -123,7 +126,12 @@ impl Tree<'_> {
                 .unwrap_or_default();
             kids.sort_by_key(|s| s.start);
             let bar = if kids.is_empty() { "   " } else { "│  " };
-            for line in summarise(self.calls.get(&Some(span.span_id)).map(Vec::as_slice).unwrap_or_default()) {
+            for line in summarise(
+                self.calls
+                    .get(&Some(span.span_id))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            ) {
                 println!("{deeper}{bar}· {line}");
             }
             self.print(&kids, &deeper);
@@ -153,7 +161,11 @@ fn summarise(calls: &[&Span]) -> Vec<String> {
             }
             Detail::File(_) => read += 1,
             Detail::Net(_) | Detail::Dns(_) => {
-                let list = if matches!(span.detail, Detail::Net(_)) { &mut net } else { &mut dns };
+                let list = if matches!(span.detail, Detail::Net(_)) {
+                    &mut net
+                } else {
+                    &mut dns
+                };
                 push_unique(list, call_text(span));
             }
             _ => {}
@@ -165,7 +177,14 @@ fn summarise(calls: &[&Span]) -> Vec<String> {
             return;
         }
         let more = items.len().saturating_sub(SUMMARY_ITEMS);
-        let mut line = format!("{label}: {}", items.into_iter().take(SUMMARY_ITEMS).collect::<Vec<_>>().join(", "));
+        let mut line = format!(
+            "{label}: {}",
+            items
+                .into_iter()
+                .take(SUMMARY_ITEMS)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         if more > 0 {
             line.push_str(&format!(" (+{more} more)"));
         }
@@ -251,10 +270,18 @@ fn describe(span: &Span) -> String {
                 .as_ref()
                 .map(|f| format!("; files A {} C {} D {}", f.added, f.changed, f.deleted))
                 .unwrap_or_default();
-            let lost = if world.lost > 0 { format!("; {} event(s) lost", world.lost) } else { String::new() };
+            let lost = if world.lost > 0 {
+                format!("; {} event(s) lost", world.lost)
+            } else {
+                String::new()
+            };
             let rejected: u64 = world.rejected.values().sum();
             let rejected = if rejected > 0 {
-                let reasons: Vec<String> = world.rejected.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                let reasons: Vec<String> = world
+                    .rejected
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect();
                 format!("; rejected from inside the world: {}", reasons.join(", "))
             } else {
                 String::new()

@@ -43,8 +43,8 @@ use std::os::fd::AsFd;
 use substrate_ring::hello::HelloKind;
 
 use crate::procevents::{ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange};
-use preload::{Arrival, Connections, MappedRing, Rings, SpanSocket};
 use crate::record::WorldExit;
+use preload::{Arrival, Connections, MappedRing, Rings, SpanSocket};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -382,17 +382,31 @@ impl WorldMonitor {
     }
 
     /// Polls the kernel socket, the span socket and pending connections.
-    fn wait(&self, state: &Follow, timeout: Duration) -> Result<(bool, bool, Vec<bool>), MonitorError> {
+    fn wait(
+        &self,
+        state: &Follow,
+        timeout: Duration,
+    ) -> Result<(bool, bool, Vec<bool>), MonitorError> {
         let mut fds = vec![PollFd::new(self.events.as_fd(), PollFlags::POLLIN)];
         if let Some(socket) = &self.socket {
             fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
         }
         let first_connection = fds.len();
-        fds.extend(state.connections.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-        let ms = PollTimeout::try_from(timeout.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
+        fds.extend(
+            state
+                .connections
+                .fds()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
+        let ms =
+            PollTimeout::try_from(timeout.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(MonitorError::Events(crate::procevents::ProcEventsError::Poll(e))),
+            Err(e) => {
+                return Err(MonitorError::Events(
+                    crate::procevents::ProcEventsError::Poll(e),
+                ))
+            }
         }
         let is_ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
         let kernel = is_ready(&fds[0]);
@@ -430,7 +444,9 @@ impl WorldMonitor {
     }
 
     fn apply(&mut self, state: &mut Follow, event: &ProcEvent) -> Result<(), MonitorError> {
-        if let (ProcEventKind::Exec { tgid, .. }, Some(world_ns)) = (&event.kind, &state.world_pid_ns) {
+        if let (ProcEventKind::Exec { tgid, .. }, Some(world_ns)) =
+            (&event.kind, &state.world_pid_ns)
+        {
             let entered = !state.tree.contains(*tgid)
                 && fs::read_link(format!("/proc/{tgid}/ns/pid")).ok().as_ref() == Some(world_ns);
             if entered && state.tree.adopt(*tgid) {
@@ -502,7 +518,11 @@ impl WorldMonitor {
         }
     }
 
-    fn take_messages(&mut self, state: &mut Follow, ready: Option<&[bool]>) -> Result<(), MonitorError> {
+    fn take_messages(
+        &mut self,
+        state: &mut Follow,
+        ready: Option<&[bool]>,
+    ) -> Result<(), MonitorError> {
         let (arrivals, refused) = state.connections.read(ready);
         for _ in 0..refused {
             self.trace.reject("silent_connection");
@@ -665,8 +685,10 @@ impl WorldMonitor {
         }
         let mut span = span.build();
         if exec.filled_by_preload {
-            span.extra
-                .insert("filled_by".into(), serde_json::Value::String("preload".into()));
+            span.extra.insert(
+                "filled_by".into(),
+                serde_json::Value::String("preload".into()),
+            );
         }
         self.trace.write(&span)
     }

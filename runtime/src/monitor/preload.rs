@@ -65,7 +65,10 @@ impl SpanSocket {
         );
         socket::bind(listener.as_raw_fd(), &UnixAddr::new(short.as_str())?)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666))?;
-        socket::listen(&listener, socket::Backlog::new(4096).unwrap_or(socket::Backlog::MAXCONN))?;
+        socket::listen(
+            &listener,
+            socket::Backlog::new(4096).unwrap_or(socket::Backlog::MAXCONN),
+        )?;
         Ok(SpanSocket { listener, path })
     }
 
@@ -228,7 +231,9 @@ pub fn map_ring(fd: &OwnedFd) -> Result<Ring, &'static str> {
     if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
         return Err("ring_unsealed");
     }
-    let size = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|_| "ring_unsealed")?.st_size;
+    let size = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|_| "ring_unsealed")?
+        .st_size;
     if (size as usize) < RING_BYTES {
         return Err("ring_too_small");
     }
@@ -257,7 +262,13 @@ pub fn map_ring(fd: &OwnedFd) -> Result<Ring, &'static str> {
 }
 
 impl MappedRing {
-    pub fn new(ring: Ring, pid: i32, world_pid: Option<u32>, parent: Option<SpanId>, since_ns: u64) -> Self {
+    pub fn new(
+        ring: Ring,
+        pid: i32,
+        world_pid: Option<u32>,
+        parent: Option<SpanId>,
+        since_ns: u64,
+    ) -> Self {
         MappedRing {
             ring,
             tail: 0,
@@ -271,10 +282,16 @@ impl MappedRing {
 
     /// Turns what the ring holds into spans (or refusals); returns how many
     /// records the process dropped since the last call (a full ring).
-    pub fn drain(&mut self, world_id: &str, sink: &mut impl FnMut(Result<Span, &'static str>)) -> u64 {
+    pub fn drain(
+        &mut self,
+        world_id: &str,
+        sink: &mut impl FnMut(Result<Span, &'static str>),
+    ) -> u64 {
         let ring = self.ring;
         let mut tail = self.tail;
-        ring.drain(&mut tail, DRAIN_BATCH, |record| sink(self.span_of(world_id, &record)));
+        ring.drain(&mut tail, DRAIN_BATCH, |record| {
+            sink(self.span_of(world_id, &record))
+        });
         self.tail = tail;
         let dropped = ring.dropped();
         let new = dropped.saturating_sub(self.dropped_seen);
@@ -283,7 +300,8 @@ impl MappedRing {
     }
 
     fn span_of(&self, world_id: &str, record: &Record) -> Result<Span, &'static str> {
-        let start = Timestamp::from_unix_nanos(i64::try_from(record.start_ns).map_err(|_| "bad_time")?);
+        let start =
+            Timestamp::from_unix_nanos(i64::try_from(record.start_ns).map_err(|_| "bad_time")?);
         let now = Timestamp::now().unix_nanos();
         // A process's clock claim within reason: not before the world, not
         // in the future.
@@ -309,7 +327,9 @@ impl MappedRing {
             ring::kind::NET => {
                 let call = NetCall::from_u8(record.op).ok_or("bad_record")?;
                 let detail = net_detail(call, &a, record.arg0).ok_or("bad_record")?;
-                let s = self.stamp(Span::net(world_id, Source::Preload, start, detail)).end(end);
+                let s = self
+                    .stamp(Span::net(world_id, Source::Preload, start, detail))
+                    .end(end);
                 if record.ret < 0 {
                     s.failed(record.ret, Errno(record.errno))
                 } else {
@@ -325,19 +345,25 @@ impl MappedRing {
                         .filter_map(answer_text)
                         .collect(),
                 };
-                let s = self.stamp(Span::dns(world_id, Source::Preload, start, detail)).end(end);
+                let s = self
+                    .stamp(Span::dns(world_id, Source::Preload, start, detail))
+                    .end(end);
                 // getaddrinfo returns an EAI_* code, not -1 + errno.
                 s.returned(record.ret).build()
             }
             _ => return Err("bad_record"),
         };
         if record.truncated != 0 {
-            span.extra.insert("truncated".into(), serde_json::Value::Bool(true));
+            span.extra
+                .insert("truncated".into(), serde_json::Value::Bool(true));
         }
         Ok(span)
     }
 
-    fn stamp<K>(&self, mut span: substrate_trace::SpanBuilder<K>) -> substrate_trace::SpanBuilder<K> {
+    fn stamp<K>(
+        &self,
+        mut span: substrate_trace::SpanBuilder<K>,
+    ) -> substrate_trace::SpanBuilder<K> {
         span = span.pid(self.pid as u32);
         if let Some(parent) = self.parent {
             span = span.parent(parent);
@@ -395,11 +421,23 @@ fn net_detail(call: NetCall, addr: &[u8], sotype: u32) -> Option<NetDetail> {
     let mut detail = match family {
         libc::AF_INET => {
             let ip: [u8; 4] = addr.get(4..8)?.try_into().ok()?;
-            NetDetail::ip(op, Family::Inet, transport.clone()?, &std::net::Ipv4Addr::from(ip).to_string(), port(addr)?)
+            NetDetail::ip(
+                op,
+                Family::Inet,
+                transport.clone()?,
+                &std::net::Ipv4Addr::from(ip).to_string(),
+                port(addr)?,
+            )
         }
         libc::AF_INET6 => {
             let ip: [u8; 16] = addr.get(8..24)?.try_into().ok()?;
-            NetDetail::ip(op, Family::Inet6, transport.clone()?, &std::net::Ipv6Addr::from(ip).to_string(), port(addr)?)
+            NetDetail::ip(
+                op,
+                Family::Inet6,
+                transport.clone()?,
+                &std::net::Ipv6Addr::from(ip).to_string(),
+                port(addr)?,
+            )
         }
         libc::AF_UNIX => {
             let path = &addr[2..];
@@ -423,8 +461,12 @@ fn net_detail(call: NetCall, addr: &[u8], sotype: u32) -> Option<NetDetail> {
 
 fn answer_text(answer: &[u8]) -> Option<String> {
     match i32::from(answer[0]) {
-        libc::AF_INET => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&answer[1..5]).ok()?).to_string()),
-        libc::AF_INET6 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&answer[1..17]).ok()?).to_string()),
+        libc::AF_INET => {
+            Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&answer[1..5]).ok()?).to_string())
+        }
+        libc::AF_INET6 => {
+            Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&answer[1..17]).ok()?).to_string())
+        }
         _ => None,
     }
 }
@@ -503,7 +545,10 @@ mod tests {
         v4[2..4].copy_from_slice(&443u16.to_be_bytes());
         v4[4..8].copy_from_slice(&[10, 0, 0, 1]);
         let d = net_detail(NetCall::Connect, &v4, libc::SOCK_STREAM as u32).unwrap();
-        assert_eq!((d.address.as_deref(), d.port, d.transport), (Some(&b"10.0.0.1"[..]), Some(443), Some(Transport::Tcp)));
+        assert_eq!(
+            (d.address.as_deref(), d.port, d.transport),
+            (Some(&b"10.0.0.1"[..]), Some(443), Some(Transport::Tcp))
+        );
         let mut un = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
         un.extend_from_slice(b"/run/x.sock\0\0\0");
         let d = net_detail(NetCall::Connect, &un, libc::SOCK_STREAM as u32).unwrap();

@@ -90,7 +90,9 @@ impl Runtime {
             .and_then(|()| self.inject(id, &bundle, &layers))
             .and_then(|injection| {
                 if let Some(injection) = &injection {
-                    record.mountpoints.extend(injection.mountpoints.iter().cloned());
+                    record
+                        .mountpoints
+                        .extend(injection.mountpoints.iter().cloned());
                     record.preload = true;
                 }
                 store.save_record(&record)?;
@@ -138,7 +140,10 @@ impl Runtime {
             return Ok(None);
         }
         let Some(library) = inject::preload_library()? else {
-            tracing::warn!("world {id}: no {} installed: file, net and DNS calls are not traced", substrate_ring::LIBRARY_NAME);
+            tracing::warn!(
+                "world {id}: no {} installed: file, net and DNS calls are not traced",
+                substrate_ring::LIBRARY_NAME
+            );
             return Ok(None);
         };
         let image_root = match layers {

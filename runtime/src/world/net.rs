@@ -19,17 +19,23 @@ impl World {
         let Some(pid) = self.pid() else { return Ok(()) };
         let path = format!("/proc/{pid}/ns/net");
         let theirs = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
-        let ours = std::fs::metadata("/proc/thread-self/ns/net").map_err(|e| Error::io("cannot stat", "/proc/thread-self/ns/net", e))?;
-        let same = theirs
-            .metadata()
-            .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == std::os::unix::fs::MetadataExt::ino(&ours));
+        let ours = std::fs::metadata("/proc/thread-self/ns/net")
+            .map_err(|e| Error::io("cannot stat", "/proc/thread-self/ns/net", e))?;
+        let same = theirs.metadata().is_ok_and(|m| {
+            std::os::unix::fs::MetadataExt::ino(&m) == std::os::unix::fs::MetadataExt::ino(&ours)
+        });
         if same {
             return Ok(());
         }
         std::thread::scope(|s| {
             s.spawn(|| -> std::io::Result<()> {
                 setns(theirs.as_fd(), CloneFlags::CLONE_NEWNET)?;
-                let sock: OwnedFd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+                let sock: OwnedFd = socket(
+                    AddressFamily::Inet,
+                    SockType::Datagram,
+                    SockFlag::SOCK_CLOEXEC,
+                    None,
+                )?;
                 // SAFETY: ifreq is plain data; all-zero is a valid value.
                 let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
                 for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
