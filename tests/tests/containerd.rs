@@ -199,6 +199,11 @@ fn a_container_outlives_a_containerd_restart_and_its_exit_is_seen() {
     wait_until("the exit to reach the new containerd", || {
         ctd.task_status(&id).as_deref() == Some("STOPPED")
     });
+    // No exec into a world whose init has exited.
+    let late = ctd.ctr(&["task", "exec", "--exec-id", "late", &id, "true"]);
+    assert!(!late.status.success());
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(stderr.contains("has stopped"), "{stderr}");
     let delete = ctd.ctr(&["task", "delete", &id]);
     assert!(
         String::from_utf8_lossy(&delete.stderr).contains("exit code 7"),
