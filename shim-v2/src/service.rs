@@ -22,7 +22,7 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::ttrpc;
 use containerd_shim::util::timestamp;
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
-use substrate_runtime::monitor::{TraceFile, WorldMonitor};
+use substrate_runtime::monitor::WorldMonitor;
 use substrate_runtime::{Runtime, WorldStatus};
 
 use crate::helper::{self, Request, StdioPaths};
@@ -203,12 +203,7 @@ impl Service {
         if !substrate_runtime::inject::tracing_enabled() {
             return gone;
         }
-        let store = self.runtime.store();
-        let inject_dir = store.inject_dir(id);
-        let monitor = TraceFile::open(&store.trace_path(id), id).and_then(|trace| {
-            WorldMonitor::subscribe(trace, inject_dir.is_dir().then_some(inject_dir.as_path()))
-        });
-        let monitor = match monitor {
+        let monitor = match WorldMonitor::subscribe(self.runtime.store(), id) {
             Ok(monitor) => monitor,
             Err(e) => {
                 log::warn!("world {id}: no monitor, no trace: {e}");

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use substrate_runtime::foreground::SignalForwarder;
-use substrate_runtime::monitor::{TraceFile, WorldMonitor};
+use substrate_runtime::monitor::WorldMonitor;
 use substrate_runtime::{CreateOptions, Runtime};
 use substrate_trace::Timestamp;
 
@@ -92,17 +92,13 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
     let traced = substrate_runtime::inject::tracing_enabled();
     let world_gone = Arc::new(AtomicBool::new(false));
     let follower = if traced {
-        let inject_dir = runtime.store().inject_dir(&id);
-        let monitor =
-            match TraceFile::open(&runtime.store().trace_path(&id), &id).and_then(|trace| {
-                WorldMonitor::subscribe(trace, inject_dir.is_dir().then_some(inject_dir.as_path()))
-            }) {
-                Ok(monitor) => monitor,
-                Err(e) => {
-                    let _ = world.delete(true);
-                    return Err(e.into());
-                }
-            };
+        let monitor = match WorldMonitor::subscribe(runtime.store(), &id) {
+            Ok(monitor) => monitor,
+            Err(e) => {
+                let _ = world.delete(true);
+                return Err(e.into());
+            }
+        };
         let world_gone = Arc::clone(&world_gone);
         Some(std::thread::spawn(move || {
             monitor.follow(pid, || world_gone.load(Ordering::Relaxed))

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::Args;
-use substrate_runtime::monitor::{TraceFile, WorldMonitor};
+use substrate_runtime::monitor::WorldMonitor;
 use substrate_runtime::Runtime;
 use substrate_trace::Timestamp;
 
@@ -25,14 +25,8 @@ pub const READY: &str = "substrate-monitor-ready";
 
 pub fn monitor(args: MonitorArgs, runtime: &Runtime) -> Result<u8> {
     let id = &args.container_id;
-    let store = runtime.store();
     let start = Timestamp::now();
-    // The inject dir exists when the preload tracer was injected.
-    let inject_dir = store.inject_dir(id);
-    let monitor = WorldMonitor::subscribe(
-        TraceFile::open(&store.trace_path(id), id)?,
-        inject_dir.is_dir().then_some(inject_dir.as_path()),
-    )?;
+    let monitor = WorldMonitor::subscribe(runtime.store(), id)?;
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{READY}")?;

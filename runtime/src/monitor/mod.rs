@@ -44,6 +44,7 @@ use substrate_ring::hello::HelloKind;
 
 use crate::procevents::{ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange};
 use crate::record::WorldExit;
+use crate::store::WorldStore;
 use preload::{Arrival, Connections, MappedRing, Rings, SpanSocket};
 
 #[derive(Debug, thiserror::Error)]
@@ -288,14 +289,18 @@ struct Follow {
 }
 
 impl WorldMonitor {
-    /// Subscribes to the kernel's process events and, when `span_dir` is
-    /// given (the world's inject dir), binds the world's span socket there.
-    pub fn subscribe(trace: TraceFile, span_dir: Option<&Path>) -> Result<Self, MonitorError> {
+    /// Subscribes to the kernel's process events for world `id` of
+    /// `store`: opens its trace and, when the preload tracer was injected
+    /// (the world has an inject dir), binds its span socket there.
+    pub fn subscribe(store: &WorldStore, id: &str) -> Result<Self, MonitorError> {
+        let trace = TraceFile::open(&store.trace_path(id), id)?;
         let events = ProcEvents::subscribe()?;
-        let socket = span_dir
-            .map(|dir| {
-                SpanSocket::bind(dir).map_err(|source| MonitorError::Socket {
-                    path: dir.join(substrate_ring::SOCKET_NAME),
+        let inject_dir = store.inject_dir(id);
+        let socket = inject_dir
+            .is_dir()
+            .then(|| {
+                SpanSocket::bind(&inject_dir).map_err(|source| MonitorError::Socket {
+                    path: inject_dir.join(substrate_ring::SOCKET_NAME),
                     source,
                 })
             })
