@@ -759,13 +759,23 @@ fn fill_from_preload(exec: &mut OpenExec, greeting: &preload::Greeting) {
     exec.filled_by_preload |= filled;
 }
 
-/// The pid a host process has inside its innermost pid namespace.
+/// The pid a host process has inside its innermost pid namespace: the
+/// last of `NSpid` (one pid per namespace, outermost first).
 fn world_pid_of(pid: i32) -> Option<u32> {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
         .and_then(|rest| rest.split_whitespace().last()?.parse().ok())
+}
+
+/// `/proc/<pid>/cmdline` or `environ`: NUL-separated, empty entries dropped.
+fn nul_list(bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    bytes
+        .split(|&b| b == 0)
+        .filter(|e| !e.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// What `/proc` still tells of a process that has just exec'd.
@@ -776,54 +786,29 @@ fn describe_exec(
     start: Timestamp,
 ) -> OpenExec {
     let proc = PathBuf::from(format!("/proc/{tgid}"));
+    // Read first: a short-lived process's argv is what is most often gone.
     // Empty while the process is between images: then unknown, for the
     // preload's account to fill.
     let argv = fs::read(proc.join("cmdline"))
         .ok()
         .filter(|bytes| !bytes.is_empty())
-        .map(|bytes| {
-            bytes
-                .split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()
-        });
+        .map(nul_list);
     let os_bytes = |p: PathBuf| {
         use std::os::unix::ffi::OsStringExt;
         fs::read_link(p).ok().map(|p| p.into_os_string().into_vec())
     };
-    let status = fs::read_to_string(proc.join("status")).unwrap_or_default();
-    // NSpid lists the pid in each pid namespace, outermost first: the last
-    // one is the pid inside the world.
-    let ns_last = |key: &str, line: &str| {
-        line.strip_prefix(key)
-            .and_then(|rest| rest.split_whitespace().last()?.parse().ok())
-    };
-    let world_pid = status.lines().find_map(|l| ns_last("NSpid:", l));
-    let world_ppid = ppid.and_then(|ppid| {
-        fs::read_to_string(format!("/proc/{ppid}/status"))
-            .ok()?
-            .lines()
-            .find_map(|l| ns_last("NSpid:", l))
-    });
     OpenExec {
         id: SpanId::new(),
         parent,
         start,
         pid: tgid,
         ppid,
-        world_pid,
-        world_ppid,
+        world_pid: world_pid_of(tgid),
+        world_ppid: ppid.and_then(world_pid_of),
         exe: os_bytes(proc.join("exe")),
         argv,
         cwd: os_bytes(proc.join("cwd")),
-        env: fs::read(proc.join("environ")).ok().map(|bytes| {
-            bytes
-                .split(|&b| b == 0)
-                .filter(|e| !e.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()
-        }),
+        env: fs::read(proc.join("environ")).ok().map(nul_list),
         filled_by_preload: false,
     }
 }
