@@ -97,6 +97,9 @@ pub struct Arrival {
 #[derive(Default)]
 pub struct Connections {
     pending: Vec<(OwnedFd, Instant)>,
+    /// Receive buffer, kept between messages: one per exec would be a
+    /// zeroed 64 KiB allocation for every program a world runs.
+    buf: Vec<u8>,
 }
 
 impl Connections {
@@ -134,6 +137,7 @@ impl Connections {
         let mut refused = 0;
         let now = Instant::now();
         let mut keep = Vec::with_capacity(self.pending.len());
+        self.buf.resize(hello::MAX_BYTES + 1, 0);
         for (i, (fd, since)) in self.pending.drain(..).enumerate() {
             if ready.is_some_and(|r| !r.get(i).copied().unwrap_or(false)) {
                 if now.duration_since(since) < SILENT_CONNECTION {
@@ -143,7 +147,7 @@ impl Connections {
                 }
                 continue;
             }
-            match receive(&fd) {
+            match receive(&fd, &mut self.buf) {
                 Ok(Some(arrival)) => arrivals.push(arrival),
                 Ok(None) if now.duration_since(since) < SILENT_CONNECTION => keep.push((fd, since)),
                 Ok(None) | Err(_) => refused += 1,
@@ -154,12 +158,12 @@ impl Connections {
     }
 }
 
-/// One message from a connection; `None` if nothing is there yet.
-fn receive(fd: &OwnedFd) -> io::Result<Option<Arrival>> {
+/// One message from a connection, read through `buf` (one byte longer
+/// than any message may be); `None` if nothing is there yet.
+fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<Arrival>> {
     let creds = socket::getsockopt(fd, sockopt::PeerCredentials)?;
-    let mut bytes = vec![0u8; hello::MAX_BYTES + 1];
     let mut control = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [io::IoSliceMut::new(&mut bytes)];
+    let mut iov = [io::IoSliceMut::new(buf)];
     let msg = match socket::recvmsg::<()>(
         fd.as_raw_fd(),
         &mut iov,
@@ -190,7 +194,7 @@ fn receive(fd: &OwnedFd) -> io::Result<Option<Arrival>> {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     let oversized = truncated || len > hello::MAX_BYTES;
-    bytes.truncate(if oversized { 0 } else { len });
+    let bytes = if oversized { Vec::new() } else { buf[..len].to_vec() };
     Ok(Some(Arrival {
         peer_pid: creds.pid(),
         bytes,
