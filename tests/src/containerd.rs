@@ -45,8 +45,14 @@ impl Containerd {
             .tempdir_in("/tmp")
             .unwrap();
         let d = dir.path().display();
+        // Top-level keys come before the first table.
+        let disabled = if cri {
+            ""
+        } else {
+            "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
+        };
         let mut config = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n{disabled}\
              [grpc]\n  address = \"{d}/c.sock\"\n[debug]\n  level = \"info\"\n"
         );
         if cri {
@@ -69,11 +75,8 @@ impl Containerd {
                  \x20 runtime_type = \"{RUNTIME}\"\n  pod_annotations = [\"io.substrate.*\"]\n\
                  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{d}/cni\"\n"
             ));
-        } else {
-            config.push_str("disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
         }
-        // Top-level keys must come before the first table.
-        fs::write(dir.path().join("config.toml"), order_toml(&config)).unwrap();
+        fs::write(dir.path().join("config.toml"), config).unwrap();
         let namespace = if cri { "k8s.io" } else { "default" };
         let mut ctd = Containerd {
             dir,
@@ -331,30 +334,6 @@ impl Drop for Containerd {
         }
     }
 }
-
-/// containerd's TOML: top-level keys first, then the tables in order.
-fn order_toml(config: &str) -> String {
-    let mut top = Vec::new();
-    let mut rest = Vec::new();
-    let mut in_table = false;
-    for line in config.lines() {
-        if line.starts_with('[') {
-            in_table = true;
-        }
-        if in_table {
-            rest.push(line)
-        } else {
-            top.push(line)
-        }
-    }
-    let (late_top, rest): (Vec<&str>, Vec<&str>) = rest
-        .into_iter()
-        .partition(|l| l.starts_with("disabled_plugins"));
-    top.extend(late_top);
-    top.extend(rest);
-    top.join("\n") + "\n"
-}
-
 /// A running `ctr events`, writing to a file.
 pub struct EventWatch {
     child: Child,

@@ -194,7 +194,11 @@ fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<Arrival>> {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     let oversized = truncated || len > hello::MAX_BYTES;
-    let bytes = if oversized { Vec::new() } else { buf[..len].to_vec() };
+    let bytes = if oversized {
+        Vec::new()
+    } else {
+        buf[..len].to_vec()
+    };
     Ok(Some(Arrival {
         peer_pid: creds.pid(),
         bytes,
