@@ -1,12 +1,14 @@
-//! Substrate's span model: what every trace writer (the LD_PRELOAD library
-//! in a world, the host-side monitor, the kernel event source, the runtime)
-//! writes and every reader (`substrate-cli trace`, the graph indexer) reads.
+//! Substrate's span model: every span, whoever witnessed it (the LD_PRELOAD
+//! library in a world, the host-side monitor, the kernel event source, the
+//! runtime), as the monitor and the runtime write it and every reader
+//! (`substrate-cli trace`, the graph indexer) reads it.
 //!
 //! A trace is JSON lines, one [`Span`] per line, schema version
-//! [`SCHEMA_VERSION`]; `docs/trace-spans.md` documents every field. This
-//! crate has no runtime dependencies beyond serde, uuid and base64, so that
-//! the preload library can link it; its redaction ([`redact`]) works on raw
-//! bytes.
+//! [`SCHEMA_VERSION`]; `docs/trace-spans.md` documents every field. The
+//! LD_PRELOAD library does not link this crate: it writes binary records
+//! into a `substrate-ring` ring, which the monitor turns into spans here.
+//! Redaction ([`redact`]) works on raw bytes, since paths, argv and env need
+//! not be UTF-8.
 //!
 //! - write: build with [`Span::exec`], [`Span::file`], ... (argv and env are
 //!   redacted as they are set), then [`Span::to_line`];

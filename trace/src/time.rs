@@ -4,15 +4,20 @@
 //! A string rather than an integer because a JSON number above 2^53 loses
 //! precision in many readers (JavaScript, jq 1.6), and unix nanoseconds are
 //! ~2^60; and because `world.json` already writes RFC 3339.
+//!
+//! The calendar, the formatting and the parsing are chrono's; this type
+//! exists for what chrono's `DateTime<Utc>` does not give: a fixed
+//! nine-digit form (so that lines sort and diff as text), a range that is
+//! exactly an `i64` of nanoseconds, and one 8-byte `Copy` value that the
+//! span model and the runtime share.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::format::ParseErrorKind;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-const NANOS_PER_SEC: i64 = 1_000_000_000;
-const SECS_PER_DAY: i64 = 86_400;
 
 /// A point in time with nanosecond precision, 1677-09-21 to 2262-04-11
 /// (the range of an `i64` of nanoseconds).
@@ -53,10 +58,18 @@ impl Timestamp {
         let nanos = later.0.checked_sub(self.0)?;
         u64::try_from(nanos).ok().map(Duration::from_nanos)
     }
+
+    /// The same instant as chrono's type. Never fails: every `i64` of
+    /// nanoseconds is inside chrono's range.
+    pub const fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.0)
+    }
 }
 
 impl From<SystemTime> for Timestamp {
-    /// Saturates outside the representable range.
+    /// Saturates outside the representable range. Not through chrono: its
+    /// own `From<SystemTime>` panics outside its range, which a `SystemTime`
+    /// can be.
     fn from(time: SystemTime) -> Timestamp {
         let clamp = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         match time.duration_since(UNIX_EPOCH) {
@@ -66,19 +79,32 @@ impl From<SystemTime> for Timestamp {
     }
 }
 
+impl From<DateTime<Utc>> for Timestamp {
+    /// Saturates outside 1677..2262 (chrono's range is far wider). A leap
+    /// second (`23:59:60`) counts as the first second of the next minute.
+    fn from(time: DateTime<Utc>) -> Timestamp {
+        match time.timestamp_nanos_opt() {
+            Some(nanos) => Timestamp(nanos),
+            None if time.timestamp() < 0 => Timestamp(i64::MIN),
+            None => Timestamp(i64::MAX),
+        }
+    }
+}
+
+impl From<Timestamp> for DateTime<Utc> {
+    fn from(time: Timestamp) -> DateTime<Utc> {
+        time.to_datetime()
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(NANOS_PER_SEC);
-        let nanos = self.0.rem_euclid(NANOS_PER_SEC);
-        let days = secs.div_euclid(SECS_PER_DAY);
-        let in_day = secs.rem_euclid(SECS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            in_day / 3600,
-            in_day / 60 % 60,
-            in_day % 60
+        // `Nanos` always writes nine digits, `true` writes `Z` for UTC; years
+        // 1677..2262 always have four digits.
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Nanos, true),
         )
     }
 }
@@ -86,94 +112,29 @@ impl fmt::Display for Timestamp {
 impl FromStr for Timestamp {
     type Err = TimestampError;
 
-    /// RFC 3339 (section 5.6): `T`, `t` or a space between date and time,
-    /// 0 to 9 fractional digits (more are cut to nanoseconds), `Z`, `z` or
-    /// a `±hh:mm` offset.
+    /// RFC 3339 (section 5.6), as chrono reads it: `T`, `t` or a space
+    /// between date and time, any number of fractional digits (past nine
+    /// they are cut), `Z`, `z` or a `±hh:mm` offset (converted to UTC), a
+    /// leap second (`:60`) as the next second.
     fn from_str(text: &str) -> Result<Timestamp, TimestampError> {
         let fail = |reason| TimestampError {
             text: text.to_owned(),
             reason,
         };
-        let b = text.as_bytes();
-        if b.len() < 20 {
-            return Err(fail("too short"));
-        }
-        let num = |range: std::ops::Range<usize>| -> Result<i64, TimestampError> {
-            let digits = &b[range];
-            if !digits.iter().all(u8::is_ascii_digit) {
-                return Err(fail("expected digits"));
-            }
-            Ok(digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
-        };
-        let sep = |at: usize, want: &[u8]| -> Result<(), TimestampError> {
-            if want.contains(&b[at]) {
-                Ok(())
-            } else {
-                Err(fail("misplaced separator"))
-            }
-        };
-        let year = num(0..4)?;
-        sep(4, b"-")?;
-        let month = num(5..7)?;
-        sep(7, b"-")?;
-        let day = num(8..10)?;
-        sep(10, b"Tt ")?;
-        let hour = num(11..13)?;
-        sep(13, b":")?;
-        let minute = num(14..16)?;
-        sep(16, b":")?;
-        let second = num(17..19)?;
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-            return Err(fail("no such date"));
-        }
-        // 60 is a leap second (RFC 3339 5.7); it is counted as the next second.
-        if hour > 23 || minute > 59 || second > 60 {
-            return Err(fail("no such time"));
-        }
-
-        let mut at = 19;
-        let mut nanos = 0;
-        if b[at] == b'.' {
-            at += 1;
-            let start = at;
-            while at < b.len() && b[at].is_ascii_digit() {
-                if at - start < 9 {
-                    nanos = nanos * 10 + i64::from(b[at] - b'0');
+        let parsed = DateTime::parse_from_rfc3339(text).map_err(|e| {
+            fail(match e.kind() {
+                ParseErrorKind::TooShort => "ends before the date, time and offset are complete",
+                ParseErrorKind::TooLong => "text after the offset",
+                ParseErrorKind::OutOfRange | ParseErrorKind::Impossible => {
+                    "no such date, time or offset"
                 }
-                at += 1;
-            }
-            if at == start {
-                return Err(fail("no digits after '.'"));
-            }
-            for _ in (at - start)..9 {
-                nanos *= 10;
-            }
-        }
-        let offset_secs = match &b[at..] {
-            [b'Z' | b'z'] => 0,
-            [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-                let oh = num(at + 1..at + 3)?;
-                let om = num(at + 4..at + 6)?;
-                if oh > 23 || om > 59 {
-                    return Err(fail("no such offset"));
-                }
-                let offset = oh * 3600 + om * 60;
-                if *sign == b'-' {
-                    -offset
-                } else {
-                    offset
-                }
-            }
-            _ => return Err(fail("expected Z or a ±hh:mm offset at the end")),
-        };
-
-        let secs =
-            days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second
-                - offset_secs;
-        let total = i128::from(secs) * i128::from(NANOS_PER_SEC) + i128::from(nanos);
-        i64::try_from(total)
+                _ => "a digit or separator is missing or misplaced",
+            })
+        })?;
+        parsed
+            .timestamp_nanos_opt()
             .map(Timestamp)
-            .map_err(|_| fail("out of range (1677..2262)"))
+            .ok_or_else(|| fail("out of range (1677..2262)"))
     }
 }
 
@@ -190,45 +151,6 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant,
-/// "chrono-Compatible Low-Level Date Algorithms").
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,20 +159,28 @@ mod tests {
         text.parse().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    fn err(text: &str) -> TimestampError {
+        match text.parse::<Timestamp>() {
+            Ok(t) => panic!("{text:?} parsed as {t}"),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn formats_with_nine_digits_in_utc() {
-        assert_eq!(
-            Timestamp::from_unix_nanos(0).to_string(),
-            "1970-01-01T00:00:00.000000000Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_nanos(1_719_835_200_123_456_789).to_string(),
-            "2024-07-01T12:00:00.123456789Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_nanos(-1).to_string(),
-            "1969-12-31T23:59:59.999999999Z"
-        );
+        for (nanos, text) in [
+            (0, "1970-01-01T00:00:00.000000000Z"),
+            (1_719_835_200_123_456_789, "2024-07-01T12:00:00.123456789Z"),
+            (-1, "1969-12-31T23:59:59.999999999Z"),
+            (951_782_400_000_000_000, "2000-02-29T00:00:00.000000000Z"),
+            // 1900 is not a leap year (divisible by 100, not by 400).
+            (-2_203_977_600_000_000_000, "1900-02-28T00:00:00.000000000Z"),
+            (-2_203_891_200_000_000_000, "1900-03-01T00:00:00.000000000Z"),
+            (i64::MAX, "2262-04-11T23:47:16.854775807Z"),
+            (i64::MIN, "1677-09-21T00:12:43.145224192Z"),
+        ] {
+            assert_eq!(Timestamp::from_unix_nanos(nanos).to_string(), text);
+        }
     }
 
     #[test]
@@ -259,7 +189,8 @@ mod tests {
             0,
             1,
             -1,
-            951_782_400_000_000_000, // 2000-02-29
+            951_782_400_000_000_000,    // 2000-02-29
+            -2_203_977_600_000_000_000, // 1900-02-28, not a leap year
             1_719_835_200_123_456_789,
             i64::MAX,
             i64::MIN,
@@ -276,29 +207,161 @@ mod tests {
         assert_eq!(ts("2024-07-01t12:00:00.500z"), want);
         assert_eq!(ts("2024-07-01 14:00:00.5+02:00"), want);
         assert_eq!(ts("2024-07-01T11:30:00.5-00:30"), want);
-        assert_eq!(ts("2024-07-01T12:00:00.5000000001Z"), want);
+        assert_eq!(ts("2024-07-01T12:00:00.5+00:00"), want);
+        assert_eq!(
+            ts("2024-07-02T11:59:00.5+23:59"),
+            ts("2024-07-01T12:00:00.5Z")
+        );
+        // Digits past nanoseconds are cut, not rounded.
+        assert_eq!(ts("2024-07-01T12:00:00.5000000009Z"), want);
         assert_eq!(
             ts("2024-07-01T12:00:00Z"),
             Timestamp::from_unix_nanos(1_719_835_200_000_000_000)
         );
+        // A leap second is the next second.
+        assert_eq!(ts("2016-12-31T23:59:60Z"), ts("2017-01-01T00:00:00Z"));
+        assert_eq!(ts("2016-12-31T23:59:60.25Z"), ts("2017-01-01T00:00:00.25Z"));
+    }
+
+    #[test]
+    fn reads_what_chrono_writes() {
+        // world.json's times were written by chrono's serde (`AutoSi`: 0, 3,
+        // 6 or 9 digits) and may be read back as a Timestamp.
+        for nanos in [
+            1_795_915_475_000_000_000,
+            1_795_915_475_123_000_000,
+            1_795_915_475_123_456_000,
+            1_795_915_475_123_456_789,
+            -1,
+        ] {
+            let t = Timestamp::from_unix_nanos(nanos);
+            let json = serde_json::to_string(&t.to_datetime()).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Timestamp>(&json).unwrap(),
+                t,
+                "{json}"
+            );
+            let offset = t
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::AutoSi, false);
+            assert!(offset.ends_with("+00:00"), "{offset}");
+            assert_eq!(ts(&offset), t, "{offset}");
+        }
+        assert_eq!(
+            ts("2026-11-29T01:24:35.123456Z"),
+            Timestamp::from_unix_nanos(1_795_915_475_123_456_000)
+        );
+    }
+
+    #[test]
+    fn converts_to_and_from_chrono() {
+        for nanos in [0, -1, 1_719_835_200_123_456_789, i64::MAX, i64::MIN] {
+            let t = Timestamp::from_unix_nanos(nanos);
+            let dt = t.to_datetime();
+            assert_eq!(dt.timestamp_nanos_opt(), Some(nanos));
+            assert_eq!(Timestamp::from(dt), t);
+            assert_eq!(DateTime::<Utc>::from(t), dt);
+            assert_eq!(
+                dt.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                t.to_string()
+            );
+        }
+        // chrono reaches further than an i64 of nanoseconds: saturate.
+        let far = DateTime::parse_from_rfc3339("2300-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(Timestamp::from(far), Timestamp::from_unix_nanos(i64::MAX));
+        let early = DateTime::parse_from_rfc3339("1600-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(Timestamp::from(early), Timestamp::from_unix_nanos(i64::MIN));
+        let leap = DateTime::parse_from_rfc3339("2016-12-31T23:59:60.5Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(Timestamp::from(leap), ts("2017-01-01T00:00:00.5Z"));
     }
 
     #[test]
     fn rejects_what_is_not_rfc3339() {
-        for bad in [
-            "",
-            "1719835200",
-            "2024-07-01T12:00:00",
-            "2024-07-01T12:00:00.Z",
-            "2024-02-30T12:00:00Z",
-            "2023-02-29T12:00:00Z",
-            "2024-07-01T24:00:00Z",
-            "2024-07-01T12:00:00+0200",
-            "2024-07-01T12:00:00Z ",
-            "2300-01-01T00:00:00Z",
+        for (bad, reason) in [
+            ("", "ends before"),
+            ("1719835200", "ends before"),
+            ("2024-07-01T12:00:00", "ends before"),
+            ("2024-07-01T12:00:00.Z", "misplaced"),
+            ("2024-07-01T12:00:00.5", "ends before"),
+            ("2024-07-01", "ends before"),
+            ("2024-7-01T12:00:00Z", "misplaced"),
+            ("2024/07/01T12:00:00Z", "misplaced"),
+            ("2024-07-01_12:00:00Z", "misplaced"),
+            ("2024-07-01T12:00:00+0200", "misplaced"),
+            ("2024-07-01T12:00:00 UTC", "misplaced"),
+            ("2024-02-30T12:00:00Z", "no such"),
+            ("2023-02-29T12:00:00Z", "no such"),
+            ("1900-02-29T12:00:00Z", "no such"),
+            ("2024-13-01T12:00:00Z", "no such"),
+            ("2024-07-01T24:00:00Z", "no such"),
+            ("2024-07-01T12:60:00Z", "no such"),
+            ("2024-07-01T12:00:61Z", "no such"),
+            ("2024-07-01T12:00:00+24:00", "no such"),
+            ("2024-07-01T12:00:00Z ", "text after"),
+            ("2024-07-01T12:00:00Zjunk", "text after"),
+            ("2300-01-01T00:00:00Z", "out of range"),
+            ("1677-09-21T00:12:43.145224191Z", "out of range"),
+            ("2262-04-11T23:47:16.854775808Z", "out of range"),
         ] {
-            assert!(bad.parse::<Timestamp>().is_err(), "{bad:?} parsed");
+            let e = err(bad);
+            assert_eq!(e.text, bad);
+            assert!(e.reason.contains(reason), "{bad:?}: {e}");
         }
+        // Garbage that is not ASCII must fail, not panic on a char boundary.
+        err("2024-07-01T12:00:00é");
+        err("２０２４-07-01T12:00:00Z");
+    }
+
+    #[test]
+    fn the_range_ends_are_exact() {
+        assert_eq!(
+            ts("2262-04-11T23:47:16.854775807Z"),
+            Timestamp::from_unix_nanos(i64::MAX)
+        );
+        assert_eq!(
+            ts("1677-09-21T00:12:43.145224192Z"),
+            Timestamp::from_unix_nanos(i64::MIN)
+        );
+        // An offset may bring a time from outside the range into it.
+        assert_eq!(
+            ts("2262-04-12T00:47:16.854775807+01:00"),
+            Timestamp::from_unix_nanos(i64::MAX)
+        );
+    }
+
+    #[test]
+    fn the_error_says_what_and_why() {
+        let e = err("2023-02-29T12:00:00Z");
+        assert_eq!(
+            e.to_string(),
+            "invalid timestamp \"2023-02-29T12:00:00Z\": no such date, time or offset \
+             (expected RFC 3339, e.g. 2024-07-01T12:00:00.123456789Z)"
+        );
+        let e = serde_json::from_str::<Timestamp>("\"soon\"").unwrap_err();
+        assert!(e.to_string().contains("invalid timestamp \"soon\""), "{e}");
+    }
+
+    #[test]
+    fn serde_writes_the_display_form() {
+        let t = Timestamp::from_unix_nanos(1_719_835_200_123_456_789);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2024-07-01T12:00:00.123456789Z\""
+        );
+    }
+
+    #[test]
+    fn order_is_time_order() {
+        let a = ts("2024-07-01T12:00:00.000000001Z");
+        let b = ts("2024-07-01T13:00:00.000000000+02:00");
+        assert!(b < a);
+        assert_eq!(b.until(a), Some(Duration::from_nanos(3_600_000_000_001)));
     }
 
     #[test]
@@ -307,5 +370,24 @@ mod tests {
         let b = Timestamp::from_unix_nanos(25);
         assert_eq!(a.until(b), Some(Duration::from_nanos(15)));
         assert_eq!(b.until(a), None);
+    }
+
+    #[test]
+    fn system_time_saturates() {
+        let t = UNIX_EPOCH + Duration::from_nanos(1_719_835_200_123_456_789);
+        assert_eq!(
+            Timestamp::from(t),
+            Timestamp::from_unix_nanos(1_719_835_200_123_456_789)
+        );
+        let before = UNIX_EPOCH - Duration::from_nanos(5);
+        assert_eq!(Timestamp::from(before), Timestamp::from_unix_nanos(-5));
+        let far = UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400);
+        assert_eq!(Timestamp::from(far), Timestamp::from_unix_nanos(i64::MAX));
+    }
+
+    #[test]
+    fn millis_round_down() {
+        assert_eq!(Timestamp::from_unix_nanos(1_999_999).unix_millis(), 1);
+        assert_eq!(Timestamp::from_unix_nanos(-1).unix_millis(), -1);
     }
 }
