@@ -32,9 +32,9 @@ impl SpanId {
     }
 
     /// A UUIDv7 from a time and caller-supplied random bits, for writers
-    /// that must not make a system call per span (the preload library): put
-    /// a per-process counter in the first bytes of `random` to keep ids made
-    /// within one millisecond in order. Times before the epoch count as 0.
+    /// that must not make a system call per span: put a per-process counter
+    /// in the first bytes of `random` to keep ids made within one
+    /// millisecond in order. Times before the epoch count as 0.
     pub fn v7_from_parts(at: Timestamp, random: [u8; 10]) -> SpanId {
         let millis = u64::try_from(at.unix_millis()).unwrap_or(0);
         SpanId(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())

@@ -4,11 +4,12 @@
 //! (`substrate-cli trace`, the graph indexer) reads it.
 //!
 //! A trace is JSON lines, one [`Span`] per line, schema version
-//! [`SCHEMA_VERSION`]; `docs/trace-spans.md` documents every field. The
-//! LD_PRELOAD library does not link this crate: it writes binary records
-//! into a `substrate-ring` ring, which the monitor turns into spans here.
-//! Redaction ([`redact`]) works on raw bytes, since paths, argv and env need
-//! not be UTF-8.
+//! [`SCHEMA_VERSION`]; `docs/trace-spans.md` documents every field (its
+//! examples are checked against the builders by a test). The LD_PRELOAD
+//! library does not link this crate: it writes binary records into a
+//! `substrate-ring` ring, which the monitor turns into spans here. Redaction
+//! ([`redact`]) works on raw bytes, since paths, argv and env need not be
+//! UTF-8.
 //!
 //! - write: build with [`Span::exec`], [`Span::file`], ... (argv and env are
 //!   redacted as they are set), then [`Span::to_line`];

@@ -1,6 +1,6 @@
 //! Round trips of every kind and the reader's tolerance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, Cursor, Read};
 
 use serde_json::{json, Value};
@@ -13,7 +13,18 @@ fn t(nanos: i64) -> Timestamp {
     Timestamp::from_unix_nanos(1_719_835_200_000_000_000 + nanos)
 }
 
-/// One span of each kind, with every field the kind has set.
+/// The id of the `counter`th span, started at `at`, made the way a writer
+/// that cannot afford a system call per span makes its ids. Fixed rather
+/// than random so that `docs/trace-spans.md` can show these very spans.
+fn id(at: Timestamp, counter: u8) -> SpanId {
+    SpanId::v7_from_parts(
+        at,
+        [0, counter, 0xb8, 0x71, 0x19, 0x41, 0x2e, 0xa9, 0xc9, 0xf6],
+    )
+}
+
+/// One span of each kind, with every field the kind has set: the examples
+/// of `docs/trace-spans.md` (`documented_examples_are_what_the_builders_write`).
 fn one_of_each() -> Vec<Span> {
     let world = Span::world(
         WORLD,
@@ -31,12 +42,14 @@ fn one_of_each() -> Vec<Span> {
             lost: 7,
         },
     )
+    .id(id(t(0), 1))
     .pid(4100)
     .world_pid(1)
     .end(t(2_500_000_000))
     .exit(ExitStatus::Code(0))
     .build();
     let exec = Span::exec(WORLD, Source::Preload, t(1_000))
+        .id(id(t(1_000), 2))
         .parent(world.span_id)
         .pid(4242)
         .world_pid(7)
@@ -60,6 +73,7 @@ fn one_of_each() -> Vec<Span> {
         t(2_000),
         FileDetail::open(FileOp::Openat, "/etc/hosts", 0o2_000_000, None),
     )
+    .id(id(t(2_000), 3))
     .parent(exec.span_id)
     .world_pid(7)
     .returned(3)
@@ -71,6 +85,7 @@ fn one_of_each() -> Vec<Span> {
         t(3_000),
         FileDetail::rename(FileOp::Rename, "/tmp/a", b"/tmp/\xfeb".to_vec()),
     )
+    .id(id(t(3_000), 4))
     .pid(4243)
     .failed(-1, Errno(18))
     .build();
@@ -86,6 +101,7 @@ fn one_of_each() -> Vec<Span> {
             443,
         ),
     )
+    .id(id(t(4_000), 5))
     .parent(exec.span_id)
     .world_pid(7)
     .failed(-1, Errno(111))
@@ -100,6 +116,7 @@ fn one_of_each() -> Vec<Span> {
             ..NetDetail::new(NetOp::Bind, Family::Unix)
         },
     )
+    .id(id(t(4_500), 6))
     .returned(0)
     .build();
     let dns = Span::dns(
@@ -111,6 +128,7 @@ fn one_of_each() -> Vec<Span> {
             answers: vec!["93.184.216.34".into(), "2606:2800:220:1::1".into()],
         },
     )
+    .id(id(t(3_500), 7))
     .parent(exec.span_id)
     .returned(0)
     .end(t(3_900))
@@ -126,6 +144,7 @@ fn one_of_each() -> Vec<Span> {
             reason: Some("host not in allow-list".into()),
         },
     )
+    .id(id(t(3_950), 8))
     .parent(exec.span_id)
     .build();
     vec![world, exec, file, rename, net, unix, dns, policy]
@@ -587,11 +606,79 @@ fn serde_embeds_spans() {
     assert_eq!(back, spans);
 }
 
-/// Prints one line per kind (`cargo test -p substrate-trace -- --nocapture
-/// example_lines`), the examples of `docs/trace-spans.md`.
-#[test]
-fn example_lines() {
-    for span in one_of_each() {
-        println!("{}", span.to_line().unwrap());
+// ---- the documentation ---------------------------------------------------------
+
+/// The non-blank lines inside the ` ```json ` blocks of a markdown text.
+fn json_block_lines(markdown: &str) -> Vec<&str> {
+    enum At {
+        Text,
+        Json,
+        OtherBlock,
     }
+    let mut at = At::Text;
+    let mut lines = Vec::new();
+    for line in markdown.lines() {
+        if let Some(info) = line.trim_start().strip_prefix("```") {
+            at = match at {
+                At::Text if info.trim() == "json" => At::Json,
+                At::Text => At::OtherBlock,
+                At::Json | At::OtherBlock => At::Text,
+            };
+        } else if matches!(at, At::Json) && !line.trim().is_empty() {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// The docs' example spans are read by the crate's reader and must be,
+/// line for line, what the builders write for the same inputs: the docs
+/// cannot drift from the code. When this fails, the message shows the
+/// lines the docs should hold.
+#[test]
+fn documented_examples_are_what_the_builders_write() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/trace-spans.md");
+    let docs = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let documented = json_block_lines(&docs);
+    let built = one_of_each();
+    let written: Vec<String> = built.iter().map(|s| s.to_line().unwrap()).collect();
+    let fix = format!(
+        "the examples in {path} should be:\n```json\n{}\n```",
+        written.join("\n")
+    );
+
+    let trace = documented
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let (read, errors, stats) = collect(trace.as_bytes());
+    assert!(errors.is_empty(), "{errors:?}\n{fix}");
+    assert_eq!(stats.spans, documented.len() as u64);
+    assert_eq!(read.len(), built.len(), "{fix}");
+    for (n, (doc, span)) in read.iter().zip(&built).enumerate() {
+        assert_eq!(
+            doc,
+            span,
+            "example {} ({}) differs\n{fix}",
+            n + 1,
+            span.kind()
+        );
+    }
+    // The same spans could still be written differently (field order,
+    // escapes, the version): the text must match too.
+    assert_eq!(documented, written, "{fix}");
+
+    // "One line per kind".
+    let kinds: BTreeSet<SpanKind> = built.iter().map(Span::kind).collect();
+    let missing: Vec<&SpanKind> = SpanKind::KNOWN
+        .iter()
+        .filter(|k| !kinds.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "no example of {missing:?}");
+}
+
+#[test]
+fn json_blocks_are_found_and_other_blocks_skipped() {
+    let markdown = "text {\"no\":1}\n```rust\nlet x = 1;\n```\n```json\n{\"a\":1}\n\n{\"b\":2}\n```\n```\n{\"c\":3}\n```\n";
+    assert_eq!(json_block_lines(markdown), [r#"{"a":1}"#, r#"{"b":2}"#]);
 }
