@@ -50,6 +50,7 @@ demo: release
 
 test: build
 	$(CARGO) test --workspace -- --test-threads=$${TEST_THREADS:-4}
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) test --manifest-path preload/Cargo.toml
 
 bench: release bundles
 	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh

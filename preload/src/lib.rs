@@ -18,12 +18,29 @@
 //! - if anything fails (no monitor, not in a world, not glibc) the library
 //!   turns itself off for the process and every hook is a plain call.
 
-#![no_std]
+// Unit tests run on the host with std and the test harness; the library
+// itself stays no_std.
+#![cfg_attr(not(test), no_std)]
 
 mod hooks;
 mod sys;
 mod tracer;
 
+// The C glue (glue.c, compiled by build.rs): the constructor that calls
+// `tracer::substrate_init`. Linked whole, since nothing in Rust refers to
+// it. Not linked into the unit-test binary: tests must never announce
+// themselves to a monitor or trace their own harness.
+#[cfg_attr(
+    not(test),
+    link(
+        name = "substrate_preload_glue",
+        kind = "static",
+        modifiers = "+whole-archive"
+    )
+)]
+extern "C" {}
+
+#[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     // Never reached by design (no indexing that can fail on untrusted
@@ -35,6 +52,8 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 
 /// The precompiled `core` refers to the unwinding personality even with
 /// panic = "abort"; nothing here unwinds, so it is never called. Defined so
-/// that the library has no undefined strong symbol beyond libc's.
+/// that the library has no undefined strong symbol beyond libc's. (A test
+/// binary has std's.)
+#[cfg(not(test))]
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}

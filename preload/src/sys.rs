@@ -125,3 +125,39 @@ pub fn send_with_fd(fd: c_int, msg: &[u8], pass_fd: c_int) -> bool {
         libc::sendmsg(fd, &hdr, libc::MSG_NOSIGNAL) == msg.len() as isize
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(s: &core::ffi::CStr, cap: usize) -> (&[u8], bool) {
+        // SAFETY: a C string.
+        unsafe { cstr(s.as_ptr(), cap) }
+    }
+
+    #[test]
+    fn cstr_reads_up_to_the_nul_or_the_cap() {
+        assert_eq!(cut(c"abc", usize::MAX), (&b"abc"[..], false));
+        // Exactly cap bytes: all of it, not cut.
+        assert_eq!(cut(c"abc", 3), (&b"abc"[..], false));
+        // One more: cut, and said so.
+        assert_eq!(cut(c"abcd", 3), (&b"abc"[..], true));
+        assert_eq!(cut(c"a", 0), (&b""[..], true));
+        assert_eq!(cut(c"", 0), (&b""[..], false));
+        // Bytes as they are: no UTF-8 assumed.
+        assert_eq!(
+            cut(c"/tmp/\xff\xfe\x80caf\xc3\xa9", 64),
+            (&b"/tmp/\xff\xfe\x80caf\xc3\xa9"[..], false)
+        );
+        // SAFETY: NULL is allowed.
+        assert_eq!(unsafe { cstr(core::ptr::null(), 8) }, (&b""[..], false));
+    }
+
+    #[test]
+    fn errno_is_set_and_read_back() {
+        set_errno(12345);
+        assert_eq!(errno(), 12345);
+        set_errno(0);
+        assert_eq!(errno(), 0);
+    }
+}
