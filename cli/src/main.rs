@@ -53,6 +53,7 @@ fn main() -> ExitCode {
             nix::sys::signal::SigHandler::SigDfl,
         );
     }
+    let _fail_points = substrate_runtime::fail_points();
     let cli = Cli::parse();
     let store = cli
         .state_dir

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxBuilder, RootBuilder, Spec};
-use substrate_runtime::{Runtime, WorldSource, LOWER_ANNOTATION};
+use substrate_runtime::{Runtime, WorldId, WorldSource, LOWER_ANNOTATION};
 
 pub enum Origin {
     Bundle(PathBuf),
@@ -46,7 +46,7 @@ impl WorldBundle {
 
     pub fn prepare(
         origin: Origin,
-        id: &str,
+        id: &WorldId,
         command: &[String],
         runtime: &Runtime,
     ) -> Result<Self> {
@@ -138,7 +138,7 @@ fn host_cwd() -> PathBuf {
 /// writes), the caller's command and environment, its own cgroup, and
 /// Substrate's own state hidden from the world.
 fn default_spec(
-    id: &str,
+    id: &WorldId,
     command: &[String],
     root_path: &Path,
     cwd: &Path,

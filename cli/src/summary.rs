@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde_json::json;
-use substrate_runtime::{WorldExit, WorldRecord};
+use substrate_runtime::{ExitStatus, WorldRecord};
 
 use crate::commands::exit_text;
 
@@ -15,7 +15,7 @@ use crate::commands::exit_text;
 /// traced).
 pub fn print(
     record: &WorldRecord,
-    exit: WorldExit,
+    exit: ExitStatus,
     elapsed: Duration,
     spans: Option<&BTreeMap<String, u64>>,
     json: bool,
@@ -44,7 +44,7 @@ pub fn print(
         }
     };
     let status = match exit {
-        WorldExit::Code(0) => paint("32", exit_text(exit)),
+        ExitStatus::Code(0) => paint("32", exit_text(exit)),
         _ => paint("31", exit_text(exit)),
     };
     let files = format!(
@@ -73,7 +73,7 @@ pub fn print(
     };
     eprintln!(
         "world {}: {status} in {:.2}s; files: {files}; {traced} (substrate-cli diff|trace {})",
-        paint("1", record.id.clone()),
+        paint("1", record.id.to_string()),
         elapsed.as_secs_f64(),
         record.id
     );

@@ -97,8 +97,46 @@ pub enum Error {
     Diff {
         id: String,
         #[source]
-        source: crate::fsdiff::FsDiffError,
+        source: substrate_fsdiff::FsDiffError,
     },
+
+    #[error("world {id:?}: monitor")]
+    Monitor {
+        id: String,
+        #[source]
+        source: Box<crate::monitor::MonitorError>,
+    },
+
+    #[error("cannot wait for the init of world {id:?}")]
+    Wait {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The world ran and its init exited with `exit`, but what comes after
+    /// (the fs diff, the record, deleting the container) failed.
+    #[error("world {id:?} exited ({}) but was not finished", exit.shell_status())]
+    Unfinished {
+        id: String,
+        exit: substrate_trace::ExitStatus,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// libcontainer clones from the calling thread and runs Rust code in the
+    /// child: with other threads alive, one may hold a lock (the
+    /// allocator's) that the child then waits on forever.
+    #[error("cannot {operation} from a process with {threads} threads: world processes are cloned only from a single-threaded process (see the shim's helper)")]
+    Threaded {
+        operation: &'static str,
+        threads: usize,
+    },
+
+    /// A fail point set in `FAILPOINTS` (debug builds only: the tests' way
+    /// to fail each step of a world's life).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
 
     /// A primary failure whose cleanup failed as well; both are kept.
     #[error("{primary}; cleaning up after it also failed: {cleanup}")]
@@ -122,14 +160,22 @@ impl Error {
     }
 
     pub(crate) fn libcontainer(
-        id: &str,
+        id: impl std::fmt::Display,
         operation: &'static str,
         source: LibcontainerError,
     ) -> Self {
         Error::Libcontainer {
-            id: id.to_owned(),
+            id: id.to_string(),
             operation,
             source: Box::new(source),
+        }
+    }
+
+    /// `primary`, with the failure of the cleanup that followed it.
+    pub(crate) fn with_cleanup(primary: Error, cleanup: Error) -> Self {
+        Error::WithCleanup {
+            primary: Box::new(primary),
+            cleanup: Box::new(cleanup),
         }
     }
 
@@ -137,6 +183,55 @@ impl Error {
     /// callers (containerd, podman) match on to treat a delete as done.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// `Err(Error::Injected(name))` when the fail point `name` is set (see
+/// [`crate::fail_points`]); always `Ok` in release builds.
+pub(crate) fn fail_point(name: &'static str) -> Result<()> {
+    #[cfg(debug_assertions)]
+    fail::fail_point!(name, |_| Err(Error::Injected(name)));
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+    Ok(())
+}
+
+/// What kind of failure an [`Error`] is, for callers that answer in codes
+/// (the shim's ttrpc status, the agent API's HTTP status): one mapping here,
+/// one at each RPC boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No such world.
+    NotFound,
+    /// A world of that id exists already.
+    AlreadyExists,
+    /// What the caller gave is wrong: an id, a bundle, a signal, a file.
+    InvalidInput,
+    /// The world is not in a state that allows the operation.
+    FailedPrecondition,
+    /// Anything else: the host, the kernel, libcontainer.
+    Other,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } | Error::NoRecord { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } | Error::RecordExists { .. } => ErrorKind::AlreadyExists,
+            Error::InvalidId { .. }
+            | Error::Bundle { .. }
+            | Error::MalformedConfig { .. }
+            | Error::UnsupportedConfig { .. }
+            | Error::InvalidSignal(_)
+            | Error::ProcessFile { .. }
+            | Error::ResourcesFile { .. } => ErrorKind::InvalidInput,
+            Error::IncorrectStatus { .. } | Error::WorldLive { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+            Error::WithCleanup { primary, .. } => primary.kind(),
+            _ => ErrorKind::Other,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! to the process, and its exit becomes ours.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -13,8 +14,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::pidfd::PidFd;
-use crate::record::WorldExit;
+use substrate_trace::ExitStatus;
 
 /// Every signal a user or supervisor might send that the process should get
 /// instead of the runtime. SIGCHLD is ours; SIGKILL and SIGSTOP cannot be
@@ -42,6 +42,14 @@ pub struct SignalForwarder {
     kill_after: Option<Duration>,
 }
 
+impl std::fmt::Debug for SignalForwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalForwarder")
+            .field("kill_after", &self.kill_after)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SignalForwarder {
     pub fn install() -> io::Result<Self> {
         let signals = Signals::new(FORWARDED.map(|s| s as i32))?;
@@ -60,10 +68,10 @@ impl SignalForwarder {
     }
 
     /// Forwards signals to `pid`, our child, until it exits; returns how.
-    pub fn wait(mut self, pid: Pid) -> io::Result<WorldExit> {
+    pub fn wait(mut self, pid: Pid) -> io::Result<ExitStatus> {
         // Signals go through a pidfd: one that arrives after the process has
         // been reaped must not reach whatever reused its pid.
-        let pidfd = Arc::new(PidFd::open(pid)?);
+        let pidfd = Arc::new(pidfd_open(pid)?);
         let handle: Handle = self.signals.handle();
         let kill_after = self.kill_after;
         let forwarder = std::thread::spawn(move || {
@@ -71,22 +79,22 @@ impl SignalForwarder {
                 let Ok(signal) = Signal::try_from(signal) else {
                     continue;
                 };
-                let _ = pidfd.send_signal(signal);
+                let _ = pidfd_signal(&pidfd, signal);
                 let stopping = matches!(signal, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP);
                 if let (true, Some(grace)) = (stopping, kill_after) {
                     let pidfd = Arc::clone(&pidfd);
                     std::thread::spawn(move || {
                         std::thread::sleep(grace);
-                        let _ = pidfd.send_signal(Signal::SIGKILL);
+                        let _ = pidfd_signal(&pidfd, Signal::SIGKILL);
                     });
                 }
             }
         });
         let exit = loop {
             match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, code)) => break Ok(WorldExit::Code(code)),
+                Ok(WaitStatus::Exited(_, code)) => break Ok(ExitStatus::Code(code)),
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
-                    break Ok(WorldExit::Signal(signal as i32))
+                    break Ok(ExitStatus::Signal(signal as i32))
                 }
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(e) => break Err(io::Error::from(e)),
@@ -96,4 +104,22 @@ impl SignalForwarder {
         let _ = forwarder.join();
         exit
     }
+}
+
+/// A pidfd (pidfd_open(2)) names one process for good: no pid-reuse race.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid.as_raw())
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Signals the process a pidfd names: an error (ESRCH) once it has been
+/// reaped, never a process that reused its pid.
+fn pidfd_signal(pidfd: &OwnedFd, signal: Signal) -> io::Result<()> {
+    let signal = rustix::process::Signal::from_named_raw(signal as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, signal)?)
 }

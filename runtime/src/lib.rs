@@ -2,29 +2,39 @@
 //! governed containers Substrate runs, on youki's `libcontainer`.
 //!
 //! The `substrate-runtime` binary (runc's CLI), the containerd shim and
-//! `substrate-cli` all drive worlds through this API in-process:
+//! `substrate-cli` all drive worlds through this API in-process, and run a
+//! world through one sequence ([`WorldRun`]): created, monitored, started,
+//! waited for, finished, deleted — with nothing left behind when a step
+//! fails.
 //!
 //! ```no_run
-//! use substrate_runtime::{CreateOptions, Runtime};
-//! # fn main() -> substrate_runtime::Result<()> {
+//! use substrate_runtime::foreground::SignalForwarder;
+//! use substrate_runtime::monitor::Monitoring;
+//! use substrate_runtime::{AfterExit, CreateOptions, RunOptions, Runtime};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = Runtime::new("/run/substrate");
-//! let mut world = runtime.create("job-1", "/srv/bundle".as_ref(), CreateOptions {
-//!     detach: true,
-//!     ..Default::default()
+//! let finished = runtime.run("job-1", "/srv/bundle".as_ref(), RunOptions {
+//!     create: CreateOptions::default(),
+//!     monitoring: Monitoring::Thread,
+//!     loopback: false,
+//!     signals: SignalForwarder::install()?,
+//!     after_exit: AfterExit::Delete,
 //! })?;
-//! world.start()?;
+//! println!("{:?}", finished.exit);
 //! # Ok(()) }
 //! ```
+//!
+//! World processes are cloned from the calling thread: `create` and `exec`
+//! refuse to run in a process with other threads (the shim runs them in a
+//! single-threaded helper process).
 
 mod bundle;
 mod error;
 pub mod foreground;
-pub mod fsdiff;
+mod id;
 pub mod inject;
 pub mod monitor;
 mod overlay;
-mod pidfd;
-pub mod procevents;
 pub mod record;
 mod runtime;
 mod state;
@@ -32,13 +42,34 @@ mod store;
 mod world;
 
 pub use bundle::Bundle;
-pub use error::{one_line, Error, Result};
+pub use error::{one_line, Error, ErrorKind, Result};
+pub use id::WorldId;
 pub use overlay::LOWER_ANNOTATION;
-pub use record::{WorldExit, WorldRecord, WorldSource};
-pub use runtime::{validate_id, Runtime, DEFAULT_ROOT};
+pub use record::{ExitStatus, WorldRecord, WorldSource};
+pub use runtime::{Runtime, DEFAULT_ROOT};
+
+/// Fail points (`FAILPOINTS=world.start=return`) for the tests, which fail
+/// each step of a world's life through the real binaries; a binary holds the
+/// guard for its lifetime. Debug builds only (what `cargo test` runs): a
+/// release build ignores `FAILPOINTS` and has no fail point in its code.
+pub fn fail_points() -> FailPoints {
+    FailPoints {
+        #[cfg(debug_assertions)]
+        _scenario: fail::FailScenario::setup(),
+    }
+}
+
+/// See [`fail_points`].
+pub struct FailPoints {
+    #[cfg(debug_assertions)]
+    _scenario: fail::FailScenario<'static>,
+}
 pub use state::{WorldState, WorldStatus, OCI_VERSION};
 pub use store::{WorldStore, DEFAULT_STATE_DIR};
-pub use world::{CreateOptions, ExecOptions, Stdio, World};
+pub use world::{
+    AfterExit, CreateOptions, ExecOptions, Finished, RunOptions, Stdio, TraceSummary, World,
+    WorldRun,
+};
 
 pub use world::kill::parse_signal;
 pub use world::update::load_resources;

@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let _fail_points = substrate_runtime::fail_points();
     let opts = Opts::parse();
     let format = match logging::LogFormat::parse(opts.global.log_format.as_deref()) {
         Ok(format) => format,

@@ -11,14 +11,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsdiff::{DiffOptions, DiffSummary};
+use crate::id::WorldId;
+use substrate_fsdiff::{DiffOptions, DiffSummary};
+pub use substrate_trace::ExitStatus;
 
 pub const RECORD_SCHEMA: &str = "substrate.world/v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorldRecord {
     pub schema: String,
-    pub id: String,
+    pub id: WorldId,
     /// Where the world's definition came from.
     pub source: WorldSource,
     /// The runtime state root (`--root`) that held its container, so its
@@ -48,7 +50,7 @@ pub struct WorldRecord {
     pub ended_at: Option<DateTime<Utc>>,
     /// How the world's init ended, when whoever waited for it told us.
     #[serde(default)]
-    pub exit: Option<WorldExit>,
+    pub exit: Option<ExitStatus>,
     /// Totals and tree hash of the fs diff (the entries are in `diff.json`).
     #[serde(default)]
     pub diff: Option<DiffSummary>,
@@ -86,23 +88,6 @@ fn yes() -> bool {
 pub enum UpperOwner {
     World,
     Adopted,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorldExit {
-    Code(i32),
-    Signal(i32),
-}
-
-impl WorldExit {
-    /// As a shell reports it: the code, or 128 + the signal number.
-    pub fn shell_status(self) -> i32 {
-        match self {
-            WorldExit::Code(code) => code,
-            WorldExit::Signal(signal) => 128 + signal,
-        }
-    }
 }
 
 pub use substrate_trace::REDACTED;
@@ -219,10 +204,10 @@ mod tests {
 
     #[test]
     fn exit_statuses_read_like_a_shell() {
-        assert_eq!(WorldExit::Code(3).shell_status(), 3);
-        assert_eq!(WorldExit::Signal(9).shell_status(), 137);
+        assert_eq!(ExitStatus::Code(3).shell_status(), 3);
+        assert_eq!(ExitStatus::Signal(9).shell_status(), 137);
         assert_eq!(
-            serde_json::to_string(&WorldExit::Signal(9)).unwrap(),
+            serde_json::to_string(&ExitStatus::Signal(9)).unwrap(),
             r#"{"signal":9}"#
         );
     }

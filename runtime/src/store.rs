@@ -6,8 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fsdiff::FsDiff;
+use crate::id::WorldId;
 use crate::record::{write_replacing, UpperOwner, WorldRecord};
+use substrate_fsdiff::FsDiff;
 
 /// Default state dir; `SUBSTRATE_STATE_DIR` overrides it.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/substrate";
@@ -38,47 +39,47 @@ impl WorldStore {
         &self.dir
     }
 
-    pub fn world_dir(&self, id: &str) -> PathBuf {
+    pub fn world_dir(&self, id: &WorldId) -> PathBuf {
         self.dir.join("worlds").join(id)
     }
 
-    pub fn upper_dir(&self, id: &str) -> PathBuf {
+    pub fn upper_dir(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("upper")
     }
 
-    pub fn work_dir(&self, id: &str) -> PathBuf {
+    pub fn work_dir(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("work")
     }
 
     /// The mount point of a world whose lower is not the bundle's own rootfs
     /// (the host's `/`): the overlay is mounted here, in the world's private
     /// mount namespace only.
-    pub fn rootfs_dir(&self, id: &str) -> PathBuf {
+    pub fn rootfs_dir(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("rootfs")
     }
 
     /// What the world's processes see at `/.substrate` (the span socket,
     /// the preload library's mount point, the world's `ld.so.preload`).
-    pub fn inject_dir(&self, id: &str) -> PathBuf {
+    pub fn inject_dir(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("inject")
     }
 
-    pub fn record_path(&self, id: &str) -> PathBuf {
+    pub fn record_path(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("world.json")
     }
 
     /// The world's spans, one JSON line each (`docs/trace-spans.md`).
-    pub fn trace_path(&self, id: &str) -> PathBuf {
+    pub fn trace_path(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("trace.jsonl")
     }
 
-    pub fn diff_path(&self, id: &str) -> PathBuf {
+    pub fn diff_path(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("diff.json")
     }
 
     /// An exclusive lock on the world's dir (flock(2)), held until dropped,
     /// for read-modify-write of its record.
-    pub(crate) fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<fs::File>> {
+    pub(crate) fn lock(&self, id: &WorldId) -> Result<nix::fcntl::Flock<fs::File>> {
         let dir = self.world_dir(id);
         let file = fs::File::open(&dir).map_err(|e| Error::io("cannot open world dir", &dir, e))?;
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
@@ -88,8 +89,8 @@ impl WorldStore {
     /// Adds how the world's init ended to its record, if it has none yet.
     pub fn add_exit(
         &self,
-        id: &str,
-        exit: Option<crate::record::WorldExit>,
+        id: &WorldId,
+        exit: Option<substrate_trace::ExitStatus>,
     ) -> Result<Option<WorldRecord>> {
         if !self.has_record(id) {
             return Ok(None);
@@ -103,14 +104,14 @@ impl WorldStore {
         Ok(Some(record))
     }
 
-    pub fn has_record(&self, id: &str) -> bool {
+    pub fn has_record(&self, id: &WorldId) -> bool {
         self.record_path(id).exists()
     }
 
-    pub fn record(&self, id: &str) -> Result<WorldRecord> {
+    pub fn record(&self, id: &WorldId) -> Result<WorldRecord> {
         let path = self.record_path(id);
         if !path.exists() {
-            return Err(Error::NoRecord { id: id.to_owned() });
+            return Err(Error::NoRecord { id: id.to_string() });
         }
         WorldRecord::load(&path)
     }
@@ -119,10 +120,10 @@ impl WorldStore {
         record.save(&self.record_path(&record.id))
     }
 
-    pub fn diff(&self, id: &str) -> Result<FsDiff> {
+    pub fn diff(&self, id: &WorldId) -> Result<FsDiff> {
         let path = self.diff_path(id);
         if !self.has_record(id) {
-            return Err(Error::NoRecord { id: id.to_owned() });
+            return Err(Error::NoRecord { id: id.to_string() });
         }
         let bytes = fs::read(&path).map_err(|e| Error::io("cannot read world diff", &path, e))?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Record {
@@ -131,7 +132,7 @@ impl WorldStore {
         })
     }
 
-    pub(crate) fn save_diff(&self, id: &str, diff: &FsDiff) -> Result<()> {
+    pub(crate) fn save_diff(&self, id: &WorldId, diff: &FsDiff) -> Result<()> {
         let bytes = serde_json::to_vec(diff).expect("FsDiff serializes");
         write_replacing(&self.diff_path(id), &bytes, true)
     }
@@ -154,7 +155,7 @@ impl WorldStore {
 
     /// Deletes the files of a finished world's upper layer (if Substrate
     /// owns it), keeping record and diff, and notes it in the record.
-    pub fn discard_upper(&self, id: &str) -> Result<()> {
+    pub fn discard_upper(&self, id: &WorldId) -> Result<()> {
         let mut record = self.record(id)?;
         if record.upper.owner == UpperOwner::World {
             for dir in [self.upper_dir(id), self.work_dir(id), self.rootfs_dir(id)] {
@@ -167,7 +168,7 @@ impl WorldStore {
     }
 
     /// Deletes everything kept about the world.
-    pub fn remove(&self, id: &str) -> Result<()> {
+    pub fn remove(&self, id: &WorldId) -> Result<()> {
         remove_dir_if_exists(&self.world_dir(id))
     }
 }

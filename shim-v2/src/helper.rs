@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
-use substrate_runtime::{CreateOptions, ExecOptions, Runtime};
+use substrate_runtime::{CreateOptions, ErrorKind, ExecOptions, Runtime};
 
 /// The argument that makes the binary a helper.
 pub const ARG: &str = "__substrate-helper";
@@ -58,20 +58,55 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     Pid(i32),
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why a helper's call failed: the runtime library's kind of error (which
+/// the service turns into a ttrpc code, as for its own calls) and the
+/// message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    fn other(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            kind: ErrorKind::Other,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<substrate_runtime::Error> for Failure {
+    fn from(e: substrate_runtime::Error) -> Failure {
+        Failure {
+            kind: e.kind(),
+            message: substrate_runtime::one_line(&e),
+        }
+    }
 }
 
 /// Runs `request` in a new helper; its answer, or why there is none.
-pub fn call(request: &Request) -> Result<i32, String> {
+pub fn call(request: &Request) -> Result<i32, Failure> {
+    exchange(request).map_err(|failure| Failure {
+        message: with_logged_cause(failure.message, &request.log_path()),
+        ..failure
+    })
+}
+
+fn exchange(request: &Request) -> Result<i32, Failure> {
     let (ours, theirs) = socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|e| format!("socketpair: {e}"))?;
+    .map_err(|e| Failure::other(format!("socketpair: {e}")))?;
     let theirs_fd = theirs.as_raw_fd();
-    let exe = std::env::current_exe().map_err(|e| format!("the shim's own path: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| Failure::other(format!("the shim's own path: {e}")))?;
     let mut command = Command::new(exe);
     command
         .arg(ARG)
@@ -96,33 +131,30 @@ pub fn call(request: &Request) -> Result<i32, String> {
     // Reaped by the shim's reaper like any child; never waited for here.
     let child = command
         .spawn()
-        .map_err(|e| format!("starting the helper: {e}"))?;
+        .map_err(|e| Failure::other(format!("starting the helper: {e}")))?;
     drop(child);
     drop(theirs);
-    let bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(request).map_err(Failure::other)?;
     socket::send(ours.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)
-        .map_err(|e| format!("the helper is gone: {e}"))?;
+        .map_err(|e| Failure::other(format!("the helper is gone: {e}")))?;
     let mut buf = vec![0u8; MAX_MESSAGE];
     let n = socket::recv(ours.as_raw_fd(), &mut buf, MsgFlags::empty())
-        .map_err(|e| format!("the helper did not answer: {e}"))?;
+        .map_err(|e| Failure::other(format!("the helper did not answer: {e}")))?;
     if n == 0 {
-        return Err("the helper exited without an answer".into());
+        return Err(Failure::other("the helper exited without an answer"));
     }
-    match serde_json::from_slice(&buf[..n]).map_err(|e| e.to_string())? {
+    match serde_json::from_slice(&buf[..n]).map_err(Failure::other)? {
         Response::Pid(pid) => Ok(pid),
-        Response::Failed(reason) => Err(with_logged_cause(reason, &request.log_path())),
+        Response::Failed(failure) => Err(failure),
     }
 }
 
 /// The helper's main: one request, one answer.
 pub fn serve() -> i32 {
-    // SAFETY: fd 3 is the socketpair end the shim gave us.
-    let socket = unsafe { OwnedFd::from_raw_fd(FD) };
-    // Not for the container processes made from here.
-    let _ = nix::fcntl::fcntl(
-        FD,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+    let Some(socket) = take_socket() else {
+        eprintln!("{ARG}: fd {FD} is not the shim's socket: this is not for people to run");
+        return 2;
+    };
     let mut buf = vec![0u8; MAX_MESSAGE];
     let n = loop {
         match socket::recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
@@ -140,7 +172,10 @@ pub fn serve() -> i32 {
                 Err(reason) => Response::Failed(reason),
             }
         }
-        Err(e) => Response::Failed(format!("bad request: {e}")),
+        Err(e) => Response::Failed(Failure {
+            kind: ErrorKind::InvalidInput,
+            message: format!("bad request: {e}"),
+        }),
     };
     let bytes = serde_json::to_vec(&response).unwrap_or_default();
     match socket::send(socket.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
@@ -191,8 +226,26 @@ fn with_logged_cause(reason: String, log: &Path) -> String {
     }
 }
 
-fn handle(request: Request) -> Result<i32, String> {
-    let error = |e: substrate_runtime::Error| substrate_runtime::one_line(&e);
+/// Takes fd 3 once it is known to be what the shim passes: an open
+/// `SOCK_SEQPACKET` socket (run by hand, fd 3 may be anything, or nothing).
+fn take_socket() -> Option<OwnedFd> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    // Not for the container processes made from here; and EBADF if fd 3
+    // is not open.
+    fcntl(FD, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    // SAFETY: fd 3 is open (F_SETFD succeeded) and only borrowed here.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(FD) };
+    let kind = socket::getsockopt(&borrowed, socket::sockopt::SockType).ok()?;
+    if kind != SockType::SeqPacket {
+        return None;
+    }
+    // SAFETY: fd 3 is an open socket that nothing else in this process
+    // owns: the helper opened nothing yet, and the shim dup2'd it there
+    // for us.
+    Some(unsafe { OwnedFd::from_raw_fd(FD) })
+}
+
+fn handle(request: Request) -> Result<i32, Failure> {
     match request {
         Request::Create {
             root,
@@ -202,21 +255,19 @@ fn handle(request: Request) -> Result<i32, String> {
             console_socket,
         } => {
             let runtime = Runtime::new(root);
-            let world = runtime
-                .create(
-                    &id,
-                    &bundle,
-                    CreateOptions {
-                        detach: true,
-                        console_socket,
-                        stdio: open_stdio(&stdio).map_err(|e| e.to_string())?,
-                        ..Default::default()
-                    },
-                )
-                .map_err(error)?;
+            let world = runtime.create(
+                &id,
+                &bundle,
+                CreateOptions {
+                    detach: true,
+                    console_socket,
+                    stdio: open_stdio(&stdio).map_err(Failure::other)?,
+                    ..Default::default()
+                },
+            )?;
             world
                 .pid()
-                .ok_or_else(|| "the world has no init".to_owned())
+                .ok_or_else(|| Failure::other("the world has no init"))
         }
         Request::Exec {
             root,
@@ -226,19 +277,17 @@ fn handle(request: Request) -> Result<i32, String> {
             console_socket,
         } => {
             let runtime = Runtime::new(root);
-            let world = runtime.world(&id).map_err(error)?;
-            let pid = world
-                .exec(
-                    &runtime,
-                    ExecOptions {
-                        process: Some(process),
-                        console_socket,
-                        detach: true,
-                        stdio: open_stdio(&stdio).map_err(|e| e.to_string())?,
-                        ..Default::default()
-                    },
-                )
-                .map_err(error)?;
+            let world = runtime.world(&id)?;
+            let pid = world.exec(
+                &runtime,
+                ExecOptions {
+                    process: Some(process),
+                    console_socket,
+                    detach: true,
+                    stdio: open_stdio(&stdio).map_err(Failure::other)?,
+                    ..Default::default()
+                },
+            )?;
             Ok(pid.as_raw())
         }
     }

@@ -19,6 +19,7 @@ mod shim;
 mod stdio;
 
 fn main() {
+    let _fail_points = substrate_runtime::fail_points();
     if std::env::args().nth(1).as_deref() == Some(helper::ARG) {
         std::process::exit(helper::serve());
     }

@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use containerd_shim::api;
@@ -22,8 +21,8 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::ttrpc;
 use containerd_shim::util::timestamp;
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
-use substrate_runtime::monitor::WorldMonitor;
-use substrate_runtime::{Runtime, WorldStatus};
+use substrate_runtime::monitor::Monitoring;
+use substrate_runtime::{ErrorKind, Runtime, WorldRun, WorldStatus};
 
 use crate::helper::{self, Request, StdioPaths};
 use crate::publisher::Publisher;
@@ -54,9 +53,11 @@ struct Container {
     bundle: PathBuf,
     init: Process,
     execs: HashMap<String, Process>,
-    rootfs_mounted: bool,
-    /// Set at delete: the world monitor stops waiting for more events.
-    world_gone: Arc<AtomicBool>,
+    /// The world and its monitor, until `Delete`. Declared before `rootfs`:
+    /// dropped first (the world is deleted before its rootfs is unmounted)
+    /// when the shim exits with containers left.
+    run: Option<WorldRun>,
+    rootfs: Option<MountedRootfs>,
 }
 
 #[derive(Default)]
@@ -99,9 +100,6 @@ pub struct Service {
     publisher: Arc<Publisher>,
     tasks: Arc<(Mutex<Tasks>, Condvar)>,
     exit: Arc<ExitSignal>,
-    /// World monitor threads: the shim waits for them before it exits, so
-    /// every world's trace ends with its world span.
-    monitors: Mutex<Vec<std::thread::JoinHandle<()>>>,
     oom: Arc<crate::oom::OomWatcher>,
 }
 
@@ -113,13 +111,24 @@ fn failed(message: impl std::fmt::Display) -> ttrpc::Error {
     status(ttrpc::Code::UNKNOWN, message.to_string())
 }
 
+/// The one mapping from the runtime library's kinds of failure to ttrpc
+/// codes, for the shim's own calls and its helper's alike.
+fn code_of(kind: ErrorKind) -> ttrpc::Code {
+    match kind {
+        ErrorKind::NotFound => ttrpc::Code::NOT_FOUND,
+        ErrorKind::AlreadyExists => ttrpc::Code::ALREADY_EXISTS,
+        ErrorKind::InvalidInput => ttrpc::Code::INVALID_ARGUMENT,
+        ErrorKind::FailedPrecondition => ttrpc::Code::FAILED_PRECONDITION,
+        ErrorKind::Other => ttrpc::Code::UNKNOWN,
+    }
+}
+
 fn runtime_error(e: substrate_runtime::Error) -> ttrpc::Error {
-    let code = match &e {
-        substrate_runtime::Error::NotFound { .. } => ttrpc::Code::NOT_FOUND,
-        substrate_runtime::Error::AlreadyExists { .. } => ttrpc::Code::ALREADY_EXISTS,
-        _ => ttrpc::Code::UNKNOWN,
-    };
-    status(code, substrate_runtime::one_line(&e))
+    status(code_of(e.kind()), substrate_runtime::one_line(&e))
+}
+
+fn helper_error(failure: helper::Failure) -> ttrpc::Error {
+    status(code_of(failure.kind), failure.message)
 }
 
 fn now() -> Timestamp {
@@ -157,7 +166,6 @@ impl Service {
             publisher,
             tasks,
             exit,
-            monitors: Mutex::default(),
             oom,
         })
     }
@@ -195,35 +203,6 @@ impl Service {
             self.publisher.publish(&event);
         }
         Ok(())
-    }
-
-    /// Follows the world in a thread: its trace, then its record's end.
-    fn start_world_monitor(&self, id: &str, pid: i32) -> Arc<AtomicBool> {
-        let gone = Arc::new(AtomicBool::new(false));
-        if !substrate_runtime::inject::tracing_enabled() {
-            return gone;
-        }
-        let monitor = match WorldMonitor::subscribe(self.runtime.store(), id) {
-            Ok(monitor) => monitor,
-            Err(e) => {
-                log::warn!("world {id}: no monitor, no trace: {e}");
-                return gone;
-            }
-        };
-        let (runtime, id, flag) = (self.runtime.clone(), id.to_owned(), Arc::clone(&gone));
-        let handle = std::thread::spawn(move || {
-            let start = substrate_trace::Timestamp::now();
-            let closed = monitor
-                .follow(pid, || flag.load(Ordering::Relaxed))
-                .and_then(|report| report.close_world(&runtime, &id, start));
-            if let Err(e) = closed {
-                log::warn!("world {id}: trace or record not completed: {e}");
-            }
-        });
-        let mut monitors = self.monitors.lock().unwrap_or_else(|p| p.into_inner());
-        monitors.retain(|m| !m.is_finished());
-        monitors.push(handle);
-        gone
     }
 }
 
@@ -267,29 +246,55 @@ fn record_exit(tasks: &(Mutex<Tasks>, Condvar), pid: i32, code: u32) -> Option<T
     event
 }
 
-fn mount_rootfs(
-    mounts: &[containerd_shim::protos::types::mount::Mount],
-    target: &std::path::Path,
-) -> TtrpcResult<bool> {
-    if mounts.is_empty() {
-        return Ok(false);
-    }
-    std::fs::create_dir_all(target).map_err(failed)?;
-    for m in mounts {
-        containerd_shim::mount::mount_rootfs(
-            Some(m.type_.as_str()).filter(|t| !t.is_empty()),
-            Some(m.source.as_str()).filter(|s| !s.is_empty()),
-            &m.options,
-            target,
-        )
-        .map_err(|e| failed(format!("mounting the rootfs at {}: {e}", target.display())))?;
-    }
-    Ok(true)
+/// containerd's snapshot mounted at the bundle's `rootfs`, unmounted when
+/// dropped: on `Delete`, and on every path where `Create` fails after it.
+struct MountedRootfs {
+    target: PathBuf,
 }
 
-fn unmount_rootfs(target: &std::path::Path) {
-    if let Err(e) = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
-        log::warn!("unmounting {}: {e}", target.display());
+impl MountedRootfs {
+    /// `None` when containerd passed no mounts (the bundle has its rootfs).
+    fn mount(
+        mounts: &[containerd_shim::protos::types::mount::Mount],
+        target: PathBuf,
+    ) -> TtrpcResult<Option<MountedRootfs>> {
+        if mounts.is_empty() {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&target).map_err(failed)?;
+        // From the first mount on, dropping this unmounts what is there.
+        let rootfs = MountedRootfs { target };
+        for m in mounts {
+            containerd_shim::mount::mount_rootfs(
+                Some(m.type_.as_str()).filter(|t| !t.is_empty()),
+                Some(m.source.as_str()).filter(|s| !s.is_empty()),
+                &m.options,
+                &rootfs.target,
+            )
+            .map_err(|e| {
+                failed(format!(
+                    "mounting the rootfs at {}: {e}",
+                    rootfs.target.display()
+                ))
+            })?;
+        }
+        Ok(Some(rootfs))
+    }
+}
+
+impl Drop for MountedRootfs {
+    fn drop(&mut self) {
+        // Several mounts may be stacked there: take every one.
+        loop {
+            match nix::mount::umount2(&self.target, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) => continue,
+                Err(nix::errno::Errno::EINVAL) => return,
+                Err(e) => {
+                    log::warn!("unmounting {}: {e}", self.target.display());
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -307,22 +312,15 @@ impl containerd_shim::Task for Service {
         }
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
-        let rootfs = bundle.join("rootfs");
-        let rootfs_mounted = mount_rootfs(&req.rootfs, &rootfs)?;
-        let undo = |e: ttrpc::Error| {
-            if rootfs_mounted {
-                unmount_rootfs(&rootfs);
-            }
-            e
-        };
+        let rootfs = MountedRootfs::mount(&req.rootfs, bundle.join("rootfs"))?;
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
         };
-        let kept = keep_open(&stdio).map_err(failed).map_err(undo)?;
+        let kept = keep_open(&stdio).map_err(failed)?;
         let console = if req.terminal {
-            let socket = ConsoleSocket::new().map_err(failed).map_err(undo)?;
+            let socket = ConsoleSocket::new().map_err(failed)?;
             let path = socket.path.clone();
             Some((path, std::thread::spawn(move || socket.receive())))
         } else {
@@ -339,20 +337,36 @@ impl containerd_shim::Task for Service {
             },
             console_socket: console.as_ref().map(|(path, _)| path.clone()),
         };
-        let pid = helper::call(&request)
-            .map_err(|e| status(ttrpc::Code::UNKNOWN, e))
-            .map_err(undo)?;
+        let pid = helper::call(&request).map_err(helper_error)?;
+        // The world exists: from here on, a failure deletes it (and the
+        // rootfs guard unmounts what it mounted).
+        let run = self
+            .runtime
+            .attach(&id, Monitoring::Thread)
+            .map_err(runtime_error)?;
         let console = match console {
             Some((_, receiver)) => {
-                let master = receiver
+                let received = receiver
                     .join()
-                    .map_err(|_| failed("console receiver panicked"))?
-                    .map_err(failed)?;
-                Some(Console::start(master, &stdio).map_err(failed)?)
+                    .unwrap_or_else(|_| Err(std::io::Error::other("console receiver panicked")))
+                    .and_then(|master| Console::start(master, &stdio));
+                match received {
+                    Ok(console) => Some(console),
+                    Err(e) => {
+                        let message = format!("the container's console: {e}");
+                        return Err(match run.discard() {
+                            Ok(()) => failed(message),
+                            Err(cleanup) => failed(format!(
+                                "{message}; cleaning up after it also failed: {}",
+                                substrate_runtime::one_line(&cleanup)
+                            )),
+                        });
+                    }
+                }
             }
             None => None,
         };
-        let world_gone = self.start_world_monitor(&id, pid);
+        let cgroup = run.world().cgroup_path();
         self.lock().containers.insert(
             id.clone(),
             Container {
@@ -367,12 +381,11 @@ impl containerd_shim::Task for Service {
                     spec: None,
                 },
                 execs: HashMap::new(),
-                rootfs_mounted,
-                world_gone,
+                run: Some(run),
+                rootfs,
             },
         );
         self.started(&id, "", pid)?;
-        let cgroup = self.runtime.world(&id).ok().and_then(|w| w.cgroup_path());
         if let Some(cgroup) = cgroup {
             if let Err(e) = self.oom.watch(&id, &cgroup) {
                 log::warn!("container {id}: OOM kills will not be reported: {e}");
@@ -405,9 +418,20 @@ impl containerd_shim::Task for Service {
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
         if req.exec_id.is_empty() {
-            let mut world = self.runtime.world(&req.id).map_err(runtime_error)?;
-            world.start().map_err(runtime_error)?;
-            let pid = world.pid().unwrap_or(0);
+            // Out of the table while it starts (no lock across the call);
+            // a start that fails has deleted the world, and containerd's
+            // Delete that follows finds it gone.
+            let run = self.lock().container(&req.id)?.run.take().ok_or_else(|| {
+                status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    "the world is being deleted",
+                )
+            })?;
+            let run = run.start().map_err(runtime_error)?;
+            let pid = run.world().pid().unwrap_or(0);
+            if let Ok(container) = self.lock().container(&req.id) {
+                container.run = Some(run);
+            }
             self.publisher.publish(&TaskStart {
                 container_id: req.id,
                 pid: pid as u32,
@@ -447,7 +471,7 @@ impl containerd_shim::Task for Service {
             },
             console_socket: console.as_ref().map(|(path, _)| path.clone()),
         })
-        .map_err(|e| status(ttrpc::Code::UNKNOWN, e))?;
+        .map_err(helper_error)?;
         if let Some((_, receiver)) = console {
             let master = receiver
                 .join()
@@ -585,27 +609,29 @@ impl containerd_shim::Task for Service {
             }
             return Ok(delete_response(&exec));
         }
-        let (bundle, rootfs_mounted, world_gone) = {
+        // Taken out of the table for the delete (no lock held across it),
+        // put back if the delete fails, so containerd can try again.
+        let (run, rootfs) = {
             let mut tasks = self.lock();
             let container = tasks.container(&req.id)?;
-            (
-                container.bundle.clone(),
-                container.rootfs_mounted,
-                Arc::clone(&container.world_gone),
-            )
+            (container.run.take(), container.rootfs.take())
         };
         // A created or stopped world; a running one is killed (containerd
         // kills and waits first; this is the shim-died and cleanup path).
-        match self.runtime.world(&req.id) {
-            Ok(world) => world.delete(true).map_err(runtime_error)?,
-            Err(substrate_runtime::Error::NotFound { .. }) => {}
-            Err(e) => return Err(runtime_error(e)),
+        let deleted = match run {
+            Some(run) => run.end().map(|_| ()),
+            // A start that failed, or a delete that failed half-way and is
+            // tried again: whatever is left of the world goes.
+            None => self.runtime.delete(&req.id, true),
+        };
+        if let Err(e) = deleted {
+            if let Ok(container) = self.lock().container(&req.id) {
+                container.rootfs = rootfs;
+            }
+            return Err(runtime_error(e));
         }
-        world_gone.store(true, Ordering::Relaxed);
         self.oom.forget(&req.id);
-        if rootfs_mounted {
-            unmount_rootfs(&bundle.join("rootfs"));
-        }
+        drop(rootfs);
         let container = self.lock().containers.remove(&req.id);
         let response = container
             .as_ref()
@@ -796,13 +822,6 @@ impl containerd_shim::Task for Service {
                 "no containers left in namespace {}: shutting down",
                 self.namespace
             );
-            // Deleted worlds' monitors stop within 100 ms (their give-up
-            // flag is set); let them write their world spans first.
-            let monitors =
-                std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
-            for monitor in monitors {
-                let _ = monitor.join();
-            }
             self.exit.signal();
         }
         Ok(api::Empty::new())

@@ -3,14 +3,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{self, ControlMessageOwned, MsgFlags};
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 use crate::helper::StdioPaths;
 
@@ -74,25 +75,27 @@ impl ConsoleSocket {
         stream.set_read_timeout(Some(CONSOLE_TIMEOUT))?;
         let mut buf = [0u8; 256];
         let mut iov = [io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = socket::recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        for cmsg in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: SCM_RIGHTS installed this fd in our table.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no pty master on the console socket",
-        ))
+        // Room for one fd: the kernel closes any more than fit (and sets
+        // MSG_CTRUNC), so a sender passing several cannot fill our table.
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        recvmsg(&stream, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+        // Every fd received is owned here; all but the first are closed
+        // when the iterator drops them.
+        let master = control
+            .drain()
+            .filter_map(|message| match message {
+                RecvAncillaryMessage::ScmRights(fds) => Some(fds),
+                _ => None,
+            })
+            .flatten()
+            .next();
+        master.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no pty master on the console socket",
+            )
+        })
     }
 }
 
@@ -125,17 +128,13 @@ impl Console {
     }
 
     pub fn resize(&self, width: u32, height: u32) -> io::Result<()> {
-        let size = libc::winsize {
-            ws_row: height as u16,
-            ws_col: width as u16,
+        let size = rustix::termios::Winsize {
+            ws_row: height.try_into().unwrap_or(u16::MAX),
+            ws_col: width.try_into().unwrap_or(u16::MAX),
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
-        if unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(rustix::termios::tcsetwinsize(&self.master, size)?)
     }
 }
 

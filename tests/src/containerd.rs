@@ -21,12 +21,20 @@ pub struct Containerd {
     daemon: Option<Child>,
     /// The namespace images go to and `ctr` works in.
     namespace: &'static str,
+    /// `FAILPOINTS` for containerd, and so for its shims and their helpers.
+    fail_points: Option<String>,
 }
 
 impl Containerd {
     /// For `ctr`: the CRI plugin off.
     pub fn start() -> Containerd {
-        Self::start_with(false)
+        Self::start_with(false, None)
+    }
+
+    /// For `ctr`, with the shims failing where `fail_points` says
+    /// (`FAILPOINTS` syntax: `world.start=return`).
+    pub fn start_failing(fail_points: &str) -> Containerd {
+        Self::start_with(false, Some(fail_points.to_owned()))
     }
 
     /// With the CRI plugin: runtime handler `substrate` (deploy/'s
@@ -36,10 +44,10 @@ impl Containerd {
     /// the -998 CRI asks for a sandbox cannot be set (with any runtime) from
     /// a containerd at 0; production containerd runs at -999.
     pub fn start_with_cri() -> Containerd {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(cri: bool) -> Containerd {
+    fn start_with(cri: bool, fail_points: Option<String>) -> Containerd {
         let dir = tempfile::Builder::new()
             .prefix("substrate-ctd-")
             .tempdir_in("/tmp")
@@ -82,6 +90,7 @@ impl Containerd {
             dir,
             daemon: None,
             namespace,
+            fail_points,
         };
         ctd.spawn_daemon();
         let mut images = vec![base_bundles().busybox_image()];
@@ -143,7 +152,11 @@ impl Containerd {
             .append(true)
             .open(self.path("containerd.log"))
             .unwrap();
-        let daemon = Command::new("containerd")
+        let mut daemon = Command::new("containerd");
+        if let Some(fail_points) = &self.fail_points {
+            daemon.env("FAILPOINTS", fail_points);
+        }
+        let daemon = daemon
             .arg("--config")
             .arg(self.path("config.toml"))
             .env("PATH", path)

@@ -400,6 +400,8 @@ pub fn leftovers(runtime_root: &Path, id: &str) -> Vec<String> {
                     .path()
                     .join(cgroup_path(id).trim_start_matches('/')),
                 hierarchy.path().join(format!(":youki:{id}")),
+                // substrate-cli's own specs.
+                hierarchy.path().join("substrate").join(id),
             ] {
                 if candidate.exists() {
                     left.push(format!("cgroup {}", candidate.display()));

@@ -1,4 +1,4 @@
-//! `substrate_runtime::fsdiff` against real overlayfs mounts on this kernel:
+//! `substrate_fsdiff` against real overlayfs mounts on this kernel:
 //! each test builds a lower tree, mounts an overlay over it (default options,
 //! and `metacopy=on` / `redirect_dir=on` where they change what the upper
 //! layer holds), changes files through the merged dir, unmounts, and checks
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use sha2::{Digest, Sha256};
-use substrate_runtime::fsdiff::{diff_upper, Change, DiffEntry, DiffOptions, FsDiff, Kind};
+use substrate_fsdiff::{diff_upper, Change, DiffEntry, DiffOptions, FsDiff, Kind};
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------- helpers

@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use substrate_runtime::procevents::{
+use substrate_sensor::proc_connector::{
     ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange,
 };
 

@@ -235,8 +235,11 @@ pub struct Process {
     pub env: Option<Vec<Vec<u8>>>,
 }
 
-/// How a process or world ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How a process or world ended. In a span it is written as the span's
+/// `result`; a world record (`world.json`) writes it as `{"code": N}` or
+/// `{"signal": N}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExitStatus {
     Code(i32),
     Signal(i32),

@@ -1,4 +1,4 @@
-//! Times `substrate_runtime::fsdiff::diff_upper` on real overlays, side by
+//! Times `substrate_fsdiff::diff_upper` on real overlays, side by
 //! side: the host's `/` as the lower layer, and an empty directory. The same
 //! changes go through both merged dirs, so the ratio shows that the diff's
 //! cost follows the upper layer, not the size of the lower.
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use substrate_runtime::fsdiff::{diff_upper, DiffOptions, FsDiff};
+use substrate_fsdiff::{diff_upper, DiffOptions, FsDiff};
 use tempfile::TempDir;
 
 const RUNS: usize = 5;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use substrate_runtime::fsdiff::diff_upper;
+use substrate_fsdiff::diff_upper;
 use substrate_runtime::Runtime;
 
 use super::record;

@@ -8,14 +8,14 @@ pub mod run;
 pub mod trace;
 
 use anyhow::{bail, Result};
-use substrate_runtime::{Runtime, WorldRecord, WorldStatus};
+use substrate_runtime::{Runtime, WorldId, WorldRecord, WorldStatus};
 
 /// A world's status as `ps` shows it: the container's while it exists,
 /// else how its record ended.
 pub fn world_status(runtime: &Runtime, record: &WorldRecord) -> String {
     let live = Runtime::new(&record.runtime_root)
         .with_store(runtime.store().clone())
-        .world(&record.id);
+        .world(record.id.as_str());
     match (live.map(|w| w.status()), record.exit) {
         (Ok(WorldStatus::Stopped), Some(exit)) | (Err(_), Some(exit)) => exit_text(exit),
         (Ok(status), _) => status.to_string(),
@@ -24,10 +24,10 @@ pub fn world_status(runtime: &Runtime, record: &WorldRecord) -> String {
     }
 }
 
-pub fn exit_text(exit: substrate_runtime::WorldExit) -> String {
+pub fn exit_text(exit: substrate_runtime::ExitStatus) -> String {
     match exit {
-        substrate_runtime::WorldExit::Code(code) => format!("exited {code}"),
-        substrate_runtime::WorldExit::Signal(signal) => {
+        substrate_runtime::ExitStatus::Code(code) => format!("exited {code}"),
+        substrate_runtime::ExitStatus::Signal(signal) => {
             let name = nix::sys::signal::Signal::try_from(signal)
                 .map(|s| s.as_str().to_owned())
                 .unwrap_or_else(|_| format!("signal {signal}"));
@@ -38,11 +38,11 @@ pub fn exit_text(exit: substrate_runtime::WorldExit) -> String {
 
 /// The record of `id`, or an error that says the world is unknown.
 pub fn record(runtime: &Runtime, id: &str) -> Result<WorldRecord> {
-    if substrate_runtime::validate_id(id).is_err() || !runtime.store().has_record(id) {
-        bail!(
+    match WorldId::new(id) {
+        Ok(id) if runtime.store().has_record(&id) => Ok(runtime.store().record(&id)?),
+        _ => bail!(
             "no such world {id:?} (see `substrate-cli ps`; records are under {})",
             runtime.store().state_dir().display()
-        );
+        ),
     }
-    Ok(runtime.store().record(id)?)
 }

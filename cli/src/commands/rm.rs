@@ -37,6 +37,6 @@ fn remove(runtime: &Runtime, id: &str) -> Result<()> {
             status => anyhow::bail!("world is {status}: stop it first"),
         }
     }
-    runtime.store().remove(id)?;
+    runtime.store().remove(&record.id)?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! `substrate-cli trace`: what ran in a world, as a process tree.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -58,7 +58,7 @@ pub fn trace(args: TraceArgs, runtime: &Runtime) -> Result<()> {
     }
     let mut children: HashMap<Option<SpanId>, Vec<&Span>> = HashMap::new();
     let mut calls: HashMap<Option<SpanId>, Vec<&Span>> = HashMap::new();
-    let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    let ids: HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
     for span in spans.iter().filter(|s| is_call(s)) {
         calls.entry(span.parent_span_id).or_default().push(span);
     }
@@ -89,7 +89,7 @@ pub fn trace(args: TraceArgs, runtime: &Runtime) -> Result<()> {
     }
     roots.sort_by_key(|s| s.start);
     let tree = Tree { children, calls };
-    tree.print(&roots, "");
+    tree.print(&roots, &mut std::io::stdout().lock())?;
     Ok(())
 }
 
@@ -109,32 +109,114 @@ struct Tree<'a> {
 /// How many paths a summary line names before "+N more".
 const SUMMARY_ITEMS: usize = 6;
 
+/// Deeper than this, a span is drawn at this depth with its real depth
+/// beside it: a world that execs or forks in a chain thousands deep must
+/// not make every line thousands of characters wide.
+const MAX_INDENT: usize = 24;
+
+/// A span still to be drawn, with what is drawn before it.
+struct Pending<'a> {
+    span: &'a Span,
+    depth: usize,
+    last: bool,
+    /// One flag per drawn ancestor level: whether its bar continues.
+    bars: Vec<bool>,
+}
+
 impl Tree<'_> {
-    fn print(&self, spans: &[&Span], prefix: &str) {
-        for (i, span) in spans.iter().enumerate() {
-            let last = i + 1 == spans.len();
-            println!(
-                "{prefix}{}{}",
+    /// Draws the tree depth-first with a stack of its own (no recursion:
+    /// the depth is the world's to choose). Spans come from inside the
+    /// world, so a parent link may form a cycle: each span is drawn once.
+    fn print(&self, roots: &[&Span], out: &mut impl Write) -> std::io::Result<()> {
+        let mut drawn: HashSet<SpanId> = HashSet::new();
+        let mut stack: Vec<Pending> = roots
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, span)| Pending {
+                span,
+                depth: 0,
+                last: i + 1 == roots.len(),
+                bars: Vec::new(),
+            })
+            .collect();
+        while let Some(Pending {
+            span,
+            depth,
+            last,
+            bars,
+        }) = stack.pop()
+        {
+            if !drawn.insert(span.span_id) {
+                continue;
+            }
+            let prefix: String = bars
+                .iter()
+                .map(|&bar| if bar { "│  " } else { "   " })
+                .collect();
+            let beyond = if depth > MAX_INDENT {
+                format!("[depth {depth}] ")
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{prefix}{}{beyond}{}",
                 if last { "└─ " } else { "├─ " },
                 describe(span)
-            );
-            let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
-            let mut kids = self
+            )?;
+            let mut kids: Vec<&Span> = self
                 .children
                 .get(&Some(span.span_id))
-                .cloned()
+                .map(|kids| {
+                    kids.iter()
+                        .copied()
+                        .filter(|kid| !drawn.contains(&kid.span_id))
+                        .collect()
+                })
                 .unwrap_or_default();
             kids.sort_by_key(|s| s.start);
-            let bar = if kids.is_empty() { "   " } else { "│  " };
-            for line in summarise(
-                self.calls
-                    .get(&Some(span.span_id))
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-            ) {
-                println!("{deeper}{bar}· {line}");
+            let mut deeper = bars;
+            if deeper.len() < MAX_INDENT {
+                deeper.push(!last);
             }
-            self.print(&kids, &deeper);
+            let bar = if kids.is_empty() { "   " } else { "│  " };
+            let calls = self
+                .calls
+                .get(&Some(span.span_id))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let deeper_prefix: String = deeper
+                .iter()
+                .map(|&bar| if bar { "│  " } else { "   " })
+                .collect();
+            for line in summarise(calls) {
+                writeln!(out, "{deeper_prefix}{bar}· {line}")?;
+            }
+            for (i, kid) in kids.iter().enumerate().rev() {
+                stack.push(Pending {
+                    span: kid,
+                    depth: depth + 1,
+                    last: i + 1 == kids.len(),
+                    bars: deeper.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Distinct items in the order first seen, each found in O(1).
+#[derive(Default)]
+struct Distinct {
+    items: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Distinct {
+    fn push(&mut self, item: String) {
+        if self.seen.insert(item.clone()) {
+            self.items.push(item);
         }
     }
 }
@@ -142,32 +224,21 @@ impl Tree<'_> {
 /// What a program's calls add up to: files written, files read (a count),
 /// connections and lookups.
 fn summarise(calls: &[&Span]) -> Vec<String> {
-    let mut written: Vec<String> = Vec::new();
+    let mut written = Distinct::default();
     let mut failed = 0;
     let mut read = 0;
-    let mut net: Vec<String> = Vec::new();
-    let mut dns: Vec<String> = Vec::new();
-    let push_unique = |list: &mut Vec<String>, item: String| {
-        if !list.contains(&item) {
-            list.push(item);
-        }
-    };
+    let mut net = Distinct::default();
+    let mut dns = Distinct::default();
     for span in calls {
         let ok = !matches!(span.result, Some(Outcome::Returned { errno: Some(_), .. }));
         match &span.detail {
             Detail::File(_) if !ok => failed += 1,
             Detail::File(file) if writes(file) => {
-                push_unique(&mut written, format!("{} {}", file.op, lossy(&file.path)))
+                written.push(format!("{} {}", file.op, lossy(&file.path)))
             }
             Detail::File(_) => read += 1,
-            Detail::Net(_) | Detail::Dns(_) => {
-                let list = if matches!(span.detail, Detail::Net(_)) {
-                    &mut net
-                } else {
-                    &mut dns
-                };
-                push_unique(list, call_text(span));
-            }
+            Detail::Net(_) => net.push(call_text(span)),
+            Detail::Dns(_) => dns.push(call_text(span)),
             _ => {}
         }
     }
@@ -190,9 +261,9 @@ fn summarise(calls: &[&Span]) -> Vec<String> {
         }
         lines.push(line);
     };
-    list("wrote", written);
-    list("net", net);
-    list("dns", dns);
+    list("wrote", written.items);
+    list("net", net.items);
+    list("dns", dns.items);
     match (read, failed) {
         (0, 0) => {}
         (read, 0) => lines.push(format!("read {read} file(s)")),
@@ -318,5 +389,61 @@ fn describe(span: &Span) -> String {
             let argv = if is_call(span) { call_text(span) } else { argv };
             format!("{argv}{pid}{result}{duration} ({})", span.source.as_str())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use substrate_trace::{Source, Timestamp};
+
+    fn exec(n: i64, id: SpanId, parent: Option<SpanId>) -> Span {
+        let mut span = Span::exec("w", Source::Kernel, Timestamp::from_unix_nanos(n)).id(id);
+        if let Some(parent) = parent {
+            span = span.parent(parent);
+        }
+        span.build()
+    }
+
+    fn tree_of(spans: &[Span]) -> Tree<'_> {
+        let mut children: HashMap<Option<SpanId>, Vec<&Span>> = HashMap::new();
+        for span in spans {
+            children.entry(span.parent_span_id).or_default().push(span);
+        }
+        Tree {
+            children,
+            calls: HashMap::new(),
+        }
+    }
+
+    /// A world that execs in a chain 100,000 deep: every span is drawn
+    /// once, without recursion, and no line grows with the depth.
+    #[test]
+    fn a_deep_exec_chain_is_drawn_in_bounded_width() {
+        let ids: Vec<SpanId> = (0..100_000).map(|_| SpanId::new()).collect();
+        let spans: Vec<Span> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| exec(i as i64, id, i.checked_sub(1).map(|p| ids[p])))
+            .collect();
+        let tree = tree_of(&spans);
+        let mut out = Vec::new();
+        tree.print(&[&spans[0]], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), spans.len());
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest < 200, "a line {widest} characters wide");
+        assert!(text.lines().last().unwrap().contains("[depth 99999]"));
+    }
+
+    /// Parent links come from inside the world: a cycle ends.
+    #[test]
+    fn a_parent_cycle_is_drawn_once() {
+        let (a, b) = (SpanId::new(), SpanId::new());
+        let spans = vec![exec(1, a, Some(b)), exec(2, b, Some(a))];
+        let tree = tree_of(&spans);
+        let mut out = Vec::new();
+        tree.print(&[&spans[0]], &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
     }
 }

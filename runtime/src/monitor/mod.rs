@@ -23,11 +23,16 @@
 //! Lost events (a receive-buffer overrun, a full ring) are written as `loss`
 //! spans: silence never means "nothing happened".
 
+mod attach;
 pub mod preload;
+
+pub(crate) use attach::AttachedMonitor;
+pub use attach::{serve_detached, Monitoring};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,15 +47,16 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
 use substrate_ring::hello::HelloKind;
 
-use crate::procevents::{ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange};
-use crate::record::WorldExit;
 use crate::store::WorldStore;
 use preload::{Arrival, Connections, MappedRing, Rings, SpanSocket};
+use substrate_sensor::proc_connector::{
+    ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     #[error("cannot follow the world's processes")]
-    Events(#[from] crate::procevents::ProcEventsError),
+    Events(#[from] substrate_sensor::proc_connector::ProcEventsError),
     #[error(transparent)]
     Record(#[from] crate::Error),
     #[error("cannot open the world's span socket {}", path.display())]
@@ -65,6 +71,16 @@ pub enum MonitorError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set up the world monitor")]
+    Setup(#[source] std::io::Error),
+    #[error("cannot start the world monitor process")]
+    Spawn(#[source] std::io::Error),
+    #[error("the world monitor process did not start: {0}")]
+    NotReady(String),
+    #[error("the world has no init process to follow")]
+    NoInit,
+    #[error("the world monitor panicked")]
+    Panicked,
 }
 
 /// A world's `trace.jsonl`, with counts of what it holds.
@@ -114,9 +130,10 @@ impl TraceFile {
         let mut line = match span.to_line() {
             Ok(line) => line,
             // A span over the size cap (a huge argv) is dropped whole, and
-            // counted, rather than written cut.
+            // counted with the other input refused for its size, rather
+            // than written cut.
             Err(_) => {
-                *self.counts.entry("oversized".into()).or_default() += 1;
+                self.reject("oversized");
                 return Ok(());
             }
         };
@@ -154,8 +171,8 @@ impl TraceFile {
     pub fn write_world_span(
         &mut self,
         start: Timestamp,
-        exit: Option<WorldExit>,
-        diff: Option<&crate::fsdiff::DiffSummary>,
+        exit: Option<ExitStatus>,
+        diff: Option<&substrate_fsdiff::DiffSummary>,
     ) -> Result<(), MonitorError> {
         let end = Timestamp::now();
         let detail = WorldDetail {
@@ -173,10 +190,7 @@ impl TraceFile {
             .id(self.world_span)
             .end(end);
         if let Some(exit) = exit {
-            span = span.exit(match exit {
-                WorldExit::Code(code) => ExitStatus::Code(code),
-                WorldExit::Signal(signal) => ExitStatus::Signal(signal),
-            });
+            span = span.exit(exit);
         }
         self.write(&span.build())?;
         self.flush()
@@ -199,22 +213,36 @@ impl MonitorReport {
     pub fn close_world(
         self,
         runtime: &crate::Runtime,
-        id: &str,
-        start: Timestamp,
-    ) -> Result<Option<crate::WorldRecord>, MonitorError> {
-        let record = match runtime.world(id) {
+        id: &crate::WorldId,
+    ) -> Result<ClosedWorld, MonitorError> {
+        let record = match runtime.world(id.as_str()) {
             Ok(world) => world.finish(self.init_exit)?,
             // Already deleted: delete took the diff; add what only we know.
             Err(_) => runtime.store().add_exit(id, self.init_exit)?,
         };
         let mut trace = self.trace;
         trace.write_world_span(
-            start,
+            self.start,
             self.init_exit,
             record.as_ref().and_then(|r| r.diff.as_ref()),
         )?;
-        Ok(record)
+        Ok(ClosedWorld {
+            record,
+            spans: trace.counts,
+            lost: self.lost,
+        })
     }
+}
+
+/// A world whose monitor has written its last span.
+#[derive(Debug)]
+pub struct ClosedWorld {
+    /// The world record as it ends (`None`: the world has no record).
+    pub record: Option<crate::WorldRecord>,
+    /// The trace's spans by kind.
+    pub spans: BTreeMap<String, u64>,
+    /// Kernel events were lost: the trace may miss processes.
+    pub lost: bool,
 }
 
 /// An exec span between the exec and the exit (or the next exec).
@@ -260,15 +288,31 @@ pub struct WorldMonitor {
     socket: Option<SpanSocket>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date the kernel's events.
     clock_offset_ns: i64,
+    /// When the monitor subscribed: the world span starts then.
+    start: Timestamp,
+    /// Readable (EOF) once whoever owns the world has deleted it: `follow`
+    /// stops at once instead of waiting for exits that may never be
+    /// reported (events lost while the cgroup was killed).
+    stop: Option<UnixStream>,
 }
 
 /// What following a world produced.
 pub struct MonitorReport {
     pub trace: TraceFile,
+    /// When the monitor subscribed: the world span's start.
+    pub start: Timestamp,
     /// How the init ended, as the kernel reported it.
-    pub init_exit: Option<WorldExit>,
+    pub init_exit: Option<ExitStatus>,
     /// Kernel events were lost: the trace may miss processes.
     pub lost: bool,
+}
+
+/// What one poll of the monitor's fds found ready.
+struct Polled {
+    kernel: bool,
+    socket: bool,
+    stop: bool,
+    connections: Vec<bool>,
 }
 
 /// The state of one `follow`.
@@ -281,7 +325,7 @@ struct Follow {
     /// the process that forked it until it execs.
     current: HashMap<i32, SpanId>,
     parent_of: HashMap<i32, i32>,
-    init_exit: Option<WorldExit>,
+    init_exit: Option<ExitStatus>,
     lost: bool,
     world_pid_ns: Option<PathBuf>,
     rings: Rings,
@@ -292,8 +336,8 @@ impl WorldMonitor {
     /// Subscribes to the kernel's process events for world `id` of
     /// `store`: opens its trace and, when the preload tracer was injected
     /// (the world has an inject dir), binds its span socket there.
-    pub fn subscribe(store: &WorldStore, id: &str) -> Result<Self, MonitorError> {
-        let trace = TraceFile::open(&store.trace_path(id), id)?;
+    pub fn subscribe(store: &WorldStore, id: &crate::WorldId) -> Result<Self, MonitorError> {
+        let trace = TraceFile::open(&store.trace_path(id), id.as_str())?;
         let events = ProcEvents::subscribe()?;
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
@@ -310,7 +354,16 @@ impl WorldMonitor {
             trace,
             socket,
             clock_offset_ns: clock_offset_ns(),
+            start: Timestamp::now(),
+            stop: None,
         })
+    }
+
+    /// Makes `follow` return as soon as `stop` is readable: its peer wrote
+    /// to it or was closed.
+    pub fn stop_on(mut self, stop: UnixStream) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Follows the world whose init is `init_pid` until every process in it
@@ -339,12 +392,20 @@ impl WorldMonitor {
         let mut last_check = Instant::now();
         let mut last_drain = Instant::now();
         while !state.tree.is_empty() {
-            let (kernel_ready, socket_ready, ready) = self.wait(&state, DRAIN_INTERVAL)?;
+            let Polled {
+                kernel: kernel_ready,
+                socket: socket_ready,
+                connections: ready,
+                stop,
+            } = self.wait(&state, DRAIN_INTERVAL)?;
             if kernel_ready {
                 self.take_kernel_events(&mut state)?;
             }
             // Checked on a clock, not only when the kernel is quiet: on a
             // busy host other processes' events never stop arriving.
+            if stop {
+                break;
+            }
             if last_check.elapsed() >= GIVE_UP_CHECK {
                 last_check = Instant::now();
                 if give_up() {
@@ -381,20 +442,21 @@ impl WorldMonitor {
         self.trace.flush()?;
         Ok(MonitorReport {
             trace: self.trace,
+            start: self.start,
             init_exit: state.init_exit,
             lost: state.lost,
         })
     }
 
-    /// Polls the kernel socket, the span socket and pending connections.
-    fn wait(
-        &self,
-        state: &Follow,
-        timeout: Duration,
-    ) -> Result<(bool, bool, Vec<bool>), MonitorError> {
+    /// Polls the kernel socket, the span socket, the stop socket and
+    /// pending connections.
+    fn wait(&self, state: &Follow, timeout: Duration) -> Result<Polled, MonitorError> {
         let mut fds = vec![PollFd::new(self.events.as_fd(), PollFlags::POLLIN)];
         if let Some(socket) = &self.socket {
             fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(stop) = &self.stop {
+            fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
         }
         let first_connection = fds.len();
         fds.extend(
@@ -409,15 +471,19 @@ impl WorldMonitor {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
                 return Err(MonitorError::Events(
-                    crate::procevents::ProcEventsError::Poll(e),
+                    substrate_sensor::proc_connector::ProcEventsError::Poll(e),
                 ))
             }
         }
         let is_ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        let kernel = is_ready(&fds[0]);
         let socket = self.socket.is_some() && is_ready(&fds[1]);
-        let ready = fds[first_connection..].iter().map(is_ready).collect();
-        Ok((kernel, socket, ready))
+        let stop = self.stop.is_some() && is_ready(&fds[first_connection - 1]);
+        Ok(Polled {
+            kernel: is_ready(&fds[0]),
+            socket,
+            stop,
+            connections: fds[first_connection..].iter().map(is_ready).collect(),
+        })
     }
 
     /// Applies what the kernel has queued.
@@ -494,10 +560,7 @@ impl WorldMonitor {
                     (None, None) => ExitStatus::Code(0),
                 };
                 if tgid == state.init_pid {
-                    state.init_exit = Some(match exit {
-                        ExitStatus::Code(code) => WorldExit::Code(code),
-                        ExitStatus::Signal(signal) => WorldExit::Signal(signal),
-                    });
+                    state.init_exit = Some(exit);
                 }
                 state.retiring.push(Retiring {
                     due: Instant::now() + RETIRE_GRACE,

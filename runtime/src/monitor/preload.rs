@@ -207,9 +207,27 @@ fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<Arrival>> {
     }))
 }
 
+/// The one owner of a ring's mapping: it unmaps it when dropped. The
+/// [`Ring`] view (a `Copy` pointer whose constructor is `unsafe` for this
+/// reason) never leaves this module, so nothing can use it after the unmap.
+pub struct RingMapping {
+    ring: Ring,
+}
+
+// SAFETY: the mapping is owned by this value and unmapped once, in Drop;
+// the ring's atomics make it safe to read from any thread.
+unsafe impl Send for RingMapping {}
+
+impl Drop for RingMapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped by map_ring with RING_BYTES, not used after.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), RING_BYTES) };
+    }
+}
+
 /// A ring a process handed over, mapped here.
 pub struct MappedRing {
-    ring: Ring,
+    mapping: RingMapping,
     tail: u64,
     dropped_seen: u64,
     /// The exec span (or, for a forked child, its parent's) its records
@@ -221,18 +239,9 @@ pub struct MappedRing {
     pub since_ns: u64,
 }
 
-// SAFETY: the mapping is owned by this value and unmapped once, in Drop.
-unsafe impl Send for MappedRing {}
-
-impl Drop for MappedRing {
-    fn drop(&mut self) {
-        // SAFETY: mapped by MappedRing::map with RING_BYTES, not used after.
-        unsafe { libc::munmap(self.ring.as_ptr().cast(), RING_BYTES) };
-    }
-}
-
-/// Why a ring was refused.
-pub fn map_ring(fd: &OwnedFd) -> Result<Ring, &'static str> {
+/// Maps the ring a process handed over, after checking it cannot hurt us;
+/// the error says why it was refused.
+pub fn map_ring(fd: &OwnedFd) -> Result<RingMapping, &'static str> {
     // SAFETY: fcntl/fstat on an fd we own.
     let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
     // Sealed against shrinking: our mapping can never fault (SIGBUS).
@@ -259,26 +268,26 @@ pub fn map_ring(fd: &OwnedFd) -> Result<Ring, &'static str> {
     if base == libc::MAP_FAILED {
         return Err("ring_unmappable");
     }
-    // SAFETY: just mapped, RING_BYTES long, page aligned.
+    // SAFETY: just mapped, RING_BYTES long, page aligned; the mapping is
+    // owned by the RingMapping from here on, which unmaps it once.
     let ring = unsafe { Ring::from_raw(NonNull::new_unchecked(base.cast())) };
-    if ring.check().is_err() {
-        // SAFETY: mapped above and not kept.
-        unsafe { libc::munmap(base, RING_BYTES) };
+    let mapping = RingMapping { ring };
+    if mapping.ring.check().is_err() {
         return Err("ring_bad_header");
     }
-    Ok(ring)
+    Ok(mapping)
 }
 
 impl MappedRing {
     pub fn new(
-        ring: Ring,
+        mapping: RingMapping,
         pid: i32,
         world_pid: Option<u32>,
         parent: Option<SpanId>,
         since_ns: u64,
     ) -> Self {
         MappedRing {
-            ring,
+            mapping,
             tail: 0,
             dropped_seen: 0,
             parent,
@@ -295,7 +304,7 @@ impl MappedRing {
         world_id: &str,
         sink: &mut impl FnMut(Result<Span, &'static str>),
     ) -> u64 {
-        let ring = self.ring;
+        let ring = self.mapping.ring;
         let mut tail = self.tail;
         ring.drain(&mut tail, DRAIN_BATCH, |record| {
             sink(self.span_of(world_id, &record))

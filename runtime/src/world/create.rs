@@ -9,11 +9,12 @@ use libcontainer::syscall::syscall::SyscallType;
 
 use super::{World, WorldMeta};
 use crate::bundle::Bundle;
-use crate::error::{Error, Result};
+use crate::error::{fail_point, Error, Result};
+use crate::id::WorldId;
 use crate::inject;
 use crate::overlay::{self, PrivateMounts, RootfsLayers};
 use crate::record::{redact_env, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA};
-use crate::runtime::{validate_id, Runtime};
+use crate::runtime::{ensure_single_threaded, Runtime};
 
 /// Standard streams for a world's process; `None` inherits the caller's.
 #[derive(Debug, Default)]
@@ -61,10 +62,11 @@ impl Runtime {
     /// Creates the world `id` from the bundle at `bundle`. On failure nothing
     /// is left behind: no state dir, cgroup or process.
     pub fn create(&self, id: &str, bundle: &Path, mut options: CreateOptions) -> Result<World> {
-        validate_id(id)?;
+        let id = &WorldId::new(id)?;
+        ensure_single_threaded("create a world")?;
         let dir = self.world_dir(id);
         if dir.exists() {
-            return Err(Error::AlreadyExists { id: id.to_owned() });
+            return Err(Error::AlreadyExists { id: id.to_string() });
         }
         let bundle = Bundle::load(bundle)?;
         let linux = bundle
@@ -74,7 +76,7 @@ impl Runtime {
             .expect("Bundle::load checked linux is present");
         let meta = WorldMeta {
             rootfs: bundle.rootfs(),
-            cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id),
+            cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id.as_str()),
             started_at: None,
         };
         let layers = self.rootfs_layers(id, &bundle);
@@ -120,7 +122,10 @@ impl Runtime {
 
         match built {
             Ok(container) => {
-                let world = World::from_container(container, store.clone());
+                if let Err(e) = fail_point("world.create") {
+                    return Err(self.discard(id, &dir, e));
+                }
+                let world = World::from_container(id.clone(), container, store.clone());
                 super::save_meta(&dir, &meta).map_err(|e| self.discard(id, &dir, e))?;
                 Ok(world)
             }
@@ -132,7 +137,7 @@ impl Runtime {
     /// or no library is installed (then the kernel-level trace remains).
     fn inject(
         &self,
-        id: &str,
+        id: &WorldId,
         bundle: &Bundle,
         layers: &RootfsLayers,
     ) -> Result<Option<inject::Injection>> {
@@ -163,7 +168,7 @@ impl Runtime {
 
     /// Where the world's writes go. A bundle may name its lower with an
     /// annotation (then `root.path` is only the mount point).
-    fn rootfs_layers(&self, id: &str, bundle: &Bundle) -> RootfsLayers {
+    fn rootfs_layers(&self, id: &WorldId, bundle: &Bundle) -> RootfsLayers {
         let target = bundle.rootfs();
         let annotated_lower = bundle
             .spec
@@ -186,7 +191,7 @@ impl Runtime {
 
     fn build(
         &self,
-        id: &str,
+        id: &WorldId,
         bundle: &Bundle,
         options: CreateOptions,
     ) -> Result<libcontainer::container::Container> {
@@ -200,7 +205,7 @@ impl Runtime {
             stdio,
             source: _,
         } = options;
-        let builder = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
+        let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())
             .map_err(lc)?
             .with_pid_file(pid_file.as_ref())
@@ -221,11 +226,11 @@ impl Runtime {
     /// failure once the init process is being set up, but not after one
     /// before that (console socket, user namespace checks), so the state
     /// dir goes here too; a force delete also takes any cgroup or process.
-    fn discard(&self, id: &str, dir: &Path, primary: Error) -> Error {
+    fn discard(&self, id: &WorldId, dir: &Path, primary: Error) -> Error {
         let container_cleanup = if !dir.exists() {
             Ok(())
         } else {
-            match self.world(id) {
+            match self.world(id.as_str()) {
                 Ok(world) => world.delete(true),
                 Err(_) => fs::remove_dir_all(dir)
                     .map_err(|e| Error::io("cannot remove state dir", dir, e)),
@@ -235,17 +240,14 @@ impl Runtime {
         let record_cleanup = self.store().remove(id);
         match container_cleanup.and(record_cleanup) {
             Ok(()) => primary,
-            Err(cleanup) => Error::WithCleanup {
-                primary: Box::new(primary),
-                cleanup: Box::new(cleanup),
-            },
+            Err(cleanup) => Error::with_cleanup(primary, cleanup),
         }
     }
 }
 
 fn new_record(
     runtime: &Runtime,
-    id: &str,
+    id: &WorldId,
     bundle: &Bundle,
     layers: &RootfsLayers,
     source: Option<WorldSource>,
@@ -253,7 +255,7 @@ fn new_record(
     let process = bundle.spec.process().as_ref();
     WorldRecord {
         schema: RECORD_SCHEMA.to_owned(),
-        id: id.to_owned(),
+        id: id.clone(),
         source: source.unwrap_or_else(|| WorldSource::Bundle {
             path: bundle.path.clone(),
         }),

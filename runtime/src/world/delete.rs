@@ -11,7 +11,8 @@ use libcgroups::common::CgroupManager;
 
 use super::{cgroup_manager, retry_procfs_race, World};
 use crate::error::{Error, Result};
-use crate::pidfd::PidFd;
+use crate::foreground::pidfd_open;
+use crate::id::WorldId;
 use crate::runtime::Runtime;
 use crate::state::WorldStatus;
 
@@ -55,10 +56,10 @@ impl World {
         }
         // The pidfd is taken before the signal, so the pid cannot be reused
         // in between.
-        let Ok(pidfd) = PidFd::open(pid) else {
+        let Ok(pidfd) = pidfd_open(pid) else {
             return;
         };
-        if kill(pid, Signal::SIGKILL).is_ok() && pidfd.wait_exited(Duration::from_secs(2)) {
+        if kill(pid, Signal::SIGKILL).is_ok() && exits_within(&pidfd, Duration::from_secs(2)) {
             // Best effort: on failure libcontainer's own kill path runs.
             let _ = self.refresh_status("delete");
         }
@@ -70,7 +71,8 @@ impl Runtime {
     /// not an error (as with runc), and what a create killed half-way left
     /// is removed too: its setup processes, cgroup and state dir.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let world = match self.world(id) {
+        let id = &WorldId::new(id)?;
+        let world = match self.world(id.as_str()) {
             Ok(world) => Some(world),
             Err(Error::NotFound { .. }) if force => None,
             // libcontainer rewrites state.json in place: a create killed
@@ -83,7 +85,7 @@ impl Runtime {
         };
         let interrupted_create = world.as_ref().is_none_or(|w| w.container.pid().is_none());
         if force && interrupted_create {
-            self.kill_orphaned_setup_processes(id);
+            self.kill_orphaned_setup_processes(id.as_str());
         }
         match world {
             Some(world) => world.delete(force)?,
@@ -91,13 +93,18 @@ impl Runtime {
                 let dir = self.world_dir(id);
                 // The cgroup exists once libcontainer wrote its config.
                 if let Ok(config) = libcontainer::config::YoukiConfig::load(&dir) {
-                    cgroup_manager(id, &config.cgroup_path, self.systemd_cgroup(), "delete")?
-                        .remove()
-                        .map_err(|e| Error::Cgroup {
-                            id: id.to_owned(),
-                            operation: "delete",
-                            source: Box::new(e),
-                        })?;
+                    cgroup_manager(
+                        id.as_str(),
+                        &config.cgroup_path,
+                        self.systemd_cgroup(),
+                        "delete",
+                    )?
+                    .remove()
+                    .map_err(|e| Error::Cgroup {
+                        id: id.to_string(),
+                        operation: "delete",
+                        source: Box::new(e),
+                    })?;
                 }
                 match fs::remove_dir_all(&dir) {
                     Ok(()) => {}
@@ -181,4 +188,14 @@ fn is_alive(pid: Pid) -> bool {
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// Whether the process `pidfd` names exits within `timeout` (a pidfd polls
+/// readable once its process has exited, whoever its parent is).
+fn exits_within(pidfd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
 }

@@ -11,7 +11,7 @@ use oci_spec::runtime::{Process, Spec};
 use super::{Stdio, World};
 use crate::bundle::describe_io;
 use crate::error::{Error, Result};
-use crate::runtime::Runtime;
+use crate::runtime::{ensure_single_threaded, Runtime};
 use crate::state::WorldStatus;
 
 /// What to run and how, as runc's `exec` flags say it. A `process` file
@@ -41,7 +41,8 @@ impl World {
     /// Starts a process in this world and returns its host pid. The caller
     /// is its parent and must wait for it unless `detach` was set.
     pub fn exec(&self, runtime: &Runtime, options: ExecOptions) -> Result<Pid> {
-        let id = self.id().to_owned();
+        ensure_single_threaded("exec into a world")?;
+        let id = self.id().to_string();
         match self.status() {
             WorldStatus::Running | WorldStatus::Created => {}
             WorldStatus::Paused if options.ignore_paused => {}

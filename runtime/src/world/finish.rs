@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::World;
 use crate::error::{Error, Result};
-use crate::fsdiff::diff_upper;
-use crate::record::{UpperOwner, WorldExit, WorldRecord};
+use crate::record::{ExitStatus, UpperOwner, WorldRecord};
+use substrate_fsdiff::diff_upper;
 
 impl World {
     /// Computes the fs diff from the world's upper layer, writes it to
@@ -14,7 +14,7 @@ impl World {
     /// summary and `exit` when the caller waited for the init and knows it.
     /// Run once the init has exited (a world killed with SIGKILL included);
     /// later calls return the record as it is unless they bring the exit.
-    pub fn finish(&self, exit: Option<WorldExit>) -> Result<Option<WorldRecord>> {
+    pub fn finish(&self, exit: Option<ExitStatus>) -> Result<Option<WorldRecord>> {
         let id = self.id();
         if !self.store.has_record(id) {
             // Created before worlds had records, or its record was removed.
@@ -51,7 +51,7 @@ impl World {
             let lowers: Vec<PathBuf> = record.lower.clone();
             let diff = diff_upper(&record.upper.path, &lowers, &options).map_err(|source| {
                 Error::Diff {
-                    id: id.to_owned(),
+                    id: id.to_string(),
                     source,
                 }
             })?;

@@ -11,6 +11,7 @@ mod finish;
 pub(crate) mod kill;
 mod net;
 mod pause;
+mod run;
 mod start;
 mod stats;
 pub(crate) mod update;
@@ -25,8 +26,10 @@ use serde::{Deserialize, Serialize};
 
 pub use create::{CreateOptions, Stdio};
 pub use exec::ExecOptions;
+pub use run::{AfterExit, Finished, RunOptions, TraceSummary, WorldRun};
 
 use crate::error::{Error, Result};
+use crate::id::WorldId;
 use crate::state::{WorldState, WorldStatus, OCI_VERSION};
 use crate::store::WorldStore;
 
@@ -46,17 +49,22 @@ const META_FILE: &str = "substrate.json";
 
 #[derive(Debug)]
 pub struct World {
+    id: WorldId,
     container: Container,
     store: WorldStore,
 }
 
 impl World {
-    pub(crate) fn from_container(container: Container, store: WorldStore) -> Self {
-        World { container, store }
+    pub(crate) fn from_container(id: WorldId, container: Container, store: WorldStore) -> Self {
+        World {
+            id,
+            container,
+            store,
+        }
     }
 
-    pub fn id(&self) -> &str {
-        self.container.id()
+    pub fn id(&self) -> &WorldId {
+        &self.id
     }
 
     pub fn status(&self) -> WorldStatus {
@@ -122,19 +130,23 @@ impl World {
             None => {
                 self.container
                     .spec()
-                    .map_err(|e| Error::libcontainer(self.id(), operation, e))?
+                    .map_err(|e| Error::libcontainer(self.id.as_str(), operation, e))?
                     .cgroup_path
             }
         };
-        cgroup_manager(self.id(), &cgroup_path, self.container.systemd(), operation)
+        cgroup_manager(
+            self.id.as_str(),
+            &cgroup_path,
+            self.container.systemd(),
+            operation,
+        )
     }
 
     /// Re-reads the state from disk and the kernel.
     pub fn refresh(&mut self) -> Result<()> {
-        let id = self.id().to_owned();
         self.container
             .refresh_state()
-            .map_err(|e| Error::libcontainer(&id, "load", e))?;
+            .map_err(|e| Error::libcontainer(self.id.as_str(), "load", e))?;
         self.refresh_status("load")
     }
 
@@ -144,12 +156,12 @@ impl World {
     pub(crate) fn refresh_status(&mut self, operation: &'static str) -> Result<()> {
         let container = &mut self.container;
         retry_procfs_race(|| container.refresh_status())
-            .map_err(|e| Error::libcontainer(self.container.id(), operation, e))
+            .map_err(|e| Error::libcontainer(self.id.as_str(), operation, e))
     }
 
     fn incorrect_status(&self, operation: &'static str) -> Error {
         Error::IncorrectStatus {
-            id: self.id().to_owned(),
+            id: self.id.to_string(),
             status: self.status(),
             operation,
         }

@@ -1,7 +1,7 @@
 //! `start`: let a created world's init exec the user's process.
 
 use super::World;
-use crate::error::{Error, Result};
+use crate::error::{fail_point, Error, Result};
 use crate::state::WorldStatus;
 
 impl World {
@@ -9,6 +9,7 @@ impl World {
         if self.status() != WorldStatus::Created {
             return Err(self.incorrect_status("start it"));
         }
+        fail_point("world.start")?;
         let id = self.id().to_owned();
         self.container
             .start()

@@ -11,7 +11,7 @@ impl World {
     pub fn pids(&self) -> Result<Vec<i32>> {
         let manager = self.cgroup_manager("list processes of")?;
         let pids = manager.get_all_pids().map_err(|e| Error::Cgroup {
-            id: self.id().to_owned(),
+            id: self.id().to_string(),
             operation: "list processes of",
             source: Box::new(e),
         })?;
@@ -22,7 +22,7 @@ impl World {
     pub fn stats(&self) -> Result<Stats> {
         let manager = self.cgroup_manager("read statistics of")?;
         manager.stats().map_err(|e| Error::Cgroup {
-            id: self.id().to_owned(),
+            id: self.id().to_string(),
             operation: "read statistics of",
             source: Box::new(e),
         })

@@ -28,7 +28,7 @@ impl World {
             freezer_state: None,
         };
         manager.apply(&options).map_err(|e| Error::Cgroup {
-            id: self.id().to_owned(),
+            id: self.id().to_string(),
             operation: "update",
             source: Box::new(e),
         })

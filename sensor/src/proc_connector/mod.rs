@@ -6,7 +6,7 @@
 //! [`ProcessTree`] keeps the ones that descend from a world's init.
 //!
 //! ```no_run
-//! use substrate_runtime::procevents::{ProcEvents, ProcessTree, Received};
+//! use substrate_sensor::proc_connector::{ProcEvents, ProcessTree, Received};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut events = ProcEvents::subscribe()?; // before the world's init starts
 //! let init = std::process::Command::new("/bin/true").spawn()?;

@@ -1,0 +1,11 @@
+//! Kernel event sources for a world's monitor: what the kernel reports about
+//! a world's processes, whatever those processes do to hide.
+//!
+//! - [`proc_connector`]: every fork, exec and exit on the machine (netlink
+//!   `NETLINK_CONNECTOR`), and the [`ProcessTree`](proc_connector::ProcessTree)
+//!   that keeps the ones descending from a world's init.
+//!
+//! Records from the kernel are untrusted bytes until their length and kind
+//! are checked (see `proc_connector::wire`).
+
+pub mod proc_connector;
