@@ -58,7 +58,7 @@ where
             Level::DEBUG => "debug",
             Level::TRACE => "trace",
         };
-        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let time = substrate_trace::Timestamp::now().to_string();
         let line = match self.0 {
             LogFormat::Json => {
                 serde_json::json!({ "level": level, "msg": message.0, "time": time }).to_string()

@@ -7,13 +7,13 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::WorldId;
 use substrate_fsdiff::{DiffOptions, DiffSummary};
 pub use substrate_trace::ExitStatus;
+use substrate_trace::Timestamp;
 
 pub const RECORD_SCHEMA: &str = "substrate.world/v1";
 
@@ -43,11 +43,11 @@ pub struct WorldRecord {
     /// [`REDACTED`].
     pub env: Vec<String>,
     pub cwd: PathBuf,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     #[serde(default)]
-    pub started_at: Option<DateTime<Utc>>,
+    pub started_at: Option<Timestamp>,
     #[serde(default)]
-    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<Timestamp>,
     /// How the world's init ended, when whoever waited for it told us.
     #[serde(default)]
     pub exit: Option<ExitStatus>,

@@ -37,9 +37,9 @@ pub fn ps(args: PsArgs, runtime: &Runtime) -> Result<()> {
     );
     for record in &records {
         let duration = match (record.started_at, record.ended_at) {
-            (Some(start), Some(end)) => {
-                format!("{:.2}s", (end - start).num_milliseconds() as f64 / 1000.0)
-            }
+            (Some(start), Some(end)) => start
+                .until(end)
+                .map_or_else(|| "-".into(), |d| format!("{:.2}s", d.as_secs_f64())),
             _ => "-".into(),
         };
         let files = record
@@ -51,7 +51,7 @@ pub fn ps(args: PsArgs, runtime: &Runtime) -> Result<()> {
             "{:<20} {:<14} {:<20} {:>9} {:>15}  {}",
             record.id,
             world_status(runtime, record),
-            record.created_at.format("%Y-%m-%d %H:%M:%S"),
+            record.created_at.to_datetime().format("%Y-%m-%d %H:%M:%S"),
             duration,
             files,
             shell_words(&record.command)

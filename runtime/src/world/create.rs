@@ -282,7 +282,7 @@ fn new_record(
         cwd: process
             .map(|p| p.cwd().clone())
             .unwrap_or_else(|| "/".into()),
-        created_at: chrono::Utc::now(),
+        created_at: substrate_trace::Timestamp::now(),
         started_at: None,
         ended_at: None,
         exit: None,

@@ -3,6 +3,8 @@
 use std::fs;
 use std::path::PathBuf;
 
+use substrate_trace::Timestamp;
+
 use super::World;
 use crate::error::{Error, Result};
 use crate::record::{ExitStatus, UpperOwner, WorldRecord};
@@ -39,7 +41,7 @@ impl World {
                         "world {id}: adopted upper {} is gone; no diff recorded",
                         record.upper.path.display()
                     );
-                    record.ended_at.get_or_insert_with(chrono::Utc::now);
+                    record.ended_at.get_or_insert_with(Timestamp::now);
                     record.exit = exit.or(record.exit);
                     self.store.save_record(&record)?;
                     return Ok(Some(record));
@@ -60,7 +62,7 @@ impl World {
             if let Some(started_at) = self.meta().and_then(|m| m.started_at) {
                 record.started_at = Some(started_at);
             }
-            record.ended_at = Some(chrono::Utc::now());
+            record.ended_at = Some(Timestamp::now());
         }
         if exit.is_some() {
             record.exit = exit;
@@ -74,7 +76,7 @@ impl World {
     pub(crate) fn note_start(&self) -> Result<()> {
         match self.meta() {
             Some(mut meta) => {
-                meta.started_at = Some(chrono::Utc::now());
+                meta.started_at = Some(Timestamp::now());
                 self.save_meta(&meta)
             }
             None => Ok(()),

@@ -42,7 +42,7 @@ struct WorldMeta {
     /// When `start` ran; moved into the world record by `finish`, so that
     /// starting a world costs no durable write.
     #[serde(default)]
-    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    started_at: Option<substrate_trace::Timestamp>,
 }
 
 const META_FILE: &str = "substrate.json";
