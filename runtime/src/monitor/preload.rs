@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -108,13 +108,12 @@ impl Connections {
     pub fn accept(&mut self, socket: &SpanSocket) -> u64 {
         let mut refused = 0;
         loop {
-            let fd = match socket::accept4(
-                socket.listener.as_raw_fd(),
-                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            let fd = match rustix::net::accept_with(
+                &socket.listener,
+                rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
             ) {
-                // SAFETY: accept4 returned a new fd that we now own.
-                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
-                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return refused,
             };
             if self.pending.len() >= MAX_PENDING {
@@ -161,35 +160,35 @@ impl Connections {
 /// One message from a connection, read through `buf` (one byte longer
 /// than any message may be); `None` if nothing is there yet.
 fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<Arrival>> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let creds = socket::getsockopt(fd, sockopt::PeerCredentials)?;
-    let mut control = nix::cmsg_space!([RawFd; 1]);
+    // Room for one fd: the kernel closes any more than fit (MSG_CTRUNC).
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = match socket::recvmsg::<()>(
-        fd.as_raw_fd(),
+    let msg = match recvmsg(
+        fd,
         &mut iov,
-        Some(&mut control),
-        socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_CMSG_CLOEXEC,
+        &mut control,
+        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
     ) {
         Ok(msg) => msg,
-        Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+        Err(rustix::io::Errno::AGAIN) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let mut passed = None;
-    // Every fd that came is owned (and closed) here, however many.
-    for cmsg in msg.cmsgs()? {
-        if let socket::ControlMessageOwned::ScmRights(fds) = cmsg {
-            for raw in fds {
-                // SAFETY: SCM_RIGHTS installed these fds in our table.
-                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                if passed.is_none() {
-                    passed = Some(owned);
-                }
-            }
-        }
-    }
+    // Every fd that came is owned here; all but the first are closed when
+    // the iterator drops them.
+    let passed = control
+        .drain()
+        .filter_map(|message| match message {
+            RecvAncillaryMessage::ScmRights(fds) => Some(fds),
+            _ => None,
+        })
+        .flatten()
+        .next();
     let len = msg.bytes;
-    let truncated = msg.flags.contains(socket::MsgFlags::MSG_TRUNC)
-        || msg.flags.contains(socket::MsgFlags::MSG_CTRUNC);
+    let truncated =
+        msg.flags.contains(ReturnFlags::TRUNC) || msg.flags.contains(ReturnFlags::CTRUNC);
     if len == 0 && !truncated {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
@@ -242,10 +241,10 @@ pub struct MappedRing {
 /// Maps the ring a process handed over, after checking it cannot hurt us;
 /// the error says why it was refused.
 pub fn map_ring(fd: &OwnedFd) -> Result<RingMapping, &'static str> {
-    // SAFETY: fcntl/fstat on an fd we own.
-    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
     // Sealed against shrinking: our mapping can never fault (SIGBUS).
-    if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+    let sealed = rustix::fs::fcntl_get_seals(fd)
+        .is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK));
+    if !sealed {
         return Err("ring_unsealed");
     }
     let size = nix::sys::stat::fstat(fd.as_raw_fd())
