@@ -127,9 +127,20 @@ impl Containerd {
             .stdout(fs::File::create(&path).unwrap())
             .spawn()
             .expect("ctr events");
-        // ctr subscribes asynchronously: give it a moment.
-        std::thread::sleep(Duration::from_millis(200));
-        EventWatch { child, path }
+        let watch = EventWatch { child, path };
+        // ctr subscribes asynchronously, and says nothing when it has. An
+        // event of our own that it prints shows it has: namespaces made and
+        // removed (nothing else sees them) until one of them is printed.
+        let marker = crate::unique_id("events-ready");
+        let mut made = 0;
+        wait_until("ctr events to print an event of ours", || {
+            made += 1;
+            let namespace = format!("{marker}-{made}");
+            self.ok(&["namespaces", "create", &namespace]);
+            self.ok(&["namespaces", "remove", &namespace]);
+            watch.seen().contains(&marker)
+        });
+        watch
     }
 
     /// containerd's socket.

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use substrate_tests::containerd::{Containerd, IMAGE, RUNTIME};
 use substrate_tests::{processes_mentioning, unique_id, wait_until};
@@ -107,9 +107,9 @@ fn a_detached_task_takes_exec_ps_pause_resume_kill_and_publishes_its_events() {
     assert!(top.len() >= 2, "{trace:#?}");
     assert!(top.iter().any(|s| s["result"]["code"] == 4), "{top:#?}");
 
-    std::thread::sleep(Duration::from_millis(300));
-    let seen = events.seen();
-    for topic in [
+    // The shim publishes through `containerd publish`, a process per event:
+    // they reach `ctr events` after the commands that caused them return.
+    let topics = [
         "/tasks/create",
         "/tasks/start",
         "/tasks/exec-added",
@@ -118,8 +118,26 @@ fn a_detached_task_takes_exec_ps_pause_resume_kill_and_publishes_its_events() {
         "/tasks/resumed",
         "/tasks/exit",
         "/tasks/delete",
-    ] {
-        assert!(seen.contains(topic), "no {topic} in:\n{seen}");
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let seen = events.seen();
+        let missing: Vec<&str> = topics
+            .into_iter()
+            .filter(|topic| !seen.contains(topic))
+            .collect();
+        if missing.is_empty() {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "no {missing:?} in:\n{seen}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for topic in topics {
+        let line = seen
+            .lines()
+            .find(|l| l.contains(topic))
+            .expect("seen above");
+        assert!(line.contains(&id), "{topic} is not about {id}: {line}");
     }
 }
 
