@@ -145,6 +145,8 @@ pub enum ProcEventsError {
         #[source]
         source: Errno,
     },
+    #[error("cannot read the proc connector socket's receive buffer size: {0}")]
+    ReceiveBufferSize(#[source] Errno),
     #[error(
         "cannot join the proc connector group (run as root, in the initial network namespace): {0}"
     )]
@@ -207,13 +209,11 @@ impl ProcEvents {
     /// kernel doubles it for bookkeeping, see socket(7) `SO_RCVBUF`).
     pub fn subscribe_with_receive_buffer(bytes: usize) -> Result<Self, ProcEventsError> {
         let fd = netlink_connector_socket().map_err(ProcEventsError::Socket)?;
-        // SO_RCVBUFFORCE (CAP_NET_ADMIN) ignores net.core.rmem_max; fall
-        // back to what rmem_max allows without it.
-        socket::setsockopt(&fd, sockopt::RcvBufForce, &bytes)
-            .or_else(|_| socket::setsockopt(&fd, sockopt::RcvBuf, &bytes))
-            .map_err(|source| ProcEventsError::ReceiveBuffer { bytes, source })?;
+        set_receive_buffer(fd.as_fd(), bytes)?;
         socket::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, libc::CN_IDX_PROC))
             .map_err(ProcEventsError::Bind)?;
+        // Made only now: its Drop sends PROC_CN_MCAST_IGNORE, which must
+        // follow a LISTEN (older kernels count listeners without checking).
         let this = Self {
             fd,
             buf: vec![0; DATAGRAM_BUFFER],
@@ -222,6 +222,26 @@ impl ProcEvents {
         this.send_op(libc::PROC_CN_MCAST_LISTEN)
             .map_err(ProcEventsError::Listen)?;
         Ok(this)
+    }
+
+    /// Asks for a receive buffer of `bytes` from now on. SO_RCVBUFFORCE
+    /// (CAP_NET_ADMIN) ignores `net.core.rmem_max`; without it, this falls
+    /// back to SO_RCVBUF, which the kernel silently caps at rmem_max:
+    /// [`ProcEvents::receive_buffer`] says what was granted.
+    ///
+    /// An overrun already reported stays reported; events dropped since it
+    /// happened stay dropped (netlink delivers nothing more to a socket
+    /// that overran until its queue has been read empty).
+    pub fn set_receive_buffer(&self, bytes: usize) -> Result<(), ProcEventsError> {
+        set_receive_buffer(self.fd.as_fd(), bytes)
+    }
+
+    /// The receive buffer the kernel granted, in bytes: twice what was
+    /// asked (it counts its bookkeeping, see socket(7) `SO_RCVBUF`), or
+    /// less when the request fell back to SO_RCVBUF and rmem_max capped it.
+    /// An event takes about 1 KiB of it (see [`RECEIVE_BUFFER`]).
+    pub fn receive_buffer(&self) -> Result<usize, ProcEventsError> {
+        socket::getsockopt(&self.fd, sockopt::RcvBuf).map_err(ProcEventsError::ReceiveBufferSize)
     }
 
     /// Waits up to `timeout` (`None`: for ever) for events, then returns what
@@ -334,6 +354,13 @@ impl Drop for ProcEvents {
         // for a listener count that is one too high.
         let _ = self.send_op(libc::PROC_CN_MCAST_IGNORE);
     }
+}
+
+/// See [`ProcEvents::set_receive_buffer`].
+fn set_receive_buffer(fd: BorrowedFd<'_>, bytes: usize) -> Result<(), ProcEventsError> {
+    socket::setsockopt(&fd, sockopt::RcvBufForce, &bytes)
+        .or_else(|_| socket::setsockopt(&fd, sockopt::RcvBuf, &bytes))
+        .map_err(|source| ProcEventsError::ReceiveBuffer { bytes, source })
 }
 
 /// `socket(AF_NETLINK, SOCK_DGRAM, NETLINK_CONNECTOR)`, non-blocking and
