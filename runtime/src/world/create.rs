@@ -98,11 +98,17 @@ impl Runtime {
                     record.preload = true;
                 }
                 store.save_record(&record)?;
+                // Fail points at each phase a crash can interrupt (the
+                // tests pause here and kill the process): the record is
+                // written, then the overlay is mounted, then libcontainer
+                // has built the container (`world.create`).
+                fail_point("world.create.recorded")?;
                 let private = PrivateMounts::enter().map_err(|reason| Error::Overlay {
                     target: bundle.rootfs(),
                     reason,
                 })?;
                 overlay::mount_stacked(&private, &layers)?;
+                fail_point("world.create.mounted")?;
                 // libcontainer reads the bundle's config.json: here it
                 // reads the world's.
                 if let Some(injection) = &injection {
