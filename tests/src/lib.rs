@@ -3,6 +3,7 @@
 //! Every test gets its own state root (a temp dir) and its own container ids,
 //! so the suite runs in parallel without tests seeing each other's worlds.
 
+pub mod cgroup;
 pub mod containerd;
 
 use std::fs;
@@ -383,7 +384,8 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// Everything a world named `id` could leave on the host: its state dir, a
-/// cgroup in any v1 hierarchy or the v2 one, a mount, or a process whose
+/// cgroup in any hierarchy (each v1 one, or the v2 one; see
+/// [`cgroup::hierarchies`]), a mount, or a process whose
 /// command line names the runtime root and the id (the runtime's own clones
 /// and the world's monitor). Returns
 /// descriptions of what is left; empty means clean.
@@ -393,20 +395,15 @@ pub fn leftovers(runtime_root: &Path, id: &str) -> Vec<String> {
     if state_dir.exists() {
         left.push(format!("state dir {}", state_dir.display()));
     }
-    if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
-        for hierarchy in hierarchies.flatten() {
-            for candidate in [
-                hierarchy
-                    .path()
-                    .join(cgroup_path(id).trim_start_matches('/')),
-                hierarchy.path().join(format!(":youki:{id}")),
-                // substrate-cli's own specs.
-                hierarchy.path().join("substrate").join(id),
-            ] {
-                if candidate.exists() {
-                    left.push(format!("cgroup {}", candidate.display()));
-                }
-            }
+    for candidate in [
+        cgroup::Cgroup::of_world(id),
+        // libcontainer's default when a bundle names no cgroupsPath.
+        cgroup::Cgroup::at(format!(":youki:{id}")),
+        // substrate-cli's own specs.
+        cgroup::Cgroup::at(format!("substrate/{id}")),
+    ] {
+        for dir in candidate.existing_dirs() {
+            left.push(format!("cgroup {}", dir.display()));
         }
     }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

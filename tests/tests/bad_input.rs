@@ -3,6 +3,7 @@
 
 use std::fs;
 
+use substrate_tests::cgroup::{self, Cgroup, Version};
 use substrate_tests::{assert_no_leftovers, unique_id, Bundle, Runtime};
 
 /// A change to a bundle's config.json.
@@ -109,17 +110,6 @@ fn config_the_runtime_cannot_honour() {
             &["linux.resources.rdma"],
         ),
     ];
-    let mut cases = cases;
-    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        // cgroup v2 keys on a v1 (or hybrid) host would be dropped silently.
-        cases.push((
-            "unified",
-            Box::new(|c| {
-                c["linux"]["resources"]["unified"] = serde_json::json!({"memory.high": "1000000"})
-            }),
-            &["linux.resources.unified", "v1"],
-        ));
-    }
     for (name, edit, words) in cases {
         let id = unique_id(name);
         let mut bundle = Bundle::new(&id, &["true"]);
@@ -127,6 +117,38 @@ fn config_the_runtime_cannot_honour() {
         let err = rt.fails(&["create", "--bundle", bundle.path_str(), &id]);
         assert_mentions(&err, words);
         assert_never_existed(&rt, &id);
+    }
+}
+
+/// `linux.resources.unified` names cgroup v2 files: the OCI spec has a
+/// runtime write them on a v2 host and refuse them on v1, where libcgroups
+/// would drop them without a word.
+#[test]
+fn unified_resources_are_written_on_v2_and_refused_on_v1() {
+    let rt = Runtime::new();
+    let id = unique_id("unified");
+    let mut bundle = Bundle::new(&id, &["sleep", "1000"]);
+    bundle.edit(|c| {
+        c["linux"]["resources"]["unified"] = serde_json::json!({"memory.high": "1048576"})
+    });
+    match cgroup::version() {
+        Version::V1 => {
+            let err = rt.fails(&["create", "--bundle", bundle.path_str(), &id]);
+            assert_mentions(&err, &["linux.resources.unified", "v1"]);
+            assert_never_existed(&rt, &id);
+        }
+        Version::V2 => {
+            rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
+            let high = Cgroup::of_world(&id).dir("memory").join("memory.high");
+            assert_eq!(
+                fs::read_to_string(&high).unwrap().trim(),
+                "1048576",
+                "{}",
+                high.display()
+            );
+            rt.ok(&["delete", "--force", &id]);
+            assert_no_leftovers(rt.root(), &id);
+        }
     }
 }
 

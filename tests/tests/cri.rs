@@ -9,6 +9,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
+use substrate_tests::cgroup::{Cgroup, Setting};
 use substrate_tests::containerd::{Containerd, IMAGE};
 use substrate_tests::unique_id;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -190,12 +191,7 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
     })
     .await
     .expect("UpdateContainerResources");
-    let v1 = format!("/sys/fs/cgroup/memory/k8s.io/{container}/memory.limit_in_bytes");
-    let v2 = format!("/sys/fs/cgroup/k8s.io/{container}/memory.max");
-    let set = fs::read_to_string(&v1)
-        .or_else(|_| fs::read_to_string(&v2))
-        .expect("the container's memory cgroup");
-    assert_eq!(set.trim(), limit.to_string());
+    Cgroup::at(format!("k8s.io/{container}")).assert_setting(Setting::MemoryLimit, limit);
 
     // CRI's log format: `<time> stdout F <line>`.
     let log = logs.join("job.log");

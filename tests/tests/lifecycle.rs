@@ -5,6 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::process::Stdio;
 
+use substrate_tests::cgroup::{Cgroup, Setting};
 use substrate_tests::{assert_no_leftovers, unique_id, wait_until, Bundle, Runtime};
 
 #[test]
@@ -306,11 +307,12 @@ fn pause_freezes_and_resume_thaws() {
 
     rt.ok(&["pause", &id]);
     assert_eq!(rt.status(&id), "paused");
-    let freezer = format!(
-        "/sys/fs/cgroup/freezer{}/freezer.state",
-        substrate_tests::cgroup_path(&id)
+    assert!(
+        Cgroup::of_world(&id)
+            .frozen()
+            .expect("the world's freezer state"),
+        "the world's cgroup is frozen"
     );
-    assert_eq!(fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
     let frozen_at = ticks();
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(ticks(), frozen_at, "nothing runs while paused");
@@ -319,6 +321,7 @@ fn pause_freezes_and_resume_thaws() {
 
     rt.ok(&["resume", &id]);
     assert_eq!(rt.status(&id), "running");
+    assert!(!Cgroup::of_world(&id).frozen().unwrap(), "thawed");
     wait_until("ticks after resume", || ticks() > frozen_at);
 
     rt.ok(&["delete", "--force", &id]);
@@ -436,44 +439,24 @@ fn update_changes_cgroup_limits() {
     let bundle = Bundle::new(&id, &["sleep", "1000"]);
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     rt.ok(&["start", &id]);
-    let cgroup = substrate_tests::cgroup_path(&id);
+    let cgroup = Cgroup::of_world(&id);
     rt.ok(&["update", "--memory", "67108864", "--pids-limit", "50", &id]);
-    assert_eq!(
-        fs::read_to_string(format!(
-            "/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
-        ))
-        .unwrap()
-        .trim(),
-        "67108864"
-    );
-    assert_eq!(
-        fs::read_to_string(format!("/sys/fs/cgroup/pids{cgroup}/pids.max"))
-            .unwrap()
-            .trim(),
-        "50"
-    );
+    cgroup.assert_setting(Setting::MemoryLimit, 67108864);
+    cgroup.assert_setting(Setting::PidsLimit, 50);
 
     let resources = bundle.path().join("resources.json");
     fs::write(
         &resources,
-        r#"{"memory":{"limit":33554432},"cpu":{"shares":512}}"#,
+        r#"{"memory":{"limit":33554432},"cpu":{"shares":512,"quota":20000,"period":100000}}"#,
     )
     .unwrap();
     rt.ok(&["update", "--resources", resources.to_str().unwrap(), &id]);
-    assert_eq!(
-        fs::read_to_string(format!(
-            "/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
-        ))
-        .unwrap()
-        .trim(),
-        "33554432"
-    );
-    assert_eq!(
-        fs::read_to_string(format!("/sys/fs/cgroup/cpu{cgroup}/cpu.shares"))
-            .unwrap()
-            .trim(),
-        "512"
-    );
+    cgroup.assert_setting(Setting::MemoryLimit, 33554432);
+    cgroup.assert_setting(Setting::CpuShares, 512);
+    cgroup.assert_setting(Setting::CpuQuota, 20000);
+    cgroup.assert_setting(Setting::CpuPeriod, 100000);
+    // What update leaves out stays as it was.
+    cgroup.assert_setting(Setting::PidsLimit, 50);
 
     let events = rt.ok(&["events", "--stats", &id]);
     let event: serde_json::Value = serde_json::from_str(events.trim()).unwrap();

@@ -6,7 +6,8 @@ use std::fs;
 use std::process::Command;
 
 use serde_json::json;
-use substrate_tests::{assert_no_leftovers, cgroup_path, unique_id, Bundle, Runtime};
+use substrate_tests::cgroup::{Cgroup, Setting};
+use substrate_tests::{assert_no_leftovers, unique_id, Bundle, Runtime};
 
 /// Runs the bundle in the foreground and returns (exit code, stdout, stderr).
 fn run(rt: &Runtime, id: &str, bundle: &Bundle) -> (i32, String, String) {
@@ -164,22 +165,15 @@ fn cgroup_resources_and_oom_score_adj() {
         c["process"]["oomScoreAdj"] = 345.into();
         c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
         c["linux"]["resources"]["pids"] = json!({"limit": 64});
-        c["linux"]["resources"]["cpu"] = json!({"shares": 256});
+        c["linux"]["resources"]["cpu"] = json!({"shares": 256, "quota": 50000, "period": 250000});
     });
     rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
-    let cgroup = cgroup_path(&id);
-    let read = |file: &str| {
-        fs::read_to_string(format!("/sys/fs/cgroup/{file}"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    assert_eq!(
-        read(&format!("memory{cgroup}/memory.limit_in_bytes")),
-        "67108864"
-    );
-    assert_eq!(read(&format!("pids{cgroup}/pids.max")), "64");
-    assert_eq!(read(&format!("cpu{cgroup}/cpu.shares")), "256");
+    let cgroup = Cgroup::of_world(&id);
+    cgroup.assert_setting(Setting::MemoryLimit, 67108864);
+    cgroup.assert_setting(Setting::PidsLimit, 64);
+    cgroup.assert_setting(Setting::CpuShares, 256);
+    cgroup.assert_setting(Setting::CpuQuota, 50000);
+    cgroup.assert_setting(Setting::CpuPeriod, 250000);
     let pid = rt.pid(&id);
     assert_eq!(
         fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
