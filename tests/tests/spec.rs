@@ -267,6 +267,29 @@ fn devices_are_created_and_allowed() {
     );
 }
 
+/// `linux.resources.devices` is enforced, not only the devices a bundle
+/// names: a world with CAP_MKNOD (in runc's default set) may make any node,
+/// as runc allows (`c *:* m`, `b *:* m`), but cannot open a device its rules
+/// leave out. cgroup v1's devices controller does it; on v2 it takes the
+/// eBPF device program a runtime attaches to the world's cgroup.
+#[test]
+fn devices_outside_the_rules_cannot_be_opened() {
+    let rt = Runtime::new();
+    let id = unique_id("nodevice");
+    // 1:11 is /dev/kmsg, in no runtime's default list; opening it for
+    // writing needs no capability, so only the device rules refuse it.
+    let bundle = sh(
+        &id,
+        "mknod /dev/made c 1 11 && (: > /dev/made) 2>&1 && echo opened; echo > /dev/null && echo null-ok",
+    );
+    let out = run_ok(&rt, &id, &bundle);
+    assert!(
+        out.contains("Operation not permitted") && !out.contains("opened"),
+        "{out}"
+    );
+    assert!(out.ends_with("null-ok\n"), "{out}");
+}
+
 #[test]
 fn hooks_run_at_their_moments_with_the_state_on_stdin() {
     let rt = Runtime::new();
