@@ -7,14 +7,13 @@
 //! runtime mounts the overlay (lower `/`) there, in the world's own mount
 //! namespace only.
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxBuilder, RootBuilder, Spec};
-use substrate_runtime::{Runtime, WorldId, WorldSource, LOWER_ANNOTATION};
+use substrate_runtime::{Runtime, WorldId, WorldSource};
 
 pub enum Origin {
     Bundle(PathBuf),
@@ -26,6 +25,10 @@ pub enum Origin {
 pub struct WorldBundle {
     pub dir: PathBuf,
     pub source: WorldSource,
+    /// The world's read-only lower when it is not the bundle's rootfs (the
+    /// host's `/`): given to the runtime through `CreateOptions::lower`,
+    /// never through the bundle.
+    pub lower: Option<PathBuf>,
     generated: bool,
 }
 
@@ -62,6 +65,7 @@ impl WorldBundle {
                     return Ok(WorldBundle {
                         dir: path,
                         source,
+                        lower: None,
                         generated: false,
                     });
                 }
@@ -84,21 +88,16 @@ impl WorldBundle {
                 if !path.is_dir() {
                     bail!("rootfs {}: not a directory", path.display());
                 }
-                let spec = default_spec(id, command, &path, Path::new("/"), None, runtime)?;
+                let spec = default_spec(id, command, &path, Path::new("/"), runtime)?;
                 write_bundle(&generated_dir, &spec, WorldSource::Rootfs { path })
             }
             Origin::Host => {
                 let mount_point = runtime.store().rootfs_dir(id);
                 let cwd = host_cwd();
-                let spec = default_spec(
-                    id,
-                    command,
-                    &mount_point,
-                    &cwd,
-                    Some(Path::new("/")),
-                    runtime,
-                )?;
-                write_bundle(&generated_dir, &spec, WorldSource::Host)
+                let spec = default_spec(id, command, &mount_point, &cwd, runtime)?;
+                let mut bundle = write_bundle(&generated_dir, &spec, WorldSource::Host)?;
+                bundle.lower = Some(PathBuf::from("/"));
+                Ok(bundle)
             }
         }
     }
@@ -110,6 +109,7 @@ fn write_bundle(dir: &Path, spec: &Spec, source: WorldSource) -> Result<WorldBun
     let bundle = WorldBundle {
         dir: dir.to_owned(),
         source,
+        lower: None,
         generated: true,
     };
     spec.save(dir.join("config.json"))
@@ -142,7 +142,6 @@ fn default_spec(
     command: &[String],
     root_path: &Path,
     cwd: &Path,
-    lower: Option<&Path>,
     runtime: &Runtime,
 ) -> Result<Spec> {
     if command.is_empty() {
@@ -180,12 +179,5 @@ fn default_spec(
         .cgroups_path(PathBuf::from(format!("/substrate/{id}")))
         .build()?;
     spec.set_linux(Some(linux));
-    if let Some(lower) = lower {
-        let annotations = HashMap::from([(
-            LOWER_ANNOTATION.to_owned(),
-            lower.to_string_lossy().into_owned(),
-        )]);
-        spec.set_annotations(Some(annotations));
-    }
     Ok(spec)
 }

@@ -21,7 +21,10 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    pub fn load(path: &Path) -> Result<Self> {
+    /// Loads the bundle at `path`. With `lower`, `root.path` is only the
+    /// mount point of the world's overlay (made at create) and `lower` is
+    /// the directory that must exist.
+    pub fn load(path: &Path, lower: Option<&Path>) -> Result<Self> {
         let bundle_error = |reason: String| Error::Bundle {
             path: path.to_owned(),
             reason,
@@ -38,7 +41,7 @@ impl Bundle {
                 path: config_path.clone(),
                 source,
             })?;
-        check_spec(&config_path, &path, &spec)?;
+        check_spec(&config_path, &path, &spec, lower)?;
         Ok(Bundle { path, spec })
     }
 
@@ -58,7 +61,7 @@ pub(crate) fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {
 
 /// What a runtime must refuse up front (runtime spec, "config.md"), and what
 /// this kernel cannot do, each with a reason that names the field.
-fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
+fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec, lower: Option<&Path>) -> Result<()> {
     let unsupported = |reason: String| Error::UnsupportedConfig {
         path: config_path.to_owned(),
         reason,
@@ -74,17 +77,24 @@ fn check_spec(config_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
             "root: missing (the rootfs must be named)".into(),
         ));
     }
-    // With an annotated lower, root.path is only the overlay's mount point
-    // (made at create); the lower is what must exist.
-    let annotated_lower = spec
+    let refused = crate::overlay::REFUSED_LOWER_ANNOTATION;
+    if spec
         .annotations()
         .as_ref()
-        .and_then(|a| a.get(crate::overlay::LOWER_ANNOTATION));
-    match annotated_lower {
-        Some(lower) if !Path::new(lower).is_dir() => {
+        .is_some_and(|a| a.contains_key(refused))
+    {
+        return Err(unsupported(format!(
+            "annotation {refused}: a bundle cannot choose the world's lower layer \
+             (it would expose the host's files to the world)"
+        )));
+    }
+    // With a lower from the caller, root.path is only the overlay's mount
+    // point (made at create); the lower is what must exist.
+    match lower {
+        Some(lower) if !lower.is_dir() => {
             return Err(unsupported(format!(
-                "annotation {}: {lower}: no such directory",
-                crate::overlay::LOWER_ANNOTATION
+                "lower {}: no such directory",
+                lower.display()
             )))
         }
         Some(_) => {}

@@ -44,7 +44,6 @@ mod world;
 pub use bundle::Bundle;
 pub use error::{one_line, Error, ErrorKind, Result};
 pub use id::WorldId;
-pub use overlay::LOWER_ANNOTATION;
 pub use record::{ExitStatus, WorldRecord, WorldSource};
 pub use runtime::{Runtime, DEFAULT_ROOT};
 

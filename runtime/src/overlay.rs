@@ -22,9 +22,13 @@ use nix::sched::{setns, unshare, CloneFlags};
 
 use crate::error::{Error, Result};
 
-/// Annotation naming the read-only lower of a world whose `root.path` is
-/// only the mount point (set by `substrate-cli` for the host's `/`).
-pub const LOWER_ANNOTATION: &str = "io.substrate.world.lower";
+/// An annotation that once named a world's read-only lower. Settings that
+/// change what the host exposes to a world never come from a bundle (any
+/// bundle could name the host's `/`); a bundle that still carries it is
+/// refused with this reason. The lower comes through
+/// [`CreateOptions::lower`](crate::CreateOptions::lower) from a trusted
+/// caller (`substrate-cli`).
+pub(crate) const REFUSED_LOWER_ANNOTATION: &str = "io.substrate.world.lower";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RootfsLayers {

@@ -315,24 +315,33 @@ fn an_oom_kill_in_a_container_is_a_task_oom_event() {
 fn a_bundle_the_runtime_refuses_is_a_clear_error_through_ctr() {
     let ctd = Containerd::start();
     let id = unique_id("ctr-badbundle");
-    // The annotation names a lower layer that does not exist: refused by the
-    // runtime's bundle check before anything is made.
+    // A bundle (here: an annotation from ctr, as a pod's would be) cannot
+    // make the host's `/` the world's lower layer: refused before anything
+    // is made, and the host's shadow file is not printed.
     let out = ctd.ctr(&[
         "run",
         "--rm",
         "--annotation",
-        "io.substrate.world.lower=/nonexistent/lower",
+        "io.substrate.world.lower=/",
         "--runtime",
         RUNTIME,
         IMAGE,
         &id,
-        "true",
+        "sh",
+        "-c",
+        "cat /etc/shadow",
     ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("io.substrate.world.lower") && stderr.contains("/nonexistent/lower"),
+        stderr.contains("io.substrate.world.lower") && stderr.contains("cannot choose"),
         "{stderr}"
+    );
+    let host_shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let root_line = host_shadow.lines().next().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(root_line),
+        "the host's shadow file leaked"
     );
     let _ = ctd.ctr(&["containers", "rm", &id]);
     ctd.assert_clean(&id);

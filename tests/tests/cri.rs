@@ -271,3 +271,50 @@ fn a_pod_on_a_cni_bridge_network_gets_its_address() {
     let ip = block_on(pod_lifecycle(&ctd, false));
     assert!(ip.starts_with("10.231."), "pod IP {ip:?}");
 }
+
+/// A pod cannot make the host's `/` its containers' lower layer: the
+/// `io.substrate.world.lower` annotation (forwarded by the handler's
+/// `pod_annotations`) is refused, the sandbox does not start, and nothing
+/// of it is left.
+#[test]
+fn a_pod_annotation_cannot_choose_the_lower_layer() {
+    let ctd = Containerd::start_with_cri();
+    block_on(async {
+        let mut cri = client(&ctd.socket()).await;
+        let name = unique_id("pod-lower");
+        let logs = ctd.path(&format!("logs-{name}"));
+        fs::create_dir_all(&logs).unwrap();
+        let mut config = sandbox_config(&name, &logs, true);
+        config
+            .annotations
+            .insert("io.substrate.world.lower".into(), "/".into());
+        let refused = cri
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: HANDLER.into(),
+            })
+            .await
+            .expect_err("a pod that names the lower layer must not start");
+        assert!(
+            refused.message().contains("io.substrate.world.lower")
+                && refused.message().contains("cannot choose"),
+            "{refused:?}"
+        );
+        let pods = cri
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items;
+        assert!(
+            pods.iter()
+                .all(|p| p.state != PodSandboxState::SandboxReady as i32),
+            "{pods:?}"
+        );
+    });
+    // No world of it anywhere: no runtime state, no record.
+    let empty =
+        |dir: std::path::PathBuf| fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+    assert!(empty(ctd.path("substrate/containerd/k8s.io")));
+    assert!(empty(ctd.path("worlds/worlds")));
+}

@@ -66,6 +66,7 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
             create: CreateOptions {
                 detach: false,
                 source: Some(bundle.source.clone()),
+                lower: bundle.lower.clone(),
                 ..Default::default()
             },
             monitoring: Monitoring::Thread,

@@ -56,6 +56,11 @@ pub struct CreateOptions {
     /// What the world record names as the world's origin; by default the
     /// bundle.
     pub source: Option<WorldSource>,
+    /// The world's read-only lower instead of the bundle's rootfs, whose
+    /// `root.path` is then only the overlay's mount point (`substrate-cli`
+    /// gives the host's `/`). Only a trusted caller sets this: it decides
+    /// what of the host the world sees, so it never comes from a bundle.
+    pub lower: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -68,7 +73,7 @@ impl Runtime {
         if dir.exists() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let bundle = Bundle::load(bundle)?;
+        let bundle = Bundle::load(bundle, options.lower.as_deref())?;
         let linux = bundle
             .spec
             .linux()
@@ -79,7 +84,7 @@ impl Runtime {
             cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id.as_str()),
             started_at: None,
         };
-        let layers = self.rootfs_layers(id, &bundle);
+        let layers = self.rootfs_layers(id, &bundle, options.lower.take());
         let mut record = new_record(self, id, &bundle, &layers, options.source.take());
 
         // An earlier world of the same id (containerd and podman reuse ids)
@@ -172,23 +177,17 @@ impl Runtime {
         .map(Some)
     }
 
-    /// Where the world's writes go. A bundle may name its lower with an
-    /// annotation (then `root.path` is only the mount point).
-    fn rootfs_layers(&self, id: &WorldId, bundle: &Bundle) -> RootfsLayers {
+    /// Where the world's writes go. A caller may give the lower (then
+    /// `root.path` is only the mount point).
+    fn rootfs_layers(&self, id: &WorldId, bundle: &Bundle, lower: Option<PathBuf>) -> RootfsLayers {
         let target = bundle.rootfs();
-        let annotated_lower = bundle
-            .spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(overlay::LOWER_ANNOTATION))
-            .map(PathBuf::from);
-        if annotated_lower.is_none() {
+        if lower.is_none() {
             if let Some((lowers, upper)) = overlay::existing_overlay(&target) {
                 return RootfsLayers::Adopted { lowers, upper };
             }
         }
         RootfsLayers::Stacked {
-            lowers: vec![annotated_lower.unwrap_or_else(|| target.clone())],
+            lowers: vec![lower.unwrap_or_else(|| target.clone())],
             upper: self.store().upper_dir(id),
             work: self.store().work_dir(id),
             target,
@@ -210,6 +209,7 @@ impl Runtime {
             detach,
             stdio,
             source: _,
+            lower: _,
         } = options;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())
