@@ -200,6 +200,19 @@ fn check_rlimit(rlimit: &PosixRlimit) -> Result<(), String> {
             rlimit.hard()
         ));
     }
+    // setrlimit(2) refuses an RLIMIT_NOFILE above fs.nr_open to everyone,
+    // CAP_SYS_RESOURCE or not.
+    if resource == Resource::RLIMIT_NOFILE {
+        let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(nr_open) = nr_open.filter(|&n| rlimit.hard() > n) {
+            return Err(format!(
+                "process.rlimits: {name} hard limit {} is above this host's fs.nr_open ({nr_open}), which no process may exceed",
+                rlimit.hard()
+            ));
+        }
+    }
     let (_, current_hard) = getrlimit(resource).map_err(|e| format!("getrlimit: {e}"))?;
     if rlimit.hard() > current_hard && !has_cap_sys_resource() {
         return Err(format!(

@@ -43,6 +43,18 @@ impl WorldStore {
         self.dir.join("worlds").join(id)
     }
 
+    /// Makes the world's dir, private to root all the way down from the
+    /// state dir (0700: no other host user can reach its upper layer).
+    pub(crate) fn create_world_dir(&self, id: &WorldId) -> Result<PathBuf> {
+        let worlds = self.dir.join("worlds");
+        for dir in [&self.dir, &worlds] {
+            private_dir(dir)?;
+        }
+        let dir = worlds.join(id);
+        private_dir(&dir)?;
+        Ok(dir)
+    }
+
     pub fn upper_dir(&self, id: &WorldId) -> PathBuf {
         self.world_dir(id).join("upper")
     }
@@ -171,6 +183,17 @@ impl WorldStore {
     pub fn remove(&self, id: &WorldId) -> Result<()> {
         remove_dir_if_exists(&self.world_dir(id))
     }
+}
+
+/// Makes `dir` (and any missing parent) and leaves it mode 0700: what a
+/// world wrote (a setuid binary in its upper layer, a record naming its
+/// secrets) must be out of every other host user's reach, as containerd's
+/// and podman's state is.
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("cannot make private", dir, e))
 }
 
 pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {

@@ -92,8 +92,9 @@ impl Runtime {
         // gives way to this one.
         let store = self.store();
         crate::store::remove_dir_if_exists(&store.world_dir(id))?;
-        let prepared = fs::create_dir_all(store.world_dir(id))
-            .map_err(|e| Error::io("cannot create world dir", store.world_dir(id), e))
+        let prepared = store
+            .create_world_dir(id)
+            .and_then(|_| crate::store::private_dir(self.root()))
             .and_then(|()| self.inject(id, &bundle, &layers))
             .and_then(|injection| {
                 if let Some(injection) = &injection {

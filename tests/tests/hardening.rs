@@ -1,0 +1,189 @@
+//! What a world writes stays out of every other host user's reach: the
+//! state dirs the runtime makes are 0700 all the way down, so a setuid
+//! binary planted in a world's upper layer cannot be run by an unprivileged
+//! host user, kept or running.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use substrate_tests::{bin, unique_id, wait_until, Bundle};
+
+/// A state dir and runtime root the runtime has to make itself (as
+/// `/var/lib/substrate` and `/run/substrate` on a fresh host), under a temp
+/// dir that is itself reachable by everyone.
+struct FreshDirs {
+    _base: tempfile::TempDir,
+    state: PathBuf,
+    root: PathBuf,
+}
+
+impl FreshDirs {
+    fn new() -> FreshDirs {
+        let base = tempfile::Builder::new()
+            .prefix("substrate-fresh-")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        FreshDirs {
+            state: base.path().join("var-lib-substrate"),
+            root: base.path().join("run-substrate"),
+            _base: base,
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("substrate-cli"));
+        cmd.env("SUBSTRATE_STATE_DIR", &self.state)
+            .env("NO_COLOR", "1")
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn runtime(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("substrate-runtime"));
+        cmd.env("SUBSTRATE_STATE_DIR", &self.state)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn upper(&self, id: &str) -> PathBuf {
+        self.state.join("worlds").join(id).join("upper")
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Runs `path -p -c id` as nobody, as an unprivileged host user would:
+/// from a shell that already is nobody. (`setpriv --reuid … -- PATH` would
+/// not do: setpriv still holds root's capabilities when it execs PATH, so
+/// the path is looked up as root.)
+fn run_as_nobody(path: &Path) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .args(["sh", "-c", r#""$0" -p -c 'id -u; id -ru'"#])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv")
+}
+
+fn assert_not_root_for_nobody(planted: &Path) {
+    let out = run_as_nobody(planted);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && !stdout.lines().any(|l| l.trim() == "0"),
+        "an unprivileged host user ran {} ({}): {stdout}{}",
+        planted.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "refused for the right reason: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn assert_private(dirs: &[&Path]) {
+    for dir in dirs {
+        assert_eq!(mode(dir), 0o700, "{} must be 0700", dir.display());
+    }
+}
+
+#[test]
+fn a_setuid_file_planted_by_a_kept_world_is_out_of_reach() {
+    let dirs = FreshDirs::new();
+    let id = unique_id("setuid-kept");
+    let out = dirs
+        .cli(&[
+            "run",
+            "--keep",
+            "--name",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "cp /bin/bash /tmp/rsh && chmod 4755 /tmp/rsh",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let planted = dirs.upper(&id).join("tmp/rsh");
+    assert_eq!(mode(&planted), 0o4755, "the world planted a setuid copy");
+    assert_private(&[
+        &dirs.state,
+        &dirs.state.join("worlds"),
+        &dirs.state.join("worlds").join(&id),
+        &dirs.root,
+    ]);
+    assert_not_root_for_nobody(&planted);
+    let rm = dirs.cli(&["rm", &id]).output().unwrap();
+    assert!(rm.status.success());
+}
+
+#[test]
+fn a_setuid_file_planted_by_a_running_world_is_out_of_reach() {
+    let dirs = FreshDirs::new();
+    let id = unique_id("setuid-live");
+    let mut world = dirs
+        .cli(&[
+            "run",
+            "--name",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "cp /bin/bash /tmp/rsh && chmod 4755 /tmp/rsh && exec sleep 300",
+        ])
+        .spawn()
+        .unwrap();
+    let planted = dirs.upper(&id).join("tmp/rsh");
+    wait_until("the planted file", || {
+        fs::metadata(&planted).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o4755)
+    });
+    assert_not_root_for_nobody(&planted);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(world.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = world.wait();
+}
+
+/// The runtime CLI's state root and world store are private too.
+#[test]
+fn the_runtime_path_makes_private_state_dirs() {
+    let dirs = FreshDirs::new();
+    let id = unique_id("private-rt");
+    let bundle = Bundle::new(&id, &["true"]);
+    let out = dirs
+        .runtime(&["run", "--bundle", bundle.path_str(), &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_private(&[&dirs.state, &dirs.state.join("worlds"), &dirs.root]);
+}
