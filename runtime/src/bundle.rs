@@ -18,6 +18,9 @@ pub struct Bundle {
     /// Canonical path of the bundle directory.
     pub path: PathBuf,
     pub spec: Spec,
+    /// The rootfs, resolved once here (symlinks followed, then checked):
+    /// what every later step uses, never `root.path` again.
+    rootfs: PathBuf,
 }
 
 impl Bundle {
@@ -42,13 +45,44 @@ impl Bundle {
                 source,
             })?;
         check_spec(&config_path, &path, &spec, lower)?;
-        Ok(Bundle { path, spec })
+        let named = rootfs_path(&path, &spec);
+        let rootfs = match lower {
+            // Only the mount point of the world's overlay, in the world
+            // store: the runtime's own path.
+            Some(_) => named,
+            None => resolve_rootfs(&config_path, &named)?,
+        };
+        Ok(Bundle { path, spec, rootfs })
     }
 
-    /// The rootfs as the spec names it, resolved against the bundle.
-    pub fn rootfs(&self) -> PathBuf {
-        rootfs_path(&self.path, &self.spec)
+    /// The rootfs, resolved against the bundle and through any symlink.
+    pub fn rootfs(&self) -> &Path {
+        &self.rootfs
     }
+}
+
+/// `root.path` with every symlink resolved, refused if that is the host's
+/// `/`: a bundle whose rootfs is a symlink to `/` would have the runtime
+/// make mount points and write files on the host's root.
+fn resolve_rootfs(config_path: &Path, named: &Path) -> Result<PathBuf> {
+    let unsupported = |reason: String| Error::UnsupportedConfig {
+        path: config_path.to_owned(),
+        reason,
+    };
+    let resolved = fs::canonicalize(named).map_err(|e| {
+        unsupported(format!(
+            "root.path {}: {}",
+            named.display(),
+            describe_io(&e)
+        ))
+    })?;
+    if resolved == Path::new("/") {
+        return Err(unsupported(format!(
+            "root.path {} is the host's root directory: a container cannot run on it",
+            named.display()
+        )));
+    }
+    Ok(resolved)
 }
 
 pub(crate) fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {

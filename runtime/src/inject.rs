@@ -12,9 +12,13 @@
 //! meet it too.
 //!
 //! The spec is extended, not rewritten by hand: the bundle's `config.json`
-//! plus these mounts and that variable is written to the world dir and
-//! bind-mounted over the bundle's, in the creating thread's private mount
-//! namespace only; the bundle on disk is never changed.
+//! plus these mounts and that variable is what libcontainer is given (never
+//! written over the bundle's file, which a container whose rootfs is the
+//! bundle would see).
+//!
+//! Only a world whose writes land in an upper layer gets the tracer (its
+//! mount points are made there, and the diff leaves them out): a rootfs
+//! written in place, as runc does, gets nothing the spec does not ask for.
 
 use std::fs;
 use std::io::Read;
@@ -74,19 +78,18 @@ pub fn preload_library() -> Result<Option<PathBuf>> {
 #[derive(Debug)]
 pub(crate) struct Injection {
     /// The world's spec: the bundle's plus the tracer's mounts and env.
-    pub config: PathBuf,
+    pub spec: Spec,
     /// Mount points the tracer's mounts add to the rootfs.
     pub mountpoints: Vec<PathBuf>,
 }
 
-/// Fills `inject_dir` and writes the extended spec to `config`.
-/// `image_root` is where the image's own `/etc/ld.so.preload` is read.
+/// Fills `inject_dir` and extends the spec. `image_root` is where the
+/// image's own `/etc/ld.so.preload` is read.
 pub(crate) fn prepare(
     spec: &Spec,
     image_root: &Path,
     library: &Path,
     inject_dir: &Path,
-    config: &Path,
 ) -> Result<Injection> {
     let io = |what: &'static str, path: &Path, e| Error::io(what, path, e);
     fs::create_dir_all(inject_dir).map_err(|e| io("cannot create inject dir", inject_dir, e))?;
@@ -127,15 +130,7 @@ pub(crate) fn prepare(
         process.set_env(Some(env));
         spec.set_process(Some(process));
     }
-    let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Preload {
-        path: config.to_owned(),
-        reason: format!("cannot serialize the world's spec: {e}"),
-    })?;
-    fs::write(config, json).map_err(|e| io("cannot write", config, e))?;
-    Ok(Injection {
-        config: config.to_owned(),
-        mountpoints,
-    })
+    Ok(Injection { spec, mountpoints })
 }
 
 fn has_real_etc(root: &Path) -> bool {
@@ -143,32 +138,36 @@ fn has_real_etc(root: &Path) -> bool {
 }
 
 /// Makes the mount points the tracer's mounts need in the world's rootfs
-/// (the overlay, mounted), as the host's root: a world in a user namespace
-/// could not create them in a root dir it does not own. Never through a
-/// symlink of the image's (O_EXCL does not follow one; `/etc` must be a
-/// real dir).
+/// (an upper layer takes the writes), as the host's root: a world in a
+/// user namespace could not create them in a root dir it does not own.
+/// Every path is resolved inside the rootfs (`openat2` with
+/// `RESOLVE_IN_ROOT`, through `pathrs`), so an image's symlink
+/// (`/etc -> /host/etc`, `/.substrate -> /`) can never lead a write out
+/// of it; and nothing that exists is replaced.
 pub(crate) fn make_mountpoints(rootfs: &Path, injection: &Injection) -> Result<()> {
-    let io = |what: &'static str, path: &Path, e| Error::io(what, path, e);
+    let failed = |path: &Path, e: pathrs::error::Error| Error::Preload {
+        path: rootfs.join(path.strip_prefix("/").unwrap_or(path)),
+        reason: format!("cannot create the mount point: {e}"),
+    };
+    let root = pathrs::Root::open(rootfs).map_err(|e| failed(Path::new("/"), e))?;
     for mountpoint in &injection.mountpoints {
-        let path = rootfs.join(mountpoint.strip_prefix("/").unwrap_or(mountpoint));
+        if root.resolve_nofollow(mountpoint).is_ok() {
+            continue;
+        }
         if mountpoint == Path::new(WORLD_DIR) {
-            match fs::create_dir(&path) {
-                Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| io("cannot set mode of", &path, e))?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io("cannot create mount point", &path, e)),
-            }
-        } else if mountpoint == Path::new(LD_SO_PRELOAD) && has_real_etc(rootfs) {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&path)
-            {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io("cannot create mount point", &path, e)),
-            }
+            root.mkdir_all(mountpoint, &fs::Permissions::from_mode(0o755))
+                .map_err(|e| failed(mountpoint, e))?;
+        } else if mountpoint == Path::new(LD_SO_PRELOAD) {
+            root.create_file(
+                mountpoint,
+                pathrs::flags::OpenFlags::O_WRONLY
+                    | pathrs::flags::OpenFlags::O_CREAT
+                    | pathrs::flags::OpenFlags::O_EXCL
+                    | pathrs::flags::OpenFlags::O_NOFOLLOW
+                    | pathrs::flags::OpenFlags::O_CLOEXEC,
+                &fs::Permissions::from_mode(0o644),
+            )
+            .map_err(|e| failed(mountpoint, e))?;
         }
     }
     Ok(())

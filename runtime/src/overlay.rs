@@ -1,6 +1,8 @@
-//! The world's rootfs: an overlay whose upper layer records every write.
+//! The world's rootfs, as [`Layering`](crate::Layering) chooses: written in
+//! place as the bundle names it (runc's semantics), or an overlay of
+//! Substrate's own whose upper layer records every write.
 //!
-//! The overlay is mounted in a mount namespace private to the creating
+//! Substrate's overlay is mounted in a mount namespace private to the creating
 //! process, right over the rootfs path that libcontainer is about to use.
 //! libcontainer's container processes are cloned from that process and so
 //! start from its mounts; the host never sees the overlay, so nothing is left
@@ -32,6 +34,8 @@ pub(crate) const REFUSED_LOWER_ANNOTATION: &str = "io.substrate.world.lower";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RootfsLayers {
+    /// The bundle's rootfs, written in place: no upper layer, no diff.
+    InPlace,
     /// Substrate mounts an overlay of `lowers` + `upper` at `target`.
     Stacked {
         lowers: Vec<PathBuf>,
@@ -49,13 +53,18 @@ pub(crate) enum RootfsLayers {
 impl RootfsLayers {
     pub(crate) fn lowers(&self) -> &[PathBuf] {
         match self {
+            RootfsLayers::InPlace => &[],
             RootfsLayers::Stacked { lowers, .. } | RootfsLayers::Adopted { lowers, .. } => lowers,
         }
     }
 
-    pub(crate) fn upper(&self) -> &Path {
+    /// The layer that records the world's writes, if there is one.
+    pub(crate) fn upper(&self) -> Option<&Path> {
         match self {
-            RootfsLayers::Stacked { upper, .. } | RootfsLayers::Adopted { upper, .. } => upper,
+            RootfsLayers::InPlace => None,
+            RootfsLayers::Stacked { upper, .. } | RootfsLayers::Adopted { upper, .. } => {
+                Some(upper)
+            }
         }
     }
 }
@@ -148,21 +157,6 @@ impl PrivateMounts {
         )
         .map_err(|e| format!("making / a slave mount: {e}"))?;
         Ok(guard)
-    }
-
-    /// Bind-mounts the file `source` over `target`, in this namespace only.
-    pub(crate) fn bind_file(&self, source: &Path, target: &Path) -> Result<()> {
-        mount(
-            Some(source),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| Error::Overlay {
-            target: target.to_owned(),
-            reason: format!("bind-mounting {}: {e}", source.display()),
-        })
     }
 }
 

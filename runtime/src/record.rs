@@ -28,8 +28,10 @@ pub struct WorldRecord {
     pub runtime_root: PathBuf,
     /// The read-only layers under the world's rootfs, top-most first.
     pub lower: Vec<PathBuf>,
-    /// The layer that received the world's writes.
-    pub upper: UpperLayer,
+    /// The layer that received the world's writes; `None` for a world whose
+    /// rootfs was written in place (no diff).
+    #[serde(default)]
+    pub upper: Option<UpperLayer>,
     /// Mount destinations the runtime created in the rootfs; the diff skips
     /// these directories (their contents belong to the mounted filesystems).
     #[serde(default)]

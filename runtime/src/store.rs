@@ -169,14 +169,16 @@ impl WorldStore {
     /// owns it), keeping record and diff, and notes it in the record.
     pub fn discard_upper(&self, id: &WorldId) -> Result<()> {
         let mut record = self.record(id)?;
-        if record.upper.owner == UpperOwner::World {
-            for dir in [self.upper_dir(id), self.work_dir(id), self.rootfs_dir(id)] {
-                remove_dir_if_exists(&dir)?;
+        match &mut record.upper {
+            Some(upper) if upper.owner == UpperOwner::World && upper.kept => {
+                for dir in [self.upper_dir(id), self.work_dir(id), self.rootfs_dir(id)] {
+                    remove_dir_if_exists(&dir)?;
+                }
+                upper.kept = false;
+                self.save_record(&record)
             }
-            record.upper.kept = false;
-            self.save_record(&record)?;
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Deletes everything kept about the world.

@@ -117,6 +117,9 @@ pub struct Runtime {
     pub bin: PathBuf,
     pub root: TempDir,
     pub state: TempDir,
+    /// `SUBSTRATE_ROOTFS` for `substrate-runtime`: `None` is its default
+    /// (the rootfs written in place, as runc does).
+    rootfs: Option<&'static str>,
 }
 
 impl Default for Runtime {
@@ -137,7 +140,17 @@ impl Runtime {
                 .prefix("substrate-state-")
                 .tempdir()
                 .expect("tempdir"),
+            rootfs: None,
         }
+    }
+
+    /// A runtime whose worlds get Substrate's own overlay over a
+    /// plain-directory rootfs (`SUBSTRATE_ROOTFS=overlay`): the bundle is
+    /// never written, every write is diffed, the preload tracer injected.
+    pub fn overlay() -> Self {
+        let mut runtime = Self::new();
+        runtime.rootfs = Some("overlay");
+        runtime
     }
 
     pub fn root(&self) -> &Path {
@@ -173,6 +186,9 @@ impl Runtime {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
+        if let Some(rootfs) = self.rootfs {
+            cmd.env("SUBSTRATE_ROOTFS", rootfs);
+        }
         cmd.env("SUBSTRATE_STATE_DIR", self.state.path())
             .arg("--root")
             .arg(self.root.path())

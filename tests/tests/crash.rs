@@ -121,7 +121,7 @@ fn wait_for_phase(rt: &Runtime, id: &str, create: &Child, phase: Phase, hook_pid
 
 #[test]
 fn sigkill_at_each_phase_of_create_is_cleaned_by_delete_force() {
-    let rt = Runtime::new();
+    let rt = Runtime::overlay();
     for phase in Phase::ALL {
         let id = unique_id("crash");
         let mut bundle = Bundle::new(&id, &["sleep", "1000"]);

@@ -91,7 +91,7 @@ fn cli_run_cleans_up_after_a_failure_at_each_step() {
 
 #[test]
 fn runtime_run_cleans_up_after_a_failure_at_each_step() {
-    let rt = Runtime::new();
+    let rt = Runtime::overlay();
     for (point, started) in STEPS {
         let id = unique_id("rtfail");
         let bundle = Bundle::new(&id, &long_running(&id).each_ref().map(String::as_str));
@@ -121,7 +121,7 @@ fn runtime_run_cleans_up_after_a_failure_at_each_step() {
 /// after it fails, that process goes too (`leftovers` looks for it).
 #[test]
 fn runtime_create_and_detached_run_clean_up_their_monitor() {
-    let rt = Runtime::new();
+    let rt = Runtime::overlay();
     for (args, point) in [
         (&["create"][..], "world.create"),
         (&["create"][..], "run.monitor"),

@@ -216,7 +216,7 @@ fn a_monitor_that_falls_behind_writes_down_the_loss() {
 fn a_runtime_world_gets_a_monitor_with_the_exit_status() {
     // podman and containerd's runc shim never tell the runtime how the init
     // ended; the monitor `create` starts does.
-    let rt = Runtime::new();
+    let rt = Runtime::overlay();
     let id = unique_id("monitored");
     let mut bundle = substrate_tests::Bundle::new(
         &id,

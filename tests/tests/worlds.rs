@@ -27,7 +27,7 @@ fn entry<'a>(diff: &'a Value, path: &str) -> Option<&'a Value> {
 
 #[test]
 fn a_world_writes_to_its_upper_never_to_the_bundle() {
-    let rt = Runtime::new();
+    let rt = Runtime::overlay();
     let id = unique_id("upper");
     let mut bundle = Bundle::new(
         &id,
@@ -80,7 +80,7 @@ fn a_world_writes_to_its_upper_never_to_the_bundle() {
 
 #[test]
 fn worlds_from_one_bundle_do_not_see_each_other() {
-    let rt = Runtime::new();
+    let rt = Runtime::overlay();
     let mut bundles = Vec::new();
     let ids: Vec<String> = (0..2).map(|_| unique_id("twins")).collect();
     for id in &ids {
@@ -123,7 +123,7 @@ fn worlds_from_one_bundle_do_not_see_each_other() {
 
 #[test]
 fn a_killed_world_still_gets_its_diff() {
-    let rt = Runtime::new();
+    let rt = Runtime::overlay();
     let id = unique_id("killed");
     let mut bundle = Bundle::new(
         &id,

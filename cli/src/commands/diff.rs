@@ -19,10 +19,14 @@ pub fn diff(args: DiffArgs, runtime: &Runtime) -> Result<()> {
     let record = record(runtime, &args.world)?;
     // A world that has not finished has no diff.json yet: read its upper
     // layer as it is now.
-    let diff = if record.diff.is_some() {
-        runtime.store().diff(&record.id)?
-    } else {
-        diff_upper(&record.upper.path, &record.lower, &record.diff_options())?
+    let diff = match (&record.diff, &record.upper) {
+        (Some(_), _) => runtime.store().diff(&record.id)?,
+        (None, Some(upper)) => diff_upper(&upper.path, &record.lower, &record.diff_options())?,
+        (None, None) => anyhow::bail!(
+            "world {} has no diff: its rootfs was written in place (run it with an overlay: \
+             SUBSTRATE_ROOTFS=overlay for substrate-runtime, or substrate-cli run)",
+            record.id
+        ),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&diff)?);

@@ -8,7 +8,7 @@ use clap::Args;
 
 use substrate_runtime::foreground::SignalForwarder;
 use substrate_runtime::monitor::Monitoring;
-use substrate_runtime::{AfterExit, CreateOptions, RunOptions, Runtime, WorldId};
+use substrate_runtime::{AfterExit, CreateOptions, Layering, RunOptions, Runtime, WorldId};
 
 use crate::spec::{Origin, WorldBundle};
 use crate::summary;
@@ -66,7 +66,11 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
             create: CreateOptions {
                 detach: false,
                 source: Some(bundle.source.clone()),
-                lower: bundle.lower.clone(),
+                // Substrate's own overlay: the rootfs is never written and
+                // every write is in the diff.
+                layering: Layering::Overlay {
+                    lower: bundle.lower.clone(),
+                },
                 ..Default::default()
             },
             monitoring: Monitoring::Thread,

@@ -16,6 +16,7 @@ pub fn create(args: Create, runtime: &Runtime) -> Result<()> {
                 preserve_fds: args.preserve_fds,
                 no_pivot: args.no_pivot,
                 detach: true,
+                layering: super::layering()?,
                 ..Default::default()
             },
             detached_monitor(runtime, &args.container_id)?,

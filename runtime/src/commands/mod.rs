@@ -18,9 +18,27 @@ mod update;
 
 use anyhow::{bail, Result};
 use liboci_cli::{CommonCmd, StandardCmd};
-use substrate_runtime::Runtime;
+use substrate_runtime::{Layering, Runtime};
 
 use crate::Command;
+
+/// Chooses where a world's writes go: the operator's choice, in the
+/// runtime's environment, never the bundle's.
+pub const ROOTFS_ENV: &str = "SUBSTRATE_ROOTFS";
+
+/// `SUBSTRATE_ROOTFS=in-place` (the default: runc's semantics, the rootfs
+/// the bundle names is written; an overlay rootfs such as podman's and
+/// containerd's is still diffed and traced) or `overlay` (Substrate's own
+/// overlay over a plain-directory rootfs: it is never written, every write
+/// is in the world's diff, the preload tracer is injected).
+fn layering() -> Result<Layering> {
+    match std::env::var(ROOTFS_ENV).as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("") | Ok("in-place") => Ok(Layering::InPlace),
+        Ok("overlay") => Ok(Layering::Overlay { lower: None }),
+        Ok(other) => bail!("{ROOTFS_ENV}={other:?}: expected `in-place` or `overlay`"),
+        Err(e) => bail!("{ROOTFS_ENV}: {e}"),
+    }
+}
 
 /// Runs one subcommand; the value is the process exit status.
 pub fn run(command: Command, runtime: &Runtime) -> Result<u8> {

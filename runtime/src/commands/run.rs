@@ -13,6 +13,7 @@ pub fn run(args: Run, runtime: &Runtime) -> Result<u8> {
         preserve_fds: args.preserve_fds,
         no_pivot: args.no_pivot,
         detach: args.detach,
+        layering: super::layering()?,
         ..Default::default()
     };
     let id = &args.container_id;

@@ -56,11 +56,35 @@ pub struct CreateOptions {
     /// What the world record names as the world's origin; by default the
     /// bundle.
     pub source: Option<WorldSource>,
-    /// The world's read-only lower instead of the bundle's rootfs, whose
-    /// `root.path` is then only the overlay's mount point (`substrate-cli`
-    /// gives the host's `/`). Only a trusted caller sets this: it decides
-    /// what of the host the world sees, so it never comes from a bundle.
-    pub lower: Option<PathBuf>,
+    /// Where the world's writes go.
+    pub layering: Layering,
+}
+
+/// Where a world's writes go, as the caller (never the bundle) chooses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Layering {
+    /// Into the rootfs the bundle names, as runc does: what the OCI runtime
+    /// spec says and `substrate-runtime` does by default. A rootfs that
+    /// already is an overlay mount (podman's, containerd's snapshot) is
+    /// adopted: its upper layer is diffed and the tracer injected there;
+    /// a plain directory gets no diff and nothing the spec does not ask for.
+    #[default]
+    InPlace,
+    /// Into an upper layer of Substrate's own, over the rootfs (or over
+    /// `lower`, whose `root.path` is then only the overlay's mount point:
+    /// `substrate-cli` gives the host's `/`): the rootfs is never written
+    /// and every write is in the diff. Only a trusted caller sets `lower`:
+    /// it decides what of the host the world sees.
+    Overlay { lower: Option<PathBuf> },
+}
+
+impl Layering {
+    fn lower(&self) -> Option<&Path> {
+        match self {
+            Layering::Overlay { lower } => lower.as_deref(),
+            Layering::InPlace => None,
+        }
+    }
 }
 
 impl Runtime {
@@ -73,18 +97,19 @@ impl Runtime {
         if dir.exists() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let bundle = Bundle::load(bundle, options.lower.as_deref())?;
+        let layering = std::mem::take(&mut options.layering);
+        let bundle = Bundle::load(bundle, layering.lower())?;
         let linux = bundle
             .spec
             .linux()
             .as_ref()
             .expect("Bundle::load checked linux is present");
         let meta = WorldMeta {
-            rootfs: bundle.rootfs(),
+            rootfs: bundle.rootfs().to_owned(),
             cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id.as_str()),
             started_at: None,
         };
-        let layers = self.rootfs_layers(id, &bundle, options.lower.take());
+        let layers = self.rootfs_layers(id, &bundle, layering);
         let mut record = new_record(self, id, &bundle, &layers, options.source.take());
 
         // An earlier world of the same id (containerd and podman reuse ids)
@@ -109,25 +134,40 @@ impl Runtime {
                 // written, then the overlay is mounted, then libcontainer
                 // has built the container (`world.create`).
                 fail_point("world.create.recorded")?;
-                let private = PrivateMounts::enter().map_err(|reason| Error::Overlay {
-                    target: bundle.rootfs(),
-                    reason,
-                })?;
-                overlay::mount_stacked(&private, &layers)?;
+                // Only Substrate's own overlay needs a mount namespace of
+                // this thread's (the container's processes start from its
+                // mounts); any other world is created from the caller's, as
+                // runc's are, hooks included.
+                let private = match &layers {
+                    RootfsLayers::Stacked { .. } => {
+                        let private = PrivateMounts::enter().map_err(|reason| Error::Overlay {
+                            target: bundle.rootfs().to_owned(),
+                            reason,
+                        })?;
+                        overlay::mount_stacked(&private, &layers)?;
+                        Some(private)
+                    }
+                    RootfsLayers::InPlace | RootfsLayers::Adopted { .. } => None,
+                };
                 fail_point("world.create.mounted")?;
-                // libcontainer reads the bundle's config.json: here it
-                // reads the world's.
                 if let Some(injection) = &injection {
-                    inject::make_mountpoints(&bundle.rootfs(), injection)?;
-                    private.bind_file(&injection.config, &bundle.path.join("config.json"))?;
+                    inject::make_mountpoints(bundle.rootfs(), injection)?;
                 }
-                Ok(private)
+                Ok((private, injection))
             });
-        let private_mounts = match prepared {
-            Ok(guard) => guard,
+        let (private_mounts, injection) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => return Err(self.discard(id, &dir, e)),
         };
-        let built = self.build(id, &bundle, options);
+        // libcontainer is given the world's spec: the bundle's, with the
+        // rootfs as resolved at load (never followed again), plus the
+        // tracer's mounts when it is injected.
+        let mut spec = injection.map_or_else(|| bundle.spec.clone(), |i| i.spec);
+        if let Some(mut root) = spec.root().clone() {
+            root.set_path(bundle.rootfs().to_owned());
+            spec.set_root(Some(root));
+        }
+        let built = self.build(id, &bundle, spec, options);
         // The container's processes have their own copy of the overlay
         // mount now; this thread goes back to the host's mounts.
         drop(private_mounts);
@@ -153,7 +193,7 @@ impl Runtime {
         bundle: &Bundle,
         layers: &RootfsLayers,
     ) -> Result<Option<inject::Injection>> {
-        if !inject::tracing_enabled() {
+        if !inject::tracing_enabled() || matches!(layers, RootfsLayers::InPlace) {
             return Ok(None);
         }
         let Some(library) = inject::preload_library()? else {
@@ -164,34 +204,35 @@ impl Runtime {
             return Ok(None);
         };
         let image_root = match layers {
+            // Nothing is written into a rootfs written in place that the
+            // spec does not ask for: no tracer there.
+            RootfsLayers::InPlace => return Ok(None),
             RootfsLayers::Stacked { lowers, .. } => lowers[0].clone(),
-            RootfsLayers::Adopted { .. } => bundle.rootfs(),
+            RootfsLayers::Adopted { .. } => bundle.rootfs().to_owned(),
         };
-        let store = self.store();
         inject::prepare(
             &bundle.spec,
             &image_root,
             &library,
-            &store.inject_dir(id),
-            &store.world_dir(id).join("config.json"),
+            &self.store().inject_dir(id),
         )
         .map(Some)
     }
 
-    /// Where the world's writes go. A caller may give the lower (then
-    /// `root.path` is only the mount point).
-    fn rootfs_layers(&self, id: &WorldId, bundle: &Bundle, lower: Option<PathBuf>) -> RootfsLayers {
-        let target = bundle.rootfs();
-        if lower.is_none() {
-            if let Some((lowers, upper)) = overlay::existing_overlay(&target) {
-                return RootfsLayers::Adopted { lowers, upper };
-            }
-        }
-        RootfsLayers::Stacked {
-            lowers: vec![lower.unwrap_or_else(|| target.clone())],
-            upper: self.store().upper_dir(id),
-            work: self.store().work_dir(id),
-            target,
+    /// Where the world's writes go.
+    fn rootfs_layers(&self, id: &WorldId, bundle: &Bundle, layering: Layering) -> RootfsLayers {
+        let target = bundle.rootfs().to_owned();
+        match layering {
+            Layering::InPlace => match overlay::existing_overlay(&target) {
+                Some((lowers, upper)) => RootfsLayers::Adopted { lowers, upper },
+                None => RootfsLayers::InPlace,
+            },
+            Layering::Overlay { lower } => RootfsLayers::Stacked {
+                lowers: vec![lower.unwrap_or_else(|| target.clone())],
+                upper: self.store().upper_dir(id),
+                work: self.store().work_dir(id),
+                target,
+            },
         }
     }
 
@@ -199,6 +240,7 @@ impl Runtime {
         &self,
         id: &WorldId,
         bundle: &Bundle,
+        spec: oci_spec::runtime::Spec,
         options: CreateOptions,
     ) -> Result<libcontainer::container::Container> {
         let lc = |e| Error::libcontainer(id, "create", e);
@@ -210,7 +252,7 @@ impl Runtime {
             detach,
             stdio,
             source: _,
-            lower: _,
+            layering: _,
         } = options;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())
@@ -222,6 +264,7 @@ impl Runtime {
         stdio
             .apply(builder)
             .as_init(&bundle.path)
+            .with_spec(spec)
             .with_systemd(self.systemd_cgroup())
             .with_detach(detach)
             .with_no_pivot(no_pivot)
@@ -268,14 +311,14 @@ fn new_record(
         }),
         runtime_root: runtime.root().to_owned(),
         lower: layers.lowers().to_vec(),
-        upper: UpperLayer {
-            path: layers.upper().to_owned(),
+        upper: layers.upper().map(|upper| UpperLayer {
+            path: upper.to_owned(),
             owner: match layers {
-                RootfsLayers::Stacked { .. } => UpperOwner::World,
                 RootfsLayers::Adopted { .. } => UpperOwner::Adopted,
+                _ => UpperOwner::World,
             },
             kept: true,
-        },
+        }),
         mountpoints: bundle
             .spec
             .mounts()

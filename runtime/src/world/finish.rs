@@ -26,39 +26,35 @@ impl World {
         // finish a world at once; one at a time, the second sees the diff.
         let _lock = self.store.lock(id)?;
         let mut record = self.store.record(id)?;
-        if record.diff.is_some() && (exit.is_none() || record.exit.is_some()) {
+        if record.ended_at.is_some() && (exit.is_none() || record.exit.is_some()) {
             return Ok(Some(record));
         }
-        if !record.upper.path.exists() {
-            match record.upper.owner {
+        let upper = match &record.upper {
+            Some(upper) if !upper.path.exists() => match upper.owner {
                 // Made at create right after the record: a create killed in
                 // between. Nothing was written, so the diff is empty.
-                UpperOwner::World => fs::create_dir_all(&record.upper.path)
-                    .map_err(|e| Error::io("cannot create upper dir", &record.upper.path, e))?,
+                UpperOwner::World => {
+                    fs::create_dir_all(&upper.path)
+                        .map_err(|e| Error::io("cannot create upper dir", &upper.path, e))?;
+                    Some(upper.path.clone())
+                }
                 // Its owner removed it before we could read it.
                 UpperOwner::Adopted => {
                     tracing::warn!(
                         "world {id}: adopted upper {} is gone; no diff recorded",
-                        record.upper.path.display()
+                        upper.path.display()
                     );
-                    record.ended_at.get_or_insert_with(Timestamp::now);
-                    record.exit = exit.or(record.exit);
-                    self.store.save_record(&record)?;
-                    return Ok(Some(record));
+                    None
                 }
+            },
+            Some(upper) => Some(upper.path.clone()),
+            // Written in place: there is no diff to take.
+            None => None,
+        };
+        if record.ended_at.is_none() {
+            if let Some(upper) = upper {
+                self.take_diff(&upper, &mut record)?;
             }
-        }
-        if record.diff.is_none() {
-            let options = record.diff_options();
-            let lowers: Vec<PathBuf> = record.lower.clone();
-            let diff = diff_upper(&record.upper.path, &lowers, &options).map_err(|source| {
-                Error::Diff {
-                    id: id.to_string(),
-                    source,
-                }
-            })?;
-            self.store.save_diff(id, &diff)?;
-            record.diff = Some(diff.summary);
             if let Some(started_at) = self.meta().and_then(|m| m.started_at) {
                 record.started_at = Some(started_at);
             }
@@ -69,6 +65,19 @@ impl World {
         }
         self.store.save_record(&record)?;
         Ok(Some(record))
+    }
+
+    fn take_diff(&self, upper: &std::path::Path, record: &mut WorldRecord) -> Result<()> {
+        let id = self.id();
+        let options = record.diff_options();
+        let lowers: Vec<PathBuf> = record.lower.clone();
+        let diff = diff_upper(upper, &lowers, &options).map_err(|source| Error::Diff {
+            id: id.to_string(),
+            source,
+        })?;
+        self.store.save_diff(id, &diff)?;
+        record.diff = Some(diff.summary);
+        Ok(())
     }
 
     /// Notes when the world started (`start` calls it); `finish` moves it

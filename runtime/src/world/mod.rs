@@ -24,7 +24,7 @@ use libcontainer::container::Container;
 use libcontainer::error::LibcontainerError;
 use serde::{Deserialize, Serialize};
 
-pub use create::{CreateOptions, Stdio};
+pub use create::{CreateOptions, Layering, Stdio};
 pub use exec::ExecOptions;
 pub use run::{AfterExit, Finished, RunOptions, TraceSummary, WorldRun};
 

@@ -25,6 +25,9 @@ pub struct InitContainerBuilder {
     detached: bool,
     no_pivot: bool,
     as_sibling: bool,
+    /// Substrate patch: a spec given by the caller instead of the bundle's
+    /// `config.json` (see `with_spec`).
+    spec: Option<Spec>,
 }
 
 impl InitContainerBuilder {
@@ -38,7 +41,19 @@ impl InitContainerBuilder {
             detached: true,
             no_pivot: false,
             as_sibling: false,
+            spec: None,
         }
+    }
+
+    /// Substrate patch: creates the container from `spec` instead of the
+    /// bundle's `config.json` (still validated the same way, its relative
+    /// `root.path` still resolved against the bundle). A runtime that
+    /// extends the bundle's spec (Substrate adds its tracer's mounts) needs
+    /// no copy of it over the bundle's file, which the container would see
+    /// when its rootfs is the bundle itself.
+    pub fn with_spec(mut self, spec: Spec) -> Self {
+        self.spec = Some(spec);
+        self
     }
 
     /// Sets if systemd should be used for managing cgroups
@@ -164,8 +179,10 @@ impl InitContainerBuilder {
     }
 
     fn load_spec(&self) -> Result<Spec, LibcontainerError> {
-        let source_spec_path = self.bundle.join("config.json");
-        let mut spec = Spec::load(source_spec_path)?;
+        let mut spec = match &self.spec {
+            Some(spec) => spec.clone(),
+            None => Spec::load(self.bundle.join("config.json"))?,
+        };
         Self::validate_spec(&spec)?;
 
         spec.canonicalize_rootfs(&self.bundle).map_err(|err| {

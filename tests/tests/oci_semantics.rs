@@ -1,0 +1,209 @@
+//! `substrate-runtime` keeps the OCI runtime spec's semantics exactly, as
+//! runc does: a plain-directory rootfs is written in place (what a container
+//! or a hook writes is in the rootfs the bundle names), the runtime writes
+//! nothing into it that the spec does not ask for, a config without a mount
+//! namespace shares the runtime's, hooks run in the runtime's namespaces —
+//! and a rootfs that resolves to the host's `/` is refused before anything
+//! is written. Substrate's own overlay is the operator's opt-in
+//! (`SUBSTRATE_ROOTFS=overlay`), never the bundle's.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use substrate_tests::{assert_no_leftovers, base_bundles, unique_id, Bundle, Runtime};
+
+/// A bundle whose rootfs is a private, writable copy of the busybox one.
+fn private_bundle(id: &str, args: &[&str]) -> (Bundle, tempfile::TempDir) {
+    let copy = tempfile::Builder::new()
+        .prefix("substrate-rootfs-")
+        .tempdir()
+        .unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(base_bundles().rootfs())
+        .arg(copy.path().join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut bundle = Bundle::new(id, args);
+    bundle.edit(|c| {
+        c["root"]["path"] = copy.path().join("rootfs").to_string_lossy().into();
+        c["root"]["readonly"] = false.into();
+    });
+    (bundle, copy)
+}
+
+/// Every path under `root`, relative.
+fn tree(root: &Path) -> BTreeSet<PathBuf> {
+    let mut paths = BTreeSet::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            paths.insert(path.strip_prefix(root).unwrap().to_owned());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    paths
+}
+
+fn mnt_ns(pid: &str) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap()
+}
+
+#[test]
+fn a_plain_rootfs_is_written_in_place_with_nothing_added() {
+    let rt = Runtime::new();
+    let id = unique_id("inplace");
+    let (bundle, copy) = private_bundle(&id, &["sh", "-c", "echo hi > /root/written"]);
+    let rootfs = copy.path().join("rootfs");
+    let before = tree(&rootfs);
+    rt.ok(&["run", "--bundle", bundle.path_str(), &id]);
+    assert_eq!(
+        fs::read_to_string(rootfs.join("root/written")).unwrap(),
+        "hi\n",
+        "what the container wrote is in the rootfs the bundle names"
+    );
+    let added: Vec<_> = tree(&rootfs).difference(&before).cloned().collect();
+    assert_eq!(
+        added,
+        [PathBuf::from("root/written")],
+        "the runtime adds nothing the spec does not ask for (no tracer mount points)"
+    );
+    let record = rt.record(&id);
+    assert!(record["upper"].is_null(), "{record}");
+    assert!(record["diff"].is_null(), "{record}");
+    assert_eq!(record["preload"], false, "{record}");
+    assert_eq!(record["exit"]["code"], 0, "{record}");
+    let diff = rt.cli(&["diff", &id]).output().unwrap();
+    assert!(!diff.status.success());
+    assert!(
+        String::from_utf8_lossy(&diff.stderr).contains("written in place"),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert_no_leftovers(rt.root(), &id);
+}
+
+/// A config without a mount namespace shares the runtime's (runtime-tools'
+/// `linux_ns_itype`), and a `createRuntime` hook runs in the runtime's
+/// mount namespace and sees the rootfs as the host does (`hooks_stdin`).
+#[test]
+fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
+    let rt = Runtime::new();
+    let id = unique_id("nomntns");
+    let (mut bundle, copy) = private_bundle(&id, &["sleep", "300"]);
+    let hook_out = copy.path().join("hook-mnt-ns");
+    bundle.edit(|c| {
+        let namespaces: Vec<serde_json::Value> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|ns| ns["type"] != "mount")
+            .cloned()
+            .collect();
+        c["linux"]["namespaces"] = namespaces.into();
+        // Without its own mount namespace the container would mount on the
+        // host: no mounts of its own here.
+        c["mounts"] = serde_json::json!([]);
+        c["linux"]["maskedPaths"] = serde_json::json!([]);
+        c["linux"]["readonlyPaths"] = serde_json::json!([]);
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [{
+                "path": "/bin/sh",
+                "args": ["sh", "-c", format!("readlink /proc/self/ns/mnt > {}", hook_out.display())],
+            }]
+        });
+    });
+    rt.ok(&["create", "--no-pivot", "--bundle", bundle.path_str(), &id]);
+    let pid = rt.pid(&id).to_string();
+    let ours = mnt_ns("self");
+    assert_eq!(
+        mnt_ns(&pid),
+        ours,
+        "the container shares the runtime's mount namespace"
+    );
+    assert_eq!(
+        PathBuf::from(fs::read_to_string(&hook_out).unwrap().trim()),
+        ours,
+        "the hook runs in the runtime's mount namespace"
+    );
+    rt.ok(&["delete", "--force", &id]);
+    assert_no_leftovers(rt.root(), &id);
+}
+
+/// A bundle whose rootfs is a symlink to `/` is refused, on the runtime
+/// path (in place and with Substrate's overlay) and through
+/// `substrate-cli run --bundle`, and nothing is written on the host's root.
+#[test]
+fn a_rootfs_symlink_to_the_hosts_root_is_refused() {
+    let host_preload = fs::read("/etc/ld.so.preload").ok();
+    for rt in [Runtime::new(), Runtime::overlay()] {
+        let id = unique_id("rootlink");
+        let mut bundle = Bundle::new(&id, &["true"]);
+        let link = bundle.path().join("rootfs-link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        bundle.edit(|c| c["root"]["path"] = "rootfs-link".into());
+        let err = rt.fails(&["create", "--bundle", bundle.path_str(), &id]);
+        assert!(err.contains("host's root directory"), "{err}");
+        assert_no_leftovers(rt.root(), &id);
+        let cli = rt
+            .cli(&[
+                "run",
+                "--bundle",
+                bundle.path_str(),
+                "--name",
+                &id,
+                "--",
+                "true",
+            ])
+            .output()
+            .unwrap();
+        assert!(!cli.status.success());
+        assert!(
+            String::from_utf8_lossy(&cli.stderr).contains("host's root directory"),
+            "{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
+    }
+    assert!(
+        !Path::new("/.substrate").exists(),
+        "nothing made on the host's /"
+    );
+    assert_eq!(fs::read("/etc/ld.so.preload").ok(), host_preload);
+}
+
+/// With Substrate's overlay, the tracer's mount points are made inside the
+/// rootfs whatever the image's symlinks say: an image whose `/.substrate`
+/// is a symlink to a host directory does not get that directory written or
+/// mounted over.
+#[test]
+fn injection_targets_stay_inside_the_rootfs() {
+    let rt = Runtime::overlay();
+    let id = unique_id("injlink");
+    let (bundle, copy) = private_bundle(&id, &["sh", "-c", "ls /.substrate >/dev/null; echo ok"]);
+    let canary = tempfile::Builder::new()
+        .prefix("substrate-canary-")
+        .tempdir()
+        .unwrap();
+    fs::write(canary.path().join("keep"), "host file").unwrap();
+    std::os::unix::fs::symlink(canary.path(), copy.path().join("rootfs/.substrate")).unwrap();
+    let out = rt.run(&["run", "--bundle", bundle.path_str(), &id]);
+    let names: Vec<_> = fs::read_dir(canary.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["keep"], "the host dir is untouched ({out:?})");
+    assert_eq!(
+        fs::read_to_string(canary.path().join("keep")).unwrap(),
+        "host file"
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&canary.path().display().to_string()));
+    assert_no_leftovers(rt.root(), &id);
+}
