@@ -34,6 +34,7 @@ enum Command {
     Diff(commands::diff::DiffArgs),
     Inspect(commands::inspect::InspectArgs),
     Rm(commands::rm::RmArgs),
+    Gc(commands::gc::GcArgs),
     Trace(commands::trace::TraceArgs),
 }
 
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => (commands::diff::diff(args, &runtime).map(|()| 0), 1),
         Command::Inspect(args) => (commands::inspect::inspect(args, &runtime).map(|()| 0), 1),
         Command::Rm(args) => (commands::rm::rm(args, &runtime), 1),
+        Command::Gc(args) => (commands::gc::gc(args, &runtime), 1),
         Command::Trace(args) => (commands::trace::trace(args, &runtime).map(|()| 0), 1),
     };
     match result {

@@ -187,3 +187,53 @@ fn the_runtime_path_makes_private_state_dirs() {
     );
     assert_private(&[&dirs.state, &dirs.state.join("worlds"), &dirs.root]);
 }
+
+/// `substrate-cli gc` removes old finished worlds' records by age and count,
+/// never a running world's, and says what it removed.
+#[test]
+fn gc_removes_old_finished_worlds_only() {
+    let rt = substrate_tests::Runtime::new();
+    let names: Vec<String> = (0..3).map(|_| unique_id("gc")).collect();
+    for name in &names {
+        rt.cli_run_ok(name, "echo x > /tmp/x");
+    }
+    let running = unique_id("gc-live");
+    let mut live = rt
+        .cli(&["run", "--name", &running, "--", "sleep", "300"])
+        .spawn()
+        .unwrap();
+    rt.wait_running(&running);
+
+    let nothing = rt.cli(&["gc"]).output().unwrap();
+    assert!(!nothing.status.success(), "gc needs a rule");
+    let young = rt.cli(&["gc", "--older-than", "1h"]).output().unwrap();
+    assert!(young.status.success());
+    assert!(young.stdout.is_empty(), "nothing is an hour old");
+    let dry = rt.cli(&["gc", "--keep-last", "1", "--dry-run"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&dry.stdout).lines().count(),
+        2,
+        "dry run names the two oldest"
+    );
+    assert!(names.iter().all(|n| rt.world_dir(n).exists()));
+
+    let gc = rt.cli(&["gc", "--keep-last", "1"]).output().unwrap();
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    let removed: Vec<String> = String::from_utf8_lossy(&gc.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(removed, [names[1].clone(), names[0].clone()]);
+    assert!(!rt.world_dir(&names[0]).exists() && !rt.world_dir(&names[1]).exists());
+    assert!(rt.world_dir(&names[2]).exists(), "the newest is kept");
+
+    let all = rt.cli(&["gc", "--older-than", "0s"]).output().unwrap();
+    assert!(all.status.success());
+    assert!(!rt.world_dir(&names[2]).exists());
+    assert!(rt.world_dir(&running).exists(), "a running world is never removed");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(live.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = live.wait();
+}

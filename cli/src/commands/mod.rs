@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod diff;
+pub mod gc;
 pub mod inspect;
 pub mod ps;
 pub mod rm;

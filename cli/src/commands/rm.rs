@@ -28,7 +28,7 @@ pub fn rm(args: RmArgs, runtime: &Runtime) -> Result<u8> {
     Ok(u8::from(failed))
 }
 
-fn remove(runtime: &Runtime, id: &str) -> Result<()> {
+pub(super) fn remove(runtime: &Runtime, id: &str) -> Result<()> {
     let record = record(runtime, id)?;
     let container_runtime = Runtime::new(&record.runtime_root).with_store(runtime.store().clone());
     if let Ok(world) = container_runtime.world(id) {
