@@ -39,6 +39,7 @@ pub mod record;
 mod runtime;
 mod state;
 mod store;
+mod upper_fs;
 mod world;
 
 pub use bundle::Bundle;

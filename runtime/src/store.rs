@@ -165,13 +165,25 @@ impl WorldStore {
         Ok(records)
     }
 
+    /// Where the empty filesystem images worlds' upper layers start from
+    /// are kept (see `upper_fs`).
+    pub(crate) fn templates_dir(&self) -> PathBuf {
+        self.dir.join("templates")
+    }
+
     /// Deletes the files of a finished world's upper layer (if Substrate
     /// owns it), keeping record and diff, and notes it in the record.
     pub fn discard_upper(&self, id: &WorldId) -> Result<()> {
         let mut record = self.record(id)?;
         match &mut record.upper {
             Some(upper) if upper.owner == UpperOwner::World && upper.kept => {
-                for dir in [self.upper_dir(id), self.work_dir(id), self.rootfs_dir(id)] {
+                crate::upper_fs::remove(&self.world_dir(id))?;
+                for dir in [
+                    self.upper_dir(id),
+                    self.work_dir(id),
+                    self.rootfs_dir(id),
+                    crate::upper_fs::mount_point(&self.world_dir(id)),
+                ] {
                     remove_dir_if_exists(&dir)?;
                 }
                 upper.kept = false;
@@ -181,9 +193,14 @@ impl WorldStore {
         }
     }
 
-    /// Deletes everything kept about the world.
+    /// Deletes everything kept about the world (its upper filesystem
+    /// unmounted first).
     pub fn remove(&self, id: &WorldId) -> Result<()> {
-        remove_dir_if_exists(&self.world_dir(id))
+        let dir = self.world_dir(id);
+        if dir.exists() {
+            crate::upper_fs::remove(&dir)?;
+        }
+        remove_dir_if_exists(&dir)
     }
 }
 

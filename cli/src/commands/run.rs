@@ -37,6 +37,10 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// What a world may write: its upper layer is a filesystem of this size
+/// (sparse: only what is written takes room).
+const DEFAULT_DISK: u64 = 10 << 30;
+
 /// How long a world may take to stop after Ctrl-C (or SIGTERM) is passed
 /// on, before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -70,6 +74,7 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
                 // every write is in the diff.
                 layering: Layering::Overlay {
                     lower: bundle.lower.clone(),
+                    upper_limit: Some(DEFAULT_DISK),
                 },
                 ..Default::default()
             },

@@ -34,7 +34,10 @@ pub const ROOTFS_ENV: &str = "SUBSTRATE_ROOTFS";
 fn layering() -> Result<Layering> {
     match std::env::var(ROOTFS_ENV).as_deref() {
         Err(std::env::VarError::NotPresent) | Ok("") | Ok("in-place") => Ok(Layering::InPlace),
-        Ok("overlay") => Ok(Layering::Overlay { lower: None }),
+        Ok("overlay") => Ok(Layering::Overlay {
+            lower: None,
+            upper_limit: None,
+        }),
         Ok(other) => bail!("{ROOTFS_ENV}={other:?}: expected `in-place` or `overlay`"),
         Err(e) => bail!("{ROOTFS_ENV}: {e}"),
     }

@@ -15,6 +15,7 @@ use crate::inject;
 use crate::overlay::{self, PrivateMounts, RootfsLayers};
 use crate::record::{redact_env, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA};
 use crate::runtime::{ensure_single_threaded, Runtime};
+use crate::upper_fs::UpperFs;
 
 /// Standard streams for a world's process; `None` inherits the caller's.
 #[derive(Debug, Default)]
@@ -75,13 +76,28 @@ pub enum Layering {
     /// `substrate-cli` gives the host's `/`): the rootfs is never written
     /// and every write is in the diff. Only a trusted caller sets `lower`:
     /// it decides what of the host the world sees.
-    Overlay { lower: Option<PathBuf> },
+    ///
+    /// With `upper_limit`, the upper layer is on a filesystem of its own of
+    /// that many bytes (a sparse ext4 image on a loop device, mounted
+    /// `nosuid,nodev,noexec` on the host side): past it the world gets
+    /// ENOSPC, and no host user can run what the world wrote.
+    Overlay {
+        lower: Option<PathBuf>,
+        upper_limit: Option<u64>,
+    },
 }
 
 impl Layering {
     fn lower(&self) -> Option<&Path> {
         match self {
-            Layering::Overlay { lower } => lower.as_deref(),
+            Layering::Overlay { lower, .. } => lower.as_deref(),
+            Layering::InPlace => None,
+        }
+    }
+
+    fn upper_limit(&self) -> Option<u64> {
+        match self {
+            Layering::Overlay { upper_limit, .. } => *upper_limit,
             Layering::InPlace => None,
         }
     }
@@ -98,6 +114,7 @@ impl Runtime {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
         let layering = std::mem::take(&mut options.layering);
+        let upper_limit = layering.upper_limit();
         let bundle = Bundle::load(bundle, layering.lower())?;
         let linux = bundle
             .spec
@@ -109,17 +126,31 @@ impl Runtime {
             cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id.as_str()),
             started_at: None,
         };
-        let layers = self.rootfs_layers(id, &bundle, layering);
-        let mut record = new_record(self, id, &bundle, &layers, options.source.take());
-
         // An earlier world of the same id (containerd and podman reuse ids)
         // is gone from the runtime, since `dir` does not exist: its record
         // gives way to this one.
         let store = self.store();
-        crate::store::remove_dir_if_exists(&store.world_dir(id))?;
+        store.remove(id)?;
+        let mut layers = self.rootfs_layers(id, &bundle, layering);
+        let mut record = new_record(self, id, &bundle, &layers, options.source.take());
         let prepared = store
             .create_world_dir(id)
-            .and_then(|_| crate::store::private_dir(self.root()))
+            .and_then(|world_dir| {
+                // The upper layer's own filesystem, in the host's mount
+                // namespace: the diff reads it after the world is gone.
+                let Some(size) = upper_limit else {
+                    return Ok(());
+                };
+                let upper_fs = UpperFs::create(&world_dir, &store.templates_dir(), size)?;
+                if let RootfsLayers::Stacked { upper, work, .. } = &mut layers {
+                    (*upper, *work) = (upper_fs.upper(), upper_fs.work());
+                }
+                if let Some(record_upper) = &mut record.upper {
+                    record_upper.path = upper_fs.upper();
+                }
+                Ok(())
+            })
+            .and_then(|()| crate::store::private_dir(self.root()))
             .and_then(|()| self.inject(id, &bundle, &layers))
             .and_then(|injection| {
                 if let Some(injection) = &injection {
@@ -227,7 +258,7 @@ impl Runtime {
                 Some((lowers, upper)) => RootfsLayers::Adopted { lowers, upper },
                 None => RootfsLayers::InPlace,
             },
-            Layering::Overlay { lower } => RootfsLayers::Stacked {
+            Layering::Overlay { lower, .. } => RootfsLayers::Stacked {
                 lowers: vec![lower.unwrap_or_else(|| target.clone())],
                 upper: self.store().upper_dir(id),
                 work: self.store().work_dir(id),
