@@ -320,6 +320,16 @@ impl Drop for Runtime {
                     .status();
             }
         }
+        // A kept world's upper filesystem is mounted until `rm`: unmounted
+        // here (its loop device goes with it), so the temp dir can go.
+        if let Ok(worlds) = fs::read_dir(self.state.path().join("worlds")) {
+            for world in worlds.flatten() {
+                let _ = nix::mount::umount2(
+                    &world.path().join("layer"),
+                    nix::mount::MntFlags::MNT_DETACH,
+                );
+            }
+        }
     }
 }
 
