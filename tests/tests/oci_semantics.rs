@@ -207,3 +207,63 @@ fn injection_targets_stay_inside_the_rootfs() {
     assert!(!mounts.contains(&canary.path().display().to_string()));
     assert_no_leftovers(rt.root(), &id);
 }
+
+/// A failing poststart hook is a warning: `start` succeeds, the hooks after
+/// it run, the container runs (runtime spec, config.md "poststart").
+#[test]
+fn a_failing_poststart_hook_is_a_warning() {
+    let rt = Runtime::new();
+    let id = unique_id("poststart");
+    let (mut bundle, copy) = private_bundle(&id, &["sleep", "300"]);
+    let after = copy.path().join("second-hook-ran");
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "poststart": [
+                {"path": "/bin/false", "args": ["false"]},
+                {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", after.display())]},
+            ]
+        });
+    });
+    rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
+    let start = rt.run(&["start", &id]);
+    assert!(
+        start.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    assert!(after.exists(), "the hook after the failing one ran");
+    assert_eq!(rt.status(&id), "running");
+    rt.ok(&["delete", "--force", &id]);
+    assert_no_leftovers(rt.root(), &id);
+}
+
+/// A seccomp profile that forbids getcwd(2), loaded before the runtime's
+/// own working-directory check (no noNewPrivileges), does not stop the
+/// container from starting (runtime-tools' `linux_seccomp`, as crun).
+#[test]
+fn a_profile_forbidding_getcwd_still_starts() {
+    let rt = Runtime::new();
+    let id = unique_id("getcwd");
+    let (mut bundle, _copy) = private_bundle(&id, &["echo", "started"]);
+    bundle.edit(|c| {
+        c["process"]["noNewPrivileges"] = false.into();
+        // Without noNewPrivileges only a process with CAP_SYS_ADMIN may load
+        // a filter: the runtime loads it before dropping capabilities.
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push("CAP_SYS_ADMIN".into());
+        }
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}],
+        });
+    });
+    assert_eq!(
+        rt.ok(&["run", "--bundle", bundle.path_str(), &id]),
+        "started\n"
+    );
+    assert_no_leftovers(rt.root(), &id);
+}

@@ -53,18 +53,22 @@ impl Container {
 
         // Run post start hooks. It runs after the container process is started.
         // It is called in the runtime namespace.
+        // Substrate patch: the runtime spec (config.md, "poststart"): "If
+        // any poststart hook fails, the runtime MUST log a warning, but the
+        // remaining hooks and lifecycle continue as if the hook had
+        // succeeded." 0.7.0 failed `start` and skipped the rest.
         if let Some(hooks) = config.hooks.as_ref() {
-            hooks::run_hooks(
-                hooks.poststart().as_ref(),
-                Some(&self.state),
-                Some(&self.root),
-                None,
-                None,
-            )
-            .map_err(|err| {
-                tracing::error!("failed to run post start hooks: {}", err);
-                err
-            })?;
+            for hook in hooks.poststart().iter().flatten() {
+                if let Err(err) = hooks::run_hooks(
+                    Some(&vec![hook.clone()]),
+                    Some(&self.state),
+                    Some(&self.root),
+                    None,
+                    None,
+                ) {
+                    tracing::warn!("poststart hook {:?} failed: {}", hook.path(), err);
+                }
+            }
         }
 
         Ok(())

@@ -1029,15 +1029,20 @@ fn configure_container_network_devices(
 // namespace root of the current process.
 // Please refer to https://github.com/opencontainers/runc/security/advisories/GHSA-xr7r-f8xq-vfvv for more details.
 fn verify_cwd() -> Result<()> {
-    let cwd = unistd::getcwd().map_err(|err| {
-        if let nix::errno::Errno::ENOENT = err {
+    let cwd = match unistd::getcwd() {
+        Ok(cwd) => cwd,
+        // Substrate patch: a seccomp profile loaded before this (without
+        // no_new_privileges it must be, while capabilities remain) may
+        // forbid getcwd(2), as runtime-tools' linux_seccomp test does:
+        // check the same thing without it, as crun runs such a container.
+        Err(nix::errno::Errno::EPERM) => return verify_cwd_by_walking_up(),
+        Err(err @ nix::errno::Errno::ENOENT) => {
             // https://man7.org/linux/man-pages/man2/getcwd.2.html
             // ENOENT The current working directory has been unlinked.
-            InitProcessError::InvalidCwd(err)
-        } else {
-            InitProcessError::NixOther(err)
+            return Err(InitProcessError::InvalidCwd(err));
         }
-    })?;
+        Err(err) => return Err(InitProcessError::NixOther(err)),
+    };
 
     if !cwd.is_absolute() {
         // This should never happen, but just in case.
@@ -1045,6 +1050,35 @@ fn verify_cwd() -> Result<()> {
     }
 
     Ok(())
+}
+
+/// Substrate patch: whether the working directory is inside this process's
+/// root, found without getcwd(2): walking up `..` from it must reach the
+/// directory `/` is. From a directory outside the root (a leaked host fd, as
+/// in CVE-2024-21626) `..` ends at some other root, which is its own parent.
+fn verify_cwd_by_walking_up() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| InitProcessError::NixOther(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))
+    };
+    let root = id(Path::new("/"))?;
+    let mut path = PathBuf::from(".");
+    let mut previous = None;
+    // `../../..` fits PATH_MAX: a cwd deeper than that cannot be checked.
+    for _ in 0..(libc::PATH_MAX as usize / 3) {
+        let here = id(&path)?;
+        if here == root {
+            return Ok(());
+        }
+        if previous == Some(here) {
+            break;
+        }
+        previous = Some(here);
+        path = path.join("..");
+    }
+    Err(InitProcessError::InvalidCwd(nix::errno::Errno::ENOENT))
 }
 
 /// Set the HOME environment variable if it is not already set or is empty.
