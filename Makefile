@@ -12,7 +12,7 @@ DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
                 musl-tools strace python3 containerd bsdutils \
                 protobuf-compiler containernetworking-plugins libc6-dev
 
-.PHONY: all deps build release bundles demo test bench install clean
+.PHONY: all deps build release bundles demo test fuzz bench install clean
 
 all: build
 
@@ -51,6 +51,23 @@ demo: release
 test: build
 	$(CARGO) test --workspace -- --test-threads=$${TEST_THREADS:-4}
 	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) test --manifest-path preload/Cargo.toml
+
+# The property tests of every parser of untrusted input (trace lines, hello
+# messages, rings, proc connector datagrams, config.json, process,
+# resources, record and diff files), FUZZ_CASES cases each; `make test` runs
+# them at 256 as part of `cargo test`. Optimised, with overflow checks and
+# debug assertions kept, in a target dir of their own. A case that panics
+# fails its test with the input, shrunk; a case that hangs is killed after
+# 20 s and fails the same way.
+FUZZ_CASES   ?= 1000000
+FUZZ_CRATES  := -p substrate-trace -p substrate-ring -p substrate-sensor -p substrate-runtime
+
+fuzz: deps
+	@start=$$(date +%s); \
+	PROPTEST_CASES=$(FUZZ_CASES) CARGO_TARGET_DIR=$(TARGET_DIR)/fuzz \
+	CARGO_PROFILE_DEV_OPT_LEVEL=2 CARGO_PROFILE_DEV_DEBUG=line-tables-only \
+	$(CARGO) test $(FUZZ_CRATES) --lib proptest_ -- --test-threads=$${TEST_THREADS:-2}; \
+	status=$$?; echo "make fuzz: $(FUZZ_CASES) cases per property, $$(( $$(date +%s) - start )) s"; exit $$status
 
 bench: release bundles
 	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh

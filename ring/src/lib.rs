@@ -17,6 +17,8 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod hello;
+#[cfg(test)]
+mod proptests;
 pub mod ring;
 
 /// Where Substrate's files appear inside every world (a read-only bind

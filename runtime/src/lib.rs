@@ -35,6 +35,8 @@ mod id;
 pub mod inject;
 pub mod monitor;
 mod overlay;
+#[cfg(test)]
+mod proptests;
 pub mod record;
 mod runtime;
 mod state;

@@ -9,3 +9,6 @@
 //! are checked (see `proc_connector::wire`).
 
 pub mod proc_connector;
+
+#[cfg(test)]
+mod proptests;

@@ -38,4 +38,6 @@ pub use span::{
 pub use time::{Timestamp, TimestampError};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
