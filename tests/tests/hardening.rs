@@ -209,7 +209,10 @@ fn gc_removes_old_finished_worlds_only() {
     let young = rt.cli(&["gc", "--older-than", "1h"]).output().unwrap();
     assert!(young.status.success());
     assert!(young.stdout.is_empty(), "nothing is an hour old");
-    let dry = rt.cli(&["gc", "--keep-last", "1", "--dry-run"]).output().unwrap();
+    let dry = rt
+        .cli(&["gc", "--keep-last", "1", "--dry-run"])
+        .output()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&dry.stdout).lines().count(),
         2,
@@ -218,7 +221,11 @@ fn gc_removes_old_finished_worlds_only() {
     assert!(names.iter().all(|n| rt.world_dir(n).exists()));
 
     let gc = rt.cli(&["gc", "--keep-last", "1"]).output().unwrap();
-    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
     let removed: Vec<String> = String::from_utf8_lossy(&gc.stdout)
         .lines()
         .map(str::to_owned)
@@ -230,7 +237,10 @@ fn gc_removes_old_finished_worlds_only() {
     let all = rt.cli(&["gc", "--older-than", "0s"]).output().unwrap();
     assert!(all.status.success());
     assert!(!rt.world_dir(&names[2]).exists());
-    assert!(rt.world_dir(&running).exists(), "a running world is never removed");
+    assert!(
+        rt.world_dir(&running).exists(),
+        "a running world is never removed"
+    );
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(live.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
