@@ -10,7 +10,8 @@ BUNDLES      := $(TARGET_DIR)/bundles
 DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
                 runc crun podman uidmap fuse-overlayfs gcc make \
                 musl-tools strace python3 containerd bsdutils \
-                protobuf-compiler containernetworking-plugins libc6-dev
+                protobuf-compiler containernetworking-plugins libc6-dev \
+                libelf-dev e2fsprogs
 
 .PHONY: all deps build release bundles demo test fuzz bench install clean
 
