@@ -1,19 +1,47 @@
 //! The bundle a `substrate-cli run` world starts from.
 //!
-//! `--bundle` is used as it is (a copy of its config when the command is
-//! replaced, since a bundle is never written); `--rootfs` and the embedded
-//! default get Substrate's default spec. The default world's lower is the
-//! host's root filesystem: its `root.path` is an empty mount point and the
-//! runtime mounts the overlay (lower `/`) there, in the world's own mount
-//! namespace only.
+//! `--rootfs` and the embedded default get Substrate's default spec: the
+//! command, least privilege ([`Defaults`]: hidden host secrets, a minimal
+//! environment, limits, Docker's seccomp filter), its own cgroup. The
+//! default world's lower is the host's root filesystem: its `root.path` is
+//! an empty mount point and the runtime mounts the overlay (lower `/`)
+//! there, in the world's own mount namespace only.
+//!
+//! `--bundle` is the user's spec, run from a copy (a bundle is never
+//! written) with the command replaced if one is given; it gets the
+//! defaults' limits and seccomp filter where its config sets none, and
+//! `--env`, `--hide` and the limit flags on top.
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::{LinuxBuilder, RootBuilder, Spec};
+use oci_spec::runtime::{Capability, LinuxBuilder, RootBuilder, Spec};
 use substrate_runtime::{Runtime, WorldId, WorldSource};
+
+pub mod env;
+pub mod hide;
+pub mod limits;
+pub mod seccomp;
+
+use env::EnvArgs;
+use hide::{HideArgs, Lower};
+use limits::{Bytes, Cpus, Host, Limit, Limits, Pids};
+
+/// What a world gets unless the user says otherwise (`substrate-cli run`'s
+/// flags).
+#[derive(Clone, Debug, Default)]
+pub struct Defaults {
+    pub hide: HideArgs,
+    pub env: EnvArgs,
+    pub memory: Limit<Bytes>,
+    pub cpus: Limit<Cpus>,
+    pub pids: Limit<Pids>,
+    /// `--seccomp unconfined`: no filter.
+    pub unconfined: bool,
+}
 
 pub enum Origin {
     Bundle(PathBuf),
@@ -52,7 +80,10 @@ impl WorldBundle {
         id: &WorldId,
         command: &[String],
         runtime: &Runtime,
+        defaults: &Defaults,
     ) -> Result<Self> {
+        defaults.env.validate()?;
+        let host = Host::probe()?;
         // Generated bundles live beside the runtime state, not in the world
         // dir: create replaces whatever an earlier world of the id left.
         let generated_dir = runtime.root().join(format!(".bundle-{id}"));
@@ -61,25 +92,34 @@ impl WorldBundle {
                 let path = fs::canonicalize(&path)
                     .with_context(|| format!("bundle {}", path.display()))?;
                 let source = WorldSource::Bundle { path: path.clone() };
-                if command.is_empty() {
-                    return Ok(WorldBundle {
-                        dir: path,
-                        source,
-                        lower: None,
-                        generated: false,
-                    });
-                }
                 let config = path.join("config.json");
                 let mut spec = Spec::load(&config)
                     .with_context(|| format!("bundle {}: config.json", path.display()))?;
                 let mut process = spec.process().clone().unwrap_or_default();
-                process.set_args(Some(command.to_vec()));
+                if !command.is_empty() {
+                    process.set_args(Some(command.to_vec()));
+                }
+                // The bundle's own environment, plus what was asked for.
+                let env = process.env().clone().unwrap_or_default();
+                let env = defaults.env.add_to(env, |name| std::env::var_os(name))?;
+                process.set_env(Some(env));
                 spec.set_process(Some(process));
                 let mut root = spec.root().clone().unwrap_or_default();
                 if root.path().is_relative() {
                     root.set_path(path.join(root.path()));
                 }
-                spec.set_root(Some(root));
+                spec.set_root(Some(root.clone()));
+                let cwd = spec
+                    .process()
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from("/"), |p| p.cwd().clone());
+                let lower = Lower {
+                    root: root.path(),
+                    cwd: &cwd,
+                    substrate_dirs: Vec::new(),
+                    defaults: false,
+                };
+                harden(&mut spec, &lower, defaults, &host, true)?;
                 write_bundle(&generated_dir, &spec, source)
             }
             Origin::Rootfs(path) => {
@@ -88,13 +128,27 @@ impl WorldBundle {
                 if !path.is_dir() {
                     bail!("rootfs {}: not a directory", path.display());
                 }
-                let spec = default_spec(id, command, &path, Path::new("/"), runtime)?;
+                let mut spec = default_spec(id, command, &path, Path::new("/"), defaults)?;
+                let lower = Lower {
+                    root: &path,
+                    cwd: Path::new("/"),
+                    substrate_dirs: substrate_dirs(runtime),
+                    defaults: true,
+                };
+                harden(&mut spec, &lower, defaults, &host, false)?;
                 write_bundle(&generated_dir, &spec, WorldSource::Rootfs { path })
             }
             Origin::Host => {
                 let mount_point = runtime.store().rootfs_dir(id);
                 let cwd = host_cwd();
-                let spec = default_spec(id, command, &mount_point, &cwd, runtime)?;
+                let mut spec = default_spec(id, command, &mount_point, &cwd, defaults)?;
+                let lower = Lower {
+                    root: Path::new("/"),
+                    cwd: &cwd,
+                    substrate_dirs: substrate_dirs(runtime),
+                    defaults: true,
+                };
+                harden(&mut spec, &lower, defaults, &host, false)?;
                 let mut bundle = write_bundle(&generated_dir, &spec, WorldSource::Host)?;
                 bundle.lower = Some(PathBuf::from("/"));
                 Ok(bundle)
@@ -134,15 +188,24 @@ fn host_cwd() -> PathBuf {
     }
 }
 
+/// The state dir and runtime root in use: hidden from the world with the
+/// default ones.
+fn substrate_dirs(runtime: &Runtime) -> Vec<PathBuf> {
+    vec![
+        runtime.store().state_dir().to_owned(),
+        runtime.root().to_owned(),
+    ]
+}
+
 /// runc's default spec, made a world: writable root (the overlay takes the
-/// writes), the caller's command and environment, its own cgroup, and
-/// Substrate's own state hidden from the world.
+/// writes), the caller's command in the minimal environment, its own
+/// cgroup.
 fn default_spec(
     id: &WorldId,
     command: &[String],
     root_path: &Path,
     cwd: &Path,
-    runtime: &Runtime,
+    defaults: &Defaults,
 ) -> Result<Spec> {
     if command.is_empty() {
         bail!("no command: give one after `--`, e.g. substrate-cli run -- sh -c 'echo hi'");
@@ -160,24 +223,98 @@ fn default_spec(
     process.set_terminal(Some(false));
     process.set_args(Some(command.to_vec()));
     process.set_cwd(cwd.to_owned());
-    let env: Vec<String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some(format!("{}={}", k.to_str()?, v.to_str()?)))
-        .collect();
-    process.set_env(Some(env));
+    process.set_env(Some(defaults.env.world_env(|name| std::env::var_os(name))?));
     spec.set_process(Some(process));
 
     let default_linux = spec.linux().clone().unwrap_or_default();
-    let mut masked = default_linux.masked_paths().clone().unwrap_or_default();
-    // The world must not read other worlds' records or the runtime's state.
-    masked.push(runtime.store().state_dir().to_string_lossy().into_owned());
-    masked.push(runtime.root().to_string_lossy().into_owned());
     let linux = LinuxBuilder::default()
         .namespaces(default_linux.namespaces().clone().unwrap_or_default())
-        .masked_paths(masked)
+        .masked_paths(default_linux.masked_paths().clone().unwrap_or_default())
         .readonly_paths(default_linux.readonly_paths().clone().unwrap_or_default())
         .resources(default_linux.resources().clone().unwrap_or_default())
         .cgroups_path(PathBuf::from(format!("/substrate/{id}")))
         .build()?;
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// Least privilege on top of `spec`: what `lower` hides masked, limits in
+/// `linux.resources` and the seccomp filter. For a user's bundle
+/// (`bundle`), a limit or filter its config already has is kept unless a
+/// flag sets it.
+fn harden(
+    spec: &mut Spec,
+    lower: &Lower,
+    defaults: &Defaults,
+    host: &Host,
+    bundle: bool,
+) -> Result<()> {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+
+    let mut masked = linux.masked_paths().clone().unwrap_or_default();
+    for path in lower.hidden(&defaults.hide)? {
+        let path = path.to_string_lossy().into_owned();
+        if !masked.contains(&path) {
+            masked.push(path);
+        }
+    }
+    linux.set_masked_paths(Some(masked));
+
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let (memory, cpus, pids) = if bundle {
+        // A bundle's own limit stands unless a flag replaces it.
+        let (own_memory, own_cpu, own_pids) = limits::has_own(&resources);
+        (
+            keep_own(defaults.memory, own_memory),
+            keep_own(defaults.cpus, own_cpu),
+            keep_own(defaults.pids, own_pids),
+        )
+    } else {
+        (
+            Some(defaults.memory),
+            Some(defaults.cpus),
+            Some(defaults.pids),
+        )
+    };
+    let resolved = Limits::resolve(
+        memory.unwrap_or_default(),
+        cpus.unwrap_or_default(),
+        pids.unwrap_or_default(),
+        host,
+    )?;
+    let mut applied = resources.clone();
+    resolved.apply(&mut applied, host);
+    if memory.is_some() {
+        resources.set_memory(*applied.memory());
+    }
+    if cpus.is_some() {
+        resources.set_cpu(applied.cpu().clone());
+    }
+    if pids.is_some() {
+        resources.set_pids(*applied.pids());
+    }
+    linux.set_resources(Some(resources));
+
+    if defaults.unconfined {
+        linux.set_seccomp(None);
+    } else if !(bundle && linux.seccomp().is_some()) {
+        let caps: HashSet<Capability> = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().clone())
+            .unwrap_or_default();
+        linux.set_seccomp(Some(seccomp::default_profile(&seccomp::Target::host(caps))));
+    }
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
+/// `None` when a bundle's own setting stays (the flag was left at its
+/// default and the bundle has one); else the flag's value.
+fn keep_own<T>(flag: Limit<T>, own: bool) -> Option<Limit<T>> {
+    match flag {
+        Limit::Default if own => None,
+        flag => Some(flag),
+    }
 }

@@ -10,10 +10,36 @@ use substrate_runtime::foreground::SignalForwarder;
 use substrate_runtime::monitor::Monitoring;
 use substrate_runtime::{AfterExit, CreateOptions, Layering, RunOptions, Runtime, WorldId};
 
-use crate::spec::{Origin, WorldBundle};
+use crate::spec::env::EnvArgs;
+use crate::spec::hide::HideArgs;
+use crate::spec::limits::{Bytes, Cpus, Limit, Pids};
+use crate::spec::{Defaults, Origin, WorldBundle};
 use crate::summary;
 
+/// What `run --help` says after the flags: the defaults of a world.
+const DEFAULTS_HELP: &str = "\
+A world starts from least privilege (README: \"A CLI world's defaults\"):
+  hidden     /etc/shadow and gshadow, ssh host keys, credentials in every home
+             (.ssh .gnupg .aws .azure .config/gcloud .kube .docker/config.json
+             .npmrc .pypirc .netrc .git-credentials .config/gh ...), every home
+             (/root, /home/*) but the one holding the working directory,
+             Substrate's state dirs and runtime roots, containerd/docker/podman/
+             CRI-O/kubelet state and sockets, /run/user. Hidden means empty: a
+             read-only empty dir, or a file reading as /dev/null.
+  env        only PATH, HOME, TERM, LANG and USER from this environment (when
+             set), then each --env-pass NAME (an error if NAME is unset), then
+             each --env KEY=VALUE; a later one replaces an earlier one.
+  limits     memory: half the RAM, at most 2 GiB (swap included); cpus: all
+             but one (at least 1); pids: 1024. At a limit the world fails
+             inside itself: EAGAIN for a fork past pids, an OOM kill past
+             memory.
+  seccomp    Docker's default profile: syscalls outside its allow-list fail
+             with EPERM (namespaces, mount, keyctl, bpf, ...).
+A --bundle keeps its own config.json: only --hide, --env, the limits it does
+not set and the seccomp filter if it has none are added.";
+
 #[derive(Args, Debug)]
+#[command(after_help = DEFAULTS_HELP)]
 pub struct RunArgs {
     /// An OCI bundle; its rootfs is the world's lower layer.
     #[arg(long, conflicts_with = "rootfs")]
@@ -32,9 +58,68 @@ pub struct RunArgs {
     /// Print the summary as JSON (on stderr, like the human one).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    defaults: Box<DefaultsArgs>,
     /// The command and its arguments (after `--`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+// The flags that change a world's defaults, boxed in `RunArgs` (they are
+// most of its size). Not a doc comment: clap would make it `run`'s about.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Least privilege (see below)")]
+struct DefaultsArgs {
+    /// Hide PATH (absolute) in the world too: an empty read-only dir, or a
+    /// file reading as /dev/null. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    hide: Vec<PathBuf>,
+    /// Show PATH, an entry of the default hide-list (exactly as listed),
+    /// in the world after all. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    expose: Vec<PathBuf>,
+    /// Set KEY=VALUE in the world's environment. The world gets only PATH,
+    /// HOME, TERM, LANG and USER from this one, then --env-pass, then --env.
+    /// Repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Pass NAME with its value here into the world (an error if it is
+    /// unset). Repeatable.
+    #[arg(long = "env-pass", value_name = "NAME")]
+    env_pass: Vec<String>,
+    /// Memory limit, swap included: bytes, or 512m, 2g ...; `unlimited` lifts
+    /// it [default: half the RAM, at most 2g].
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<Limit<Bytes>>,
+    /// CPU limit: 1.5 is one and a half CPUs' time; `unlimited` lifts it
+    /// [default: all CPUs but one, at least 1].
+    #[arg(long, value_name = "N")]
+    cpus: Option<Limit<Cpus>>,
+    /// Limit on processes and threads; `unlimited` lifts it [default: 1024].
+    #[arg(long, value_name = "N")]
+    pids: Option<Limit<Pids>>,
+    /// `default`: Docker's default seccomp profile; `unconfined`: no filter.
+    #[arg(long, value_name = "PROFILE", default_value = "default", value_parser = ["default", "unconfined"])]
+    seccomp: String,
+}
+
+impl DefaultsArgs {
+    fn into_defaults(self) -> Defaults {
+        Defaults {
+            hide: HideArgs {
+                hide: self.hide,
+                expose: self.expose,
+            },
+            env: EnvArgs {
+                set: self.env,
+                pass: self.env_pass,
+            },
+            memory: self.memory.unwrap_or_default(),
+            cpus: self.cpus.unwrap_or_default(),
+            pids: self.pids.unwrap_or_default(),
+            unconfined: self.seccomp == "unconfined",
+        }
+    }
 }
 
 /// What a world may write: its upper layer is a filesystem of this size
@@ -61,7 +146,8 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         (None, Some(rootfs)) => Origin::Rootfs(rootfs),
         (None, None) => Origin::Host,
     };
-    let bundle = WorldBundle::prepare(origin, &id, &args.command, runtime)?;
+    let defaults = args.defaults.into_defaults();
+    let bundle = WorldBundle::prepare(origin, &id, &args.command, runtime, &defaults)?;
     let started = Instant::now();
     let finished = runtime.run(
         id.as_str(),
