@@ -19,7 +19,7 @@ use substrate_ring::hello::{self, HelloKind, HelloWriter};
 use substrate_ring::ring::{self, Record, RING_BYTES, SLOTS};
 use substrate_trace::{Span, SpanId, SpanKind, Timestamp};
 
-use crate::monitor::preload::{map_ring, parse_greeting, MappedRing};
+use crate::monitor::preload::{map_ring, parse_greeting, Connections, MappedRing, SpanSocket};
 use crate::record::{UpperLayer, UpperOwner, WorldRecord, WorldSource};
 use crate::{Bundle, ErrorKind, WorldId, WorldStore};
 
@@ -724,5 +724,53 @@ proptest! {
         // Drained: a second pass finds nothing new.
         let again = ring.drain("w-proptest", &mut |_| panic!("drained twice"));
         prop_assert_eq!(again, 0);
+    }
+
+    /// The span socket, as a world's process reaches it: any message, with
+    /// or without an fd, arrives as it was sent (its sender told by the
+    /// kernel), or is refused when empty, or flagged when oversized.
+    #[test]
+    fn proptest_span_socket_takes_any_message(
+        bytes in prop_oneof![
+            8 => vec(any::<u8>(), 0..512),
+            1 => (hello::MAX_BYTES - 2..hello::MAX_BYTES + 64).prop_map(|n| vec![7u8; n]),
+        ],
+        with_fd in any::<bool>(),
+    ) {
+        use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let dir = scratch().join("socket");
+        fs::create_dir_all(&dir).expect("mkdir");
+        let span_socket = SpanSocket::bind(&dir).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let client = socket::socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
+            .expect("socket");
+        let path = dir.join(substrate_ring::SOCKET_NAME);
+        socket::connect(client.as_raw_fd(), &UnixAddr::new(&path).expect("a short path")).expect("connect");
+        let memfd = rustix::fs::memfd_create("proptest-fd", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
+        let fds = [memfd.as_raw_fd()];
+        let rights = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if with_fd { &rights } else { &[] };
+        socket::sendmsg::<()>(client.as_raw_fd(), &[std::io::IoSlice::new(&bytes)], cmsgs, MsgFlags::empty(), None)
+            .expect("sendmsg");
+
+        let mut connections = Connections::default();
+        prop_assert_eq!(connections.accept(&span_socket), 0);
+        let (arrivals, refused) = connections.read(None);
+        if bytes.is_empty() {
+            prop_assert!(arrivals.is_empty());
+            prop_assert_eq!(refused, 1);
+            return Ok(());
+        }
+        prop_assert_eq!(refused, 0);
+        prop_assert_eq!(arrivals.len(), 1);
+        let arrival = &arrivals[0];
+        prop_assert_eq!(arrival.peer_pid, std::process::id() as i32);
+        prop_assert_eq!(arrival.fd.is_some(), with_fd);
+        if bytes.len() > hello::MAX_BYTES {
+            prop_assert!(arrival.oversized && arrival.bytes.is_empty());
+        } else {
+            prop_assert!(!arrival.oversized);
+            prop_assert_eq!(&arrival.bytes, &bytes);
+        }
     }
 }
