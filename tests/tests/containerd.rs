@@ -346,3 +346,30 @@ fn a_bundle_the_runtime_refuses_is_a_clear_error_through_ctr() {
     let _ = ctd.ctr(&["containers", "rm", &id]);
     ctd.assert_clean(&id);
 }
+
+/// A process exec'd into a task gets the task's seccomp filter (what
+/// `kubectl exec` does through containerd): no way out of its profile.
+#[test]
+fn an_exec_gets_the_tasks_seccomp_filter() {
+    let ctd = Containerd::start();
+    let id = unique_id("ctr-execsec");
+    ctd.ok(&[
+        "run", "-d", "--seccomp", "--runtime", RUNTIME, IMAGE, &id, "sleep", "300",
+    ]);
+    let seccomp = |exec_id: &str| {
+        ctd.ok(&[
+            "task", "exec", "--exec-id", exec_id, &id, "grep", "Seccomp:", "/proc/self/status",
+        ])
+    };
+    let init = ctd.ok(&["task", "exec", "--exec-id", "init", &id, "cat", "/proc/1/status"]);
+    assert!(init.contains("Seccomp:\t2"), "the task's init is filtered: {init}");
+    let exec = seccomp("probe");
+    assert_eq!(exec.split_whitespace().nth(1), Some("2"), "{exec}");
+    let _ = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    wait_until("the task to stop", || {
+        ctd.task_status(&id).as_deref() == Some("STOPPED")
+    });
+    ctd.ok(&["task", "delete", &id]);
+    ctd.ok(&["containers", "rm", &id]);
+    ctd.assert_clean(&id);
+}

@@ -267,3 +267,51 @@ fn a_profile_forbidding_getcwd_still_starts() {
     );
     assert_no_leftovers(rt.root(), &id);
 }
+
+/// An exec'd process gets the container's seccomp filter, and — when no
+/// process file says otherwise — its rlimits and user, as runc's exec does
+/// (an exec must not be a way out of the container's profile).
+#[test]
+fn an_exec_gets_the_containers_seccomp_rlimits_and_user() {
+    let rt = Runtime::new();
+    let id = unique_id("execsec");
+    let (mut bundle, copy) = private_bundle(&id, &["sleep", "300"]);
+    bundle.edit(|c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}],
+        });
+        c["process"]["rlimits"] = serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "hard": 1000, "soft": 1000}
+        ]);
+        c["process"]["user"] = serde_json::json!({"uid": 1234, "gid": 1234});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "uts"}));
+    });
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+    let status = rt.ok(&["exec", &id, "grep", "Seccomp:", "/proc/self/status"]);
+    assert_eq!(status.split_whitespace().nth(1), Some("2"), "{status}");
+    assert_eq!(rt.ok(&["exec", &id, "sh", "-c", "ulimit -n"]).trim(), "1000");
+    assert_eq!(rt.ok(&["exec", &id, "id", "-u"]).trim(), "1234");
+    // With a process file (what containerd's shims pass), the profile
+    // still applies.
+    let process = copy.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::json!({
+            "args": ["grep", "Seccomp:", "/proc/self/status"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "env": ["PATH=/bin:/usr/bin"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let status = rt.ok(&["exec", "--process", process.to_str().unwrap(), &id]);
+    assert_eq!(status.split_whitespace().nth(1), Some("2"), "{status}");
+    rt.ok(&["delete", "--force", &id]);
+    assert_no_leftovers(rt.root(), &id);
+}

@@ -240,20 +240,14 @@ impl Cond {
 }
 
 /// `value` and `valueTwo` of an `SCMP_CMP_MASKED_EQ` condition meaning
-/// `arg & mask == datum`, as the runtime that runs CLI worlds reads them.
-///
-/// runc (and libseccomp's `SCMP_CMP(arg, SCMP_CMP_MASKED_EQ, mask, datum)`)
-/// read `value` as the mask and `valueTwo` as the datum; libcontainer 0.7.0
-/// (`seccomp/mod.rs`, `translate_op`) reads them the other way round. CLI
-/// worlds only ever run on libcontainer (the runtime library in this
-/// process), so the operands are written its way. Written runc's way,
-/// libcontainer would build `arg & 0 == 0` (libseccomp masks the datum
-/// too): every `clone`, namespace flags included, allowed, silently.
-/// `tests/tests/defaults.rs` makes raw `clone` calls to prove both halves
-/// (a plain one works, one with CLONE_NEWUSER fails): if libcontainer comes
-/// to read them as runc does, swap these two and those tests say so.
+/// `arg & mask == datum`: the mask first, as the runtime spec, runc and
+/// libseccomp's `SCMP_CMP(arg, SCMP_CMP_MASKED_EQ, mask, datum)` have it
+/// (libcontainer 0.7.0 read them the other way round until Substrate's
+/// patch, `third_party/README.md`). `tests/tests/defaults.rs` makes raw
+/// `clone` calls to prove both halves: a plain one works, one with
+/// CLONE_NEWUSER fails.
 fn masked_eq_operands(mask: u64, datum: u64) -> (u64, u64) {
-    (datum, mask)
+    (mask, datum)
 }
 
 /// Every namespace `clone` can make.

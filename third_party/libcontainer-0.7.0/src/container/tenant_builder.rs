@@ -417,25 +417,46 @@ impl TenantContainerBuilder {
                 process_builder = process_builder.no_new_privileges(no_new_priv);
             }
 
-            if let Some(ref apparmor) = self.apparmor {
-                process_builder = process_builder.apparmor_profile(apparmor)
+            // Substrate patch: what the exec'd process does not say comes
+            // from the container's own process, as runc's exec does: its
+            // rlimits, AppArmor profile, SELinux label, oom_score_adj and
+            // user. 0.7.0 left them unset.
+            let spec_process = spec.process().clone().unwrap_or_default();
+            if let Some(rlimits) = spec_process.rlimits() {
+                process_builder = process_builder.rlimits(rlimits.clone());
+            }
+            match (&self.apparmor, spec_process.apparmor_profile()) {
+                (Some(apparmor), _) | (None, Some(apparmor)) => {
+                    process_builder = process_builder.apparmor_profile(apparmor)
+                }
+                (None, None) => {}
+            }
+            if let Some(label) = spec_process.selinux_label() {
+                process_builder = process_builder.selinux_label(label.clone());
+            }
+            if let Some(oom_score_adj) = spec_process.oom_score_adj() {
+                process_builder = process_builder.oom_score_adj(oom_score_adj);
             }
 
             let capabilities = get_capabilities(&self.capabilities, spec)?;
             process_builder = process_builder.capabilities(capabilities);
 
-            let mut user_builder = UserBuilder::default();
+            let spec_user = spec_process.user();
+            let mut user_builder = UserBuilder::default()
+                .uid(self.user.unwrap_or(spec_user.uid()))
+                .gid(self.group.unwrap_or(spec_user.gid()));
 
             if !self.additional_gids.is_empty() {
                 user_builder = user_builder.additional_gids(self.additional_gids.clone());
+            } else if self.user.is_none() {
+                if let Some(gids) = spec_user.additional_gids() {
+                    user_builder = user_builder.additional_gids(gids.clone());
+                }
             }
-
-            if let Some(uid) = self.user {
-                user_builder = user_builder.uid(uid);
-            }
-
-            if let Some(gid) = self.group {
-                user_builder = user_builder.gid(gid);
+            if self.user.is_none() {
+                if let Some(umask) = spec_user.umask() {
+                    user_builder = user_builder.umask(umask);
+                }
             }
 
             process_builder = process_builder.user(user_builder.build()?);
@@ -468,6 +489,13 @@ impl TenantContainerBuilder {
 
         if let Some(time_offsets) = spec_linux.time_offsets() {
             linux_builder = linux_builder.time_offsets(time_offsets.clone());
+        }
+
+        // Substrate patch: an exec'd process gets the container's seccomp
+        // filter, as runc's does; 0.7.0 dropped it, so `kubectl exec` left
+        // a pod's RuntimeDefault profile behind.
+        if let Some(seccomp) = spec_linux.seccomp() {
+            linux_builder = linux_builder.seccomp(seccomp.clone());
         }
 
         let linux = linux_builder.build()?;

@@ -213,10 +213,22 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
 
         #[cfg(feature = "libseccomp")]
         if let Some(seccomp) = linux.seccomp() {
-            let container = container_args
-                .container
-                .as_ref()
-                .ok_or(ProcessError::ContainerStateRequired)?;
+            // Substrate patch: an exec (a tenant) carries no container state
+            // here. Its seccomp listener, if any, is told the container's id
+            // and nothing of its bundle, rather than the exec failing (0.7.0
+            // only ever exec'd without the container's profile).
+            let (id, bundle, annotations) = match container_args.container.as_ref() {
+                Some(container) => (
+                    container.state.id.clone(),
+                    container.state.bundle.clone(),
+                    container.state.annotations.clone().unwrap_or_default(),
+                ),
+                None => (
+                    container_args.cgroup_config.container_name.clone(),
+                    std::path::PathBuf::new(),
+                    Default::default(),
+                ),
+            };
 
             // Determine OCI status based on container type (matching runc behavior)
             let oci_status = match container_args.container_type {
@@ -227,11 +239,11 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
             // Build OCI-compliant ContainerProcessState using builder pattern
             let oci_state = oci_spec::runtime::StateBuilder::default()
                 .version(OCI_VERSION)
-                .id(container.state.id.clone())
+                .id(id)
                 .status(oci_status)
                 .pid(init_pid.as_raw())
-                .bundle(container.state.bundle.clone())
-                .annotations(container.state.annotations.clone().unwrap_or_default())
+                .bundle(bundle)
+                .annotations(annotations)
                 .build()
                 .map_err(|e| ProcessError::OciStateBuild(e.to_string()))?;
 

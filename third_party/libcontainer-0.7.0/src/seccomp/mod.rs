@@ -104,6 +104,25 @@ fn translate_action(action: LinuxSeccompAction, errno: Option<u32>) -> Result<Sc
     Ok(action)
 }
 
+/// Substrate patch: the comparison an OCI seccomp argument rule means. For
+/// `SCMP_CMP_MASKED_EQ` the spec (as runc and libseccomp's
+/// `SCMP_CMP(arg, SCMP_CMP_MASKED_EQ, mask, datum)`) reads `value` as the
+/// mask and `valueTwo` as the datum; 0.7.0 read them the other way round, so
+/// Docker's rule `{value: namespace flags, valueTwo: 0}` became
+/// `arg & 0 == 0` (libseccomp masks the datum too) and allowed every
+/// `clone`, namespace flags included.
+fn translate_arg(arg: &oci_spec::runtime::LinuxSeccompArg) -> ScmpArgCompare {
+    let index = arg.index() as u32;
+    match arg.op() {
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpArgCompare::new(
+            index,
+            ScmpCompareOp::MaskedEqual(arg.value()),
+            arg.value_two().unwrap_or(0),
+        ),
+        op => ScmpArgCompare::new(index, translate_op(op, arg.value_two()), arg.value()),
+    }
+}
+
 fn translate_op(op: LinuxSeccompOperator, datum_b: Option<u64>) -> ScmpCompareOp {
     match op {
         LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
@@ -235,11 +254,7 @@ pub fn initialize_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<io::RawFd>> {
 
                         for arg in args {
                             let index = arg.index() as u32;
-                            let comparator = ScmpArgCompare::new(
-                                index,
-                                translate_op(arg.op(), arg.value_two()),
-                                arg.value(),
-                            );
+                            let comparator = translate_arg(arg);
                             if !seen.insert(index) {
                                 has_duplicate_index = true;
                             }
