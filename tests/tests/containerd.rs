@@ -354,15 +354,41 @@ fn an_exec_gets_the_tasks_seccomp_filter() {
     let ctd = Containerd::start();
     let id = unique_id("ctr-execsec");
     ctd.ok(&[
-        "run", "-d", "--seccomp", "--runtime", RUNTIME, IMAGE, &id, "sleep", "300",
+        "run",
+        "-d",
+        "--seccomp",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sleep",
+        "300",
     ]);
     let seccomp = |exec_id: &str| {
         ctd.ok(&[
-            "task", "exec", "--exec-id", exec_id, &id, "grep", "Seccomp:", "/proc/self/status",
+            "task",
+            "exec",
+            "--exec-id",
+            exec_id,
+            &id,
+            "grep",
+            "Seccomp:",
+            "/proc/self/status",
         ])
     };
-    let init = ctd.ok(&["task", "exec", "--exec-id", "init", &id, "cat", "/proc/1/status"]);
-    assert!(init.contains("Seccomp:\t2"), "the task's init is filtered: {init}");
+    let init = ctd.ok(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "init",
+        &id,
+        "cat",
+        "/proc/1/status",
+    ]);
+    assert!(
+        init.contains("Seccomp:\t2"),
+        "the task's init is filtered: {init}"
+    );
     let exec = seccomp("probe");
     assert_eq!(exec.split_whitespace().nth(1), Some("2"), "{exec}");
     let _ = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);

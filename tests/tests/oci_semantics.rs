@@ -294,7 +294,10 @@ fn an_exec_gets_the_containers_seccomp_rlimits_and_user() {
     rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
     let status = rt.ok(&["exec", &id, "grep", "Seccomp:", "/proc/self/status"]);
     assert_eq!(status.split_whitespace().nth(1), Some("2"), "{status}");
-    assert_eq!(rt.ok(&["exec", &id, "sh", "-c", "ulimit -n"]).trim(), "1000");
+    assert_eq!(
+        rt.ok(&["exec", &id, "sh", "-c", "ulimit -n"]).trim(),
+        "1000"
+    );
     assert_eq!(rt.ok(&["exec", &id, "id", "-u"]).trim(), "1234");
     // With a process file (what containerd's shims pass), the profile
     // still applies.
