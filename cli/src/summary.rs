@@ -29,6 +29,7 @@ pub fn print(
             "status": exit.shell_status(),
             "duration_ms": elapsed.as_millis() as u64,
             "diff": diff,
+            "limits_hit": record.limits_hit,
             "spans": spans,
             "record": record.id,
         });
@@ -71,8 +72,23 @@ pub fn print(
             format!("traced: {}", parts.join(", "))
         }
     };
+    let limits = if record.limits_hit.is_empty() {
+        String::new()
+    } else {
+        let hits: Vec<String> = record
+            .limits_hit
+            .iter()
+            .map(|hit| match hit.limit {
+                substrate_runtime::Limit::Pids => format!("pids ({} forks refused)", hit.count),
+                substrate_runtime::Limit::Memory => format!("memory ({} OOM kills)", hit.count),
+                substrate_runtime::Limit::Cpu => format!("cpu ({} periods throttled)", hit.count),
+                substrate_runtime::Limit::Disk => "disk (full)".to_owned(),
+            })
+            .collect();
+        format!("; limits hit: {}", paint("33", hits.join(", ")))
+    };
     eprintln!(
-        "world {}: {status} in {:.2}s; files: {files}; {traced} (substrate-cli diff|trace {})",
+        "world {}: {status} in {:.2}s; files: {files}{limits}; {traced} (substrate-cli diff|trace {})",
         paint("1", record.id.to_string()),
         elapsed.as_secs_f64(),
         record.id

@@ -69,8 +69,8 @@ pub struct FailPoints {
 pub use state::{WorldState, WorldStatus, OCI_VERSION};
 pub use store::{WorldStore, DEFAULT_STATE_DIR};
 pub use world::{
-    AfterExit, CreateOptions, ExecOptions, Finished, Layering, RunOptions, Stdio, TraceSummary,
-    World, WorldRun,
+    AfterExit, CreateOptions, ExecOptions, Finished, Layering, Limit, LimitHit, RunOptions, Stdio,
+    TraceSummary, World, WorldRun,
 };
 
 pub use world::kill::parse_signal;

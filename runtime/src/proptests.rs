@@ -322,6 +322,7 @@ fn world_record() -> impl Strategy<Value = WorldRecord> {
                     ended_at,
                     exit,
                     diff: None,
+                    limits_hit: Vec::new(),
                 }
             },
         )

@@ -56,6 +56,10 @@ pub struct WorldRecord {
     /// Totals and tree hash of the fs diff (the entries are in `diff.json`).
     #[serde(default)]
     pub diff: Option<DiffSummary>,
+    /// The limits the world ran into (pids, memory, cpu, disk), with how
+    /// often; empty when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits_hit: Vec<crate::world::LimitHit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -247,3 +247,92 @@ fn gc_removes_old_finished_worlds_only() {
     );
     let _ = live.wait();
 }
+
+/// A world that runs into its limits fails inside itself — EAGAIN past
+/// pids, an OOM kill past memory, ENOSPC past disk — the host is not
+/// touched, and the record says which limit was hit.
+#[test]
+fn limits_hit_fail_inside_the_world_and_are_recorded() {
+    let rt = substrate_tests::Runtime::new();
+    let hits = |name: &str| -> Vec<String> {
+        rt.record(name)["limits_hit"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|h| h["limit"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let pids = unique_id("lim-pids");
+    let out = rt
+        .cli(&[
+            "run",
+            "--pids",
+            "16",
+            "--name",
+            &pids,
+            "--",
+            "sh",
+            "-c",
+            "for i in $(seq 40); do sleep 5 & done 2>/dev/null; echo forked",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("limits hit: pids"),
+        "{out:?}"
+    );
+    assert_eq!(hits(&pids), ["pids"]);
+
+    let memory = unique_id("lim-mem");
+    let out = rt
+        .cli(&[
+            "run",
+            "--memory",
+            "32m",
+            "--name",
+            &memory,
+            "--",
+            "python3",
+            "-c",
+            "b = bytearray(256 << 20); print(len(b))",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137), "OOM-killed inside: {out:?}");
+    assert!(
+        hits(&memory).contains(&"memory".to_owned()),
+        "{:?}",
+        hits(&memory)
+    );
+
+    let disk = unique_id("lim-disk");
+    let out = rt
+        .cli(&[
+            "run",
+            "--disk",
+            "32m",
+            "--name",
+            &disk,
+            "--",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/fill bs=1M count=64; echo dd=$?",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stdout.contains("dd=1"), "{stdout}");
+    assert!(
+        hits(&disk).contains(&"disk".to_owned()),
+        "{:?}",
+        hits(&disk)
+    );
+    for name in [&pids, &memory, &disk] {
+        substrate_tests::assert_no_leftovers(rt.root(), name);
+    }
+}

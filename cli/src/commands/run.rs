@@ -30,9 +30,10 @@ A world starts from least privilege (README: \"A CLI world's defaults\"):
              set), then each --env-pass NAME (an error if NAME is unset), then
              each --env KEY=VALUE; a later one replaces an earlier one.
   limits     memory: half the RAM, at most 2 GiB (swap included); cpus: all
-             but one (at least 1); pids: 1024. At a limit the world fails
-             inside itself: EAGAIN for a fork past pids, an OOM kill past
-             memory.
+             but one (at least 1); pids: 1024; disk: 10 GiB written. At a
+             limit the world fails inside itself: EAGAIN for a fork past
+             pids, an OOM kill past memory, ENOSPC past disk; the record
+             says which limit was hit (limits_hit).
   seccomp    Docker's default profile: syscalls outside its allow-list fail
              with EPERM (namespaces, mount, keyctl, bpf, ...).
 A --bundle keeps its own config.json: only --hide, --env, the limits it does
@@ -98,6 +99,12 @@ struct DefaultsArgs {
     /// Limit on processes and threads; `unlimited` lifts it [default: 1024].
     #[arg(long, value_name = "N")]
     pids: Option<Limit<Pids>>,
+    /// What the world may write: its upper layer is a filesystem of this
+    /// size (sparse: only what is written takes room on the host), ENOSPC
+    /// past it; `unlimited` puts the upper layer on the state dir's own
+    /// filesystem [default: 10g].
+    #[arg(long, value_name = "SIZE")]
+    disk: Option<Limit<Bytes>>,
     /// `default`: Docker's default seccomp profile; `unconfined`: no filter.
     #[arg(long, value_name = "PROFILE", default_value = "default", value_parser = ["default", "unconfined"])]
     seccomp: String,
@@ -146,6 +153,11 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         (None, Some(rootfs)) => Origin::Rootfs(rootfs),
         (None, None) => Origin::Host,
     };
+    let upper_limit = match args.defaults.disk.unwrap_or_default() {
+        Limit::Default => Some(DEFAULT_DISK),
+        Limit::Set(Bytes(bytes)) => Some(bytes),
+        Limit::Unlimited => None,
+    };
     let defaults = args.defaults.into_defaults();
     let bundle = WorldBundle::prepare(origin, &id, &args.command, runtime, &defaults)?;
     let started = Instant::now();
@@ -160,7 +172,7 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
                 // every write is in the diff.
                 layering: Layering::Overlay {
                     lower: bundle.lower.clone(),
-                    upper_limit: Some(DEFAULT_DISK),
+                    upper_limit,
                 },
                 ..Default::default()
             },

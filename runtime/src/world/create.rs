@@ -368,5 +368,6 @@ fn new_record(
         ended_at: None,
         exit: None,
         diff: None,
+        limits_hit: Vec::new(),
     }
 }

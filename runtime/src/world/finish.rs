@@ -22,6 +22,9 @@ impl World {
             // Created before worlds had records, or its record was removed.
             return Ok(None);
         }
+        // While its cgroup exists (a monitor's finish comes before delete):
+        // the limits the world ran into.
+        self.note_limits()?;
         // The world's monitor (with the exit status) and `delete` may both
         // finish a world at once; one at a time, the second sees the diff.
         let _lock = self.store.lock(id)?;

@@ -9,6 +9,7 @@ mod delete;
 mod exec;
 mod finish;
 pub(crate) mod kill;
+mod limits;
 mod net;
 mod pause;
 mod run;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use create::{CreateOptions, Layering, Stdio};
 pub use exec::ExecOptions;
+pub use limits::{Limit, LimitHit};
 pub use run::{AfterExit, Finished, RunOptions, TraceSummary, WorldRun};
 
 use crate::error::{Error, Result};

@@ -227,7 +227,8 @@ impl WorldRun {
     pub fn finish(mut self, exit: ExitStatus, after_exit: AfterExit) -> Result<Finished> {
         let world = self.world.take().expect("held until consumed");
         let id = world.id().clone();
-        let mut outcome = world.finish(Some(exit));
+        // While the cgroup still exists: which limits the world ran into.
+        let mut outcome = world.note_limits().and_then(|()| world.finish(Some(exit)));
         if after_exit == AfterExit::Delete {
             outcome = keep_first(outcome, delete(world));
         }
@@ -252,7 +253,7 @@ impl WorldRun {
     pub fn end(mut self) -> Result<Finished> {
         let world = self.world.take().expect("held until consumed");
         let id = world.id().clone();
-        let deleted = delete(world);
+        let deleted = world.note_limits().and_then(|()| delete(world));
         let closed = self.monitor.take().map(|m| m.stop(&id)).transpose();
         let closed = match (deleted, closed) {
             (Ok(()), Ok(closed)) => closed.flatten(),
