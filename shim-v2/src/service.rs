@@ -101,6 +101,11 @@ pub struct Service {
     tasks: Arc<(Mutex<Tasks>, Condvar)>,
     exit: Arc<ExitSignal>,
     oom: Arc<crate::oom::OomWatcher>,
+    /// The socket this shim serves on, removed when it shuts down:
+    /// containerd-shim 0.11 finds it again through the bundle's `address`
+    /// file, which a pod's shim outlives (the sandbox's bundle is gone by
+    /// then), and left it in containerd's `s/` dir.
+    socket: PathBuf,
 }
 
 fn status(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {
@@ -140,6 +145,7 @@ impl Service {
         namespace: String,
         runtime: Runtime,
         exit: Arc<ExitSignal>,
+        socket: PathBuf,
     ) -> std::io::Result<Service> {
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let publisher = Arc::new(Publisher::new(address, namespace.clone()));
@@ -167,6 +173,7 @@ impl Service {
             tasks,
             exit,
             oom,
+            socket,
         })
     }
 
@@ -822,6 +829,11 @@ impl containerd_shim::Task for Service {
                 "no containers left in namespace {}: shutting down",
                 self.namespace
             );
+            if let Err(e) = std::fs::remove_file(&self.socket) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("removing {}: {e}", self.socket.display());
+                }
+            }
             self.exit.signal();
         }
         Ok(api::Empty::new())

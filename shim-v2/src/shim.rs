@@ -2,6 +2,8 @@
 //! container's group), the server itself, and `delete` (cleanup after a
 //! shim that died).
 
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ pub struct SubstrateShim {
     namespace: String,
     id: String,
     bundle: PathBuf,
+    /// The socket a server serves on (`-socket unix://PATH`).
+    socket: PathBuf,
 }
 
 impl containerd_shim::Shim for SubstrateShim {
@@ -44,17 +48,33 @@ impl containerd_shim::Shim for SubstrateShim {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
             bundle: PathBuf::from(&args.bundle),
+            socket: PathBuf::from(args.socket.strip_prefix("unix://").unwrap_or(&args.socket)),
         }
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         // containerd runs `start` in the bundle.
         let grouping = sandbox_of(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
-        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
+        // The pod's shim already serves: its address, and nothing spawned.
+        // A second server would find the socket taken and exit at once,
+        // and its SIGCHLD would reach the signal handlers containerd-shim
+        // 0.11 is tearing down as `start` returns: their writes to a closed
+        // socket raise SIGPIPE, whose handler writes again — a loop at 100%
+        // CPU, and a StartContainer that never returns.
+        let address = if serves(&address) {
+            address
+        } else {
+            containerd_shim::spawn(opts, &grouping, Vec::new())?.1
+        };
         // A `.address` left by a crash would make write_address fail.
         let _ = std::fs::remove_file(".address");
         write_address(&address)?;
-        Ok(address)
+        // Said and done: exit now, before the crate drops its signal
+        // iterator with handlers still installed (see above).
+        let mut stdout = std::io::stdout().lock();
+        let written = write!(stdout, "{address}").and_then(|()| stdout.flush());
+        std::process::exit(if written.is_ok() { 0 } else { 1 });
     }
 
     fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
@@ -92,6 +112,7 @@ impl containerd_shim::Shim for SubstrateShim {
             self.namespace.clone(),
             runtime_for(&self.namespace),
             Arc::clone(&self.exit),
+            self.socket.clone(),
         ) {
             Ok(service) => service,
             Err(e) => {
@@ -100,6 +121,12 @@ impl containerd_shim::Shim for SubstrateShim {
             }
         }
     }
+}
+
+/// Whether a shim answers at `address` (`unix://PATH`).
+fn serves(address: &str) -> bool {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    UnixStream::connect(path).is_ok()
 }
 
 /// The pod a container belongs to, from its bundle's annotations.

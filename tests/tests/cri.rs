@@ -112,6 +112,11 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
         .unwrap();
     assert_eq!(status.state, PodSandboxState::SandboxReady as i32);
     assert_eq!(status.runtime_handler, HANDLER);
+    assert!(
+        shim_socket(ctd, &sandbox).exists(),
+        "the pod's shim serves at {}",
+        shim_socket(ctd, &sandbox).display()
+    );
     let ip = status.network.map(|n| n.ip).unwrap_or_default();
 
     let container = cri
@@ -255,7 +260,33 @@ async fn pod_lifecycle(ctd: &Containerd, host_network: bool) -> String {
     assert!(record["exit"].is_object(), "{record}");
     ctd.assert_clean(&container);
     ctd.assert_clean(&sandbox);
+    // The pod's shim is gone, and so is its socket under containerd's
+    // `/run/containerd/s/` (named by a hash of containerd's address, the
+    // namespace and the pod); no `start` of ours is left behind.
+    substrate_tests::wait_until("the pod's shim to exit", || ctd.shim_pids().is_empty());
+    let socket = shim_socket(ctd, &sandbox);
+    assert!(!socket.exists(), "stale shim socket {}", socket.display());
+    let starts: Vec<i32> = substrate_tests::processes_mentioning("containerd-shim-substrate-v1")
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.split(|&b| b == 0).any(|arg| arg == b"start")
+                    && String::from_utf8_lossy(&c).contains(&ctd.socket().display().to_string())
+            })
+        })
+        .collect();
+    assert!(starts.is_empty(), "shim `start` processes left: {starts:?}");
     ip
+}
+
+/// Where containerd-shim puts a grouped shim's socket: `/run/containerd/s/`
+/// and the sha256 of `<containerd address>/<namespace>/<group>`.
+fn shim_socket(ctd: &Containerd, sandbox: &str) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let key = ctd.socket().join("k8s.io").join(sandbox);
+    let hash = Sha256::digest(key.display().to_string().as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    Path::new("/run/containerd/s").join(hex)
 }
 
 #[test]
