@@ -318,3 +318,60 @@ fn an_exec_gets_the_containers_seccomp_rlimits_and_user() {
     rt.ok(&["delete", "--force", &id]);
     assert_no_leftovers(rt.root(), &id);
 }
+
+/// `rootfsPropagation` takes runc's recursive spellings (`rshared`,
+/// `rslave`, what containerd's CRI plugin writes for a pod's Bidirectional
+/// and HostToContainer mounts), and a mount made on the host under a shared
+/// mount the container has with `rslave` propagates into it.
+#[test]
+fn recursive_rootfs_propagation_is_accepted_and_propagates() {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let rt = Runtime::new();
+    let shared = tempfile::Builder::new()
+        .prefix("substrate-shared-")
+        .tempdir()
+        .unwrap();
+    let dir = shared.path();
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    for propagation in ["rshared", "rslave"] {
+        let id = unique_id("propagation");
+        let (mut bundle, _copy) = private_bundle(&id, &["sleep", "300"]);
+        bundle.edit(|c| {
+            c["linux"]["rootfsPropagation"] = propagation.into();
+            c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": "/mnt",
+                "type": "bind",
+                "source": dir,
+                "options": ["rbind", propagation],
+            }));
+        });
+        rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+        mount(
+            Some("tmpfs"),
+            &dir.join("sub"),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let seen = rt.ok(&["exec", &id, "cat", "/proc/self/mountinfo"]);
+        umount2(&dir.join("sub"), MntFlags::MNT_DETACH).unwrap();
+        assert!(
+            seen.lines()
+                .any(|l| l.split_whitespace().nth(4) == Some("/mnt/sub")),
+            "{propagation}: the host's new mount is seen in the container:\n{seen}"
+        );
+        rt.ok(&["delete", "--force", &id]);
+        assert_no_leftovers(rt.root(), &id);
+    }
+    umount2(dir, MntFlags::MNT_DETACH).unwrap();
+}

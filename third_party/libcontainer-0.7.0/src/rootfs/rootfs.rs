@@ -39,10 +39,16 @@ impl RootFS {
         cgroup_ns: bool,
     ) -> Result<()> {
         let mut flags = MsFlags::MS_REC;
+        // Substrate patch: the recursive spellings too, which runc accepts
+        // and containerd's CRI plugin writes (`rshared` for a pod's
+        // Bidirectional mounts, `rslave` for HostToContainer); 0.7.0
+        // refused them and the container did not start.
         match linux.rootfs_propagation().as_deref() {
-            Some("shared") => flags |= MsFlags::MS_SHARED,
-            Some("private") => flags |= MsFlags::MS_PRIVATE,
-            Some("slave" | "unbindable") | None => flags |= MsFlags::MS_SLAVE,
+            Some("shared" | "rshared") => flags |= MsFlags::MS_SHARED,
+            Some("private" | "rprivate") => flags |= MsFlags::MS_PRIVATE,
+            Some("slave" | "rslave" | "unbindable" | "runbindable") | None => {
+                flags |= MsFlags::MS_SLAVE
+            }
             Some(unknown) => {
                 return Err(RootfsError::UnknownRootfsPropagation(unknown.to_string()));
             }
@@ -129,8 +135,8 @@ impl RootFS {
     pub fn adjust_root_mount_propagation(&self, linux: &Linux) -> Result<()> {
         let rootfs_propagation = linux.rootfs_propagation().as_deref();
         let flags = match rootfs_propagation {
-            Some("shared") => Some(MsFlags::MS_SHARED),
-            Some("unbindable") => Some(MsFlags::MS_UNBINDABLE),
+            Some("shared" | "rshared") => Some(MsFlags::MS_SHARED),
+            Some("unbindable" | "runbindable") => Some(MsFlags::MS_UNBINDABLE),
             _ => None,
         };
 
