@@ -91,8 +91,18 @@ impl Runtime {
             Some(world) => world.delete(force)?,
             None => {
                 let dir = self.world_dir(id);
-                // The cgroup exists once libcontainer wrote its config.
+                // The cgroup exists once libcontainer wrote its config. As
+                // libcontainer's delete does: what is below it and in the
+                // hierarchies libcgroups does not know first.
                 if let Ok(config) = libcontainer::config::YoukiConfig::load(&dir) {
+                    let cgroup_error =
+                        |e: Box<dyn std::error::Error + Send + Sync>| Error::Cgroup {
+                            id: id.to_string(),
+                            operation: "delete",
+                            source: e,
+                        };
+                    libcontainer::hierarchies::remove(&config.cgroup_path)
+                        .map_err(|e| cgroup_error(Box::new(e)))?;
                     cgroup_manager(
                         id.as_str(),
                         &config.cgroup_path,
@@ -100,11 +110,7 @@ impl Runtime {
                         "delete",
                     )?
                     .remove()
-                    .map_err(|e| Error::Cgroup {
-                        id: id.to_string(),
-                        operation: "delete",
-                        source: Box::new(e),
-                    })?;
+                    .map_err(|e| cgroup_error(Box::new(e)))?;
                 }
                 match fs::remove_dir_all(&dir) {
                     Ok(()) => {}

@@ -62,6 +62,8 @@ pub enum LibcontainerError {
     CgroupCreate(#[from] libcgroups::common::CreateCgroupSetupError),
     #[error(transparent)]
     CgroupGet(#[from] libcgroups::common::GetCgroupSetupError),
+    #[error(transparent)]
+    Hierarchies(#[from] crate::hierarchies::HierarchyError),
     #[error[transparent]]
     Checkpoint(#[from] crate::container::CheckpointError),
     #[error[transparent]]

@@ -4,6 +4,7 @@ pub mod channel;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod hierarchies;
 pub mod hooks;
 pub mod namespaces;
 pub mod network;

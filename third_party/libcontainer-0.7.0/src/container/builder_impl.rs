@@ -228,12 +228,19 @@ impl ContainerBuilderImpl {
         let cgroups_path = utils::get_cgroup_path(linux.cgroups_path(), &self.container_id);
         let cmanager =
             libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
-                cgroup_path: cgroups_path,
+                cgroup_path: cgroups_path.clone(),
                 systemd_cgroup: self.use_systemd || self.user_ns_config.is_some(),
                 container_name: self.container_id.to_string(),
             })?;
 
         let mut errors = Vec::new();
+
+        // Substrate patch: every hierarchy the process joined, and what is
+        // below its cgroup (see crate::hierarchies), as delete does.
+        if let Err(e) = crate::hierarchies::remove(&cgroups_path) {
+            tracing::error!(error = ?e, "failed to remove cgroups");
+            errors.push(e.to_string());
+        }
 
         if let Err(e) = cmanager.remove() {
             tracing::error!(error = ?e, "failed to remove cgroup manager");

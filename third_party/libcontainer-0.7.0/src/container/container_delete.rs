@@ -93,6 +93,14 @@ impl Container {
                             container_name: self.id().to_string(),
                         },
                     )?;
+                    // Substrate patch: the cgroups below the container's own
+                    // (which the manager's remove cannot rmdir it with) and
+                    // the hierarchies it does not know go first, with every
+                    // process in them; then the manager removes what is its.
+                    crate::hierarchies::remove(&config.cgroup_path).map_err(|err| {
+                        tracing::error!(cgroup_path = ?config.cgroup_path, "failed to remove cgroups due to: {err}");
+                        err
+                    })?;
                     cmanager.remove().map_err(|err| {
                         tracing::error!(cgroup_path = ?config.cgroup_path, "failed to remove cgroup due to: {err:?}");
                         err

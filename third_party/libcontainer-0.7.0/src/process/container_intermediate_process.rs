@@ -87,6 +87,7 @@ pub fn container_intermediate_process(
         linux.resources().as_ref(),
         matches!(args.container_type, ContainerType::InitContainer),
     )?;
+    join_every_hierarchy(&args.cgroup_config.cgroup_path, rootless)?;
 
     // setting CPU affinity for tenant container after cgroup move
     if matches!(args.container_type, ContainerType::TenantContainer { .. }) {
@@ -317,6 +318,30 @@ fn setup_time_offsets(sender: &mut MainSender, receiver: &mut IntermediateReceiv
     })?;
 
     Ok(())
+}
+
+/// Substrate patch: on a v1 or hybrid host, the process joins its cgroup in
+/// every hierarchy, not only in those of the controllers libcgroups knows:
+/// named ones (`name=systemd`) and the hybrid host's cgroup2 one, where it
+/// would otherwise stay in the runtime's cgroup, the host's root for a
+/// runtime running there (see `crate::hierarchies`). Before the cgroup
+/// namespace is made, so that its root there is the container's own too.
+fn join_every_hierarchy(cgroup_path: &std::path::Path, rootless: bool) -> Result<()> {
+    use libcgroups::common::CgroupSetup;
+    match libcgroups::common::get_cgroup_setup() {
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid) => {}
+        _ => return Ok(()),
+    }
+    match crate::hierarchies::join(cgroup_path, getpid()) {
+        Ok(()) => Ok(()),
+        // As libcgroups' v1 manager, which a rootless container cannot
+        // use either: nothing of the host is writable to it.
+        Err(err) if rootless => {
+            tracing::warn!(?err, "rootless: not joining every cgroup hierarchy");
+            Ok(())
+        }
+        Err(err) => Err(IntermediateProcessError::Cgroup(err.to_string())),
+    }
 }
 
 fn apply_cgroups<

@@ -151,10 +151,11 @@ impl Mount {
                             "libcontainer can't run in a Legacy or Hybrid cgroup setup without the v1 feature"
                         );
                         #[cfg(feature = "v1")]
-                        self.mount_cgroup_v1(mount, options).map_err(|err| {
-                            tracing::error!("failed to mount cgroup v1: {}", err);
-                            err
-                        })?
+                        self.mount_cgroup_v1(mount, options, &mount_option_config)
+                            .map_err(|err| {
+                                tracing::error!("failed to mount cgroup v1: {}", err);
+                                err
+                            })?
                     }
                     Unified => {
                         #[cfg(not(feature = "v2"))]
@@ -241,9 +242,31 @@ impl Mount {
         Ok(())
     }
 
+    /// Substrate patch: the spec's options of the cgroup mount (`ro` above
+    /// all) apply to every mount made for it: each hierarchy's, and the
+    /// tmpfs holding them, made read-only once they are in place. 0.7.0
+    /// made each hierarchy's mount with options of its own (a `rw` bind
+    /// mount, or a cgroupfs mount with nosuid,nodev,noexec only) and left
+    /// the tmpfs writable, so the spec's `ro` was lost. runc applies it to
+    /// all (its integration test "runc run [ro /sys/fs/cgroup mount]").
     #[cfg(feature = "v1")]
-    fn mount_cgroup_v1(&self, cgroup_mount: &SpecMount, options: &MountOptions) -> Result<()> {
+    fn mount_cgroup_v1(
+        &self,
+        cgroup_mount: &SpecMount,
+        options: &MountOptions,
+        spec_options: &MountOptionConfig,
+    ) -> Result<()> {
         tracing::debug!("mounting cgroup v1 filesystem");
+        // What each hierarchy's mount gets: the spec's flags, and runc's
+        // defaults for cgroupfs (nosuid, nodev, noexec) whatever it says.
+        let hierarchy_options = MountOptionConfig {
+            flags: spec_options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
+                | MsFlags::MS_NOEXEC
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV,
+            data: Vec::new(),
+            rec_attr: spec_options.rec_attr.clone(),
+        };
         // create tmpfs into which the cgroup subsystems will be mounted
         let tmpfs = SpecMountBuilder::default()
             .source("tmpfs")
@@ -329,6 +352,7 @@ impl Mount {
                     self.setup_namespaced_subsystem(
                         cgroup_mount,
                         options,
+                        &hierarchy_options,
                         subsystem_name,
                         subsystem_name == "systemd",
                     )?;
@@ -336,6 +360,7 @@ impl Mount {
                     self.setup_emulated_subsystem(
                         cgroup_mount,
                         options,
+                        &hierarchy_options,
                         subsystem_name,
                         subsystem_name == "systemd",
                         host_mount,
@@ -349,7 +374,41 @@ impl Mount {
             }
         }
 
+        let recursive_ro = spec_options
+            .rec_attr
+            .as_ref()
+            .is_some_and(|attr| attr.attr_set & linux::MOUNT_ATTR_RDONLY != 0);
+        if spec_options.flags.contains(MsFlags::MS_RDONLY) || recursive_ro {
+            self.make_read_only(options.root, cgroup_mount.destination())?;
+        }
+
         Ok(())
+    }
+
+    /// Makes the mount at `dest` in the container read-only, as a bind
+    /// remount with MS_RDONLY would: mount_setattr(2) on that mount alone.
+    #[cfg(feature = "v1")]
+    fn make_read_only(&self, rootfs: &Path, dest: &Path) -> Result<()> {
+        let root = Root::open(rootfs)?;
+        let mount: OwnedFd = root.resolve(dest)?.into();
+        let attr = linux::MountAttr {
+            attr_set: linux::MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        self.syscall
+            .mount_setattr(
+                mount.as_fd(),
+                Path::new(""),
+                linux::AT_EMPTY_PATH,
+                &attr,
+                mem::size_of::<linux::MountAttr>(),
+            )
+            .map_err(|err| {
+                tracing::error!(?dest, "failed to make the cgroup mount read-only: {err}");
+                err.into()
+            })
     }
 
     // On some distros cgroup subsystems are comounted e.g. cpu,cpuacct or net_cls,net_prio. These systems
@@ -359,6 +418,7 @@ impl Mount {
         &self,
         cgroup_mount: &SpecMount,
         options: &MountOptions,
+        hierarchy_options: &MountOptionConfig,
         subsystem_name: &str,
         named: bool,
     ) -> Result<()> {
@@ -389,9 +449,8 @@ impl Mount {
         };
 
         let mount_options_config = MountOptionConfig {
-            flags: MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             data: vec![data.into_owned()],
-            rec_attr: None,
+            ..hierarchy_options.clone()
         };
 
         self.mount_into_container(
@@ -411,6 +470,7 @@ impl Mount {
         &self,
         cgroup_mount: &SpecMount,
         options: &MountOptions,
+        hierarchy_options: &MountOptionConfig,
         subsystem_name: &str,
         named: bool,
         host_mount: &Path,
@@ -449,19 +509,17 @@ impl Mount {
                         })?,
                 )
                 .typ("bind")
-                .options(
-                    ["rw", "rbind"]
-                        .iter()
-                        .map(|o| o.to_string())
-                        .collect::<Vec<String>>(),
-                )
+                // Not recursive: only the cgroup, whose mount then takes the
+                // spec's options (a mount below it would keep its own).
+                .options(vec!["bind".to_string()])
                 .build()?;
             tracing::debug!("Mounting emulated cgroup subsystem: {:?}", emulated);
 
-            self.setup_mount(&emulated, options).map_err(|err| {
-                tracing::error!("failed to mount {subsystem_name} cgroup hierarchy: {}", err);
-                err
-            })?;
+            self.mount_into_container(&emulated, options.root, hierarchy_options, options.label)
+                .map_err(|err| {
+                    tracing::error!("failed to mount {subsystem_name} cgroup hierarchy: {}", err);
+                    err
+                })?;
         } else {
             tracing::warn!("Could not mount {:?} cgroup subsystem", subsystem_name);
         }
