@@ -293,3 +293,56 @@ fn processes_execd_into_a_world_are_traced() {
     rt.ok(&["delete", "--force", &id]);
     substrate_tests::assert_no_leftovers(rt.root(), &id);
 }
+
+/// A legitimate program is never counted as forged: under a load that
+/// churns pids (so a busy monitor reads `/proc` of processes gone or
+/// replaced), every world's programs keep their argv and nothing from
+/// inside is rejected as `forged_pid`.
+#[test]
+fn no_legitimate_program_is_counted_as_forged_under_load() {
+    struct Load(Vec<std::process::Child>);
+    impl Drop for Load {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let _load = Load(
+        (0..2)
+            .map(|_| {
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do /bin/true; done"])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let rt = Runtime::new();
+    for i in 0..15 {
+        let name = unique_id(&format!("forged{i}"));
+        rt.cli_run_ok(
+            &name,
+            "echo \"hello from $(hostname)\" >/dev/null; cat /etc/hostname >/dev/null",
+        );
+        let spans = rt.spans(&name);
+        let world = spans
+            .iter()
+            .find(|s| s["kind"] == "world")
+            .expect("world span");
+        assert!(
+            world["detail"]["rejected"].get("forged_pid").is_none(),
+            "{name}: {}",
+            world["detail"]
+        );
+        for argv0 in ["hostname", "cat"] {
+            let found = execs(&spans, argv0);
+            assert_eq!(
+                found.len(),
+                1,
+                "{name}: one {argv0} exec with its argv: {spans:#?}"
+            );
+        }
+    }
+}

@@ -44,7 +44,7 @@ use nix::time::{clock_gettime, ClockId};
 use substrate_trace::{ExitStatus, Source, Span, SpanId, Timestamp, WorldDetail};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use substrate_ring::hello::HelloKind;
 
 use crate::store::WorldStore;
@@ -549,6 +549,7 @@ impl WorldMonitor {
                     state.parent_of.get(&tgid).copied(),
                     state.current.get(&tgid).copied(),
                     time,
+                    event.timestamp_ns,
                 );
                 state.current.insert(tgid, exec.id);
                 state.open.insert(tgid, exec);
@@ -628,11 +629,15 @@ impl WorldMonitor {
             return Err("too_many_rings");
         }
         let image = image_at(state, pid, greeting.time_ns);
-        let world_pid = match &image {
+        // The pid a process says it has must be the one the kernel gives
+        // it: asked of the kernel through a pidfd of the sender when it
+        // can be (exact, whatever pid reuse happened since), else as the
+        // monitor recorded the image (checked against pid reuse when read,
+        // see `describe_exec`).
+        let world_pid = arrival.peer_world_pid.or_else(|| match &image {
             Some(exec) if greeting.kind == HelloKind::Exec => exec.world_pid,
             _ => world_pid_of(pid),
-        };
-        // The pid a process says it has must be the one the kernel gives it.
+        });
         if world_pid.is_some_and(|p| p != greeting.claimed_pid) {
             return Err("forged_pid");
         }
@@ -825,11 +830,7 @@ fn fill_from_preload(exec: &mut OpenExec, greeting: &preload::Greeting) {
 /// The pid a host process has inside its innermost pid namespace: the
 /// last of `NSpid` (one pid per namespace, outermost first).
 fn world_pid_of(pid: i32) -> Option<u32> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|rest| rest.split_whitespace().last()?.parse().ok())
+    innermost_pid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
 /// `/proc/<pid>/cmdline` or `environ`: NUL-separated, empty entries dropped.
@@ -841,39 +842,136 @@ fn nul_list(bytes: Vec<u8>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// What `/proc` still tells of a process that has just exec'd.
+/// What `/proc` still tells of a process that has just exec'd (at
+/// `event_ns`, CLOCK_MONOTONIC, as the kernel stamped the event).
+///
+/// By the time a busy monitor reads it, the process may have exited and
+/// its pid been taken by another — a process of the host, say — whose
+/// argv and pid must not end up in this world's trace. So `/proc/<pid>` is
+/// opened once and checked: a process that started after the exec event
+/// is not the one that exec'd. Everything is then read through that
+/// directory fd, which goes on naming the process it was opened for (reads
+/// fail once it has exited, even if the pid is reused).
 fn describe_exec(
     tgid: i32,
     ppid: Option<i32>,
     parent: Option<SpanId>,
     start: Timestamp,
+    event_ns: u64,
 ) -> OpenExec {
-    let proc = PathBuf::from(format!("/proc/{tgid}"));
-    // Read first: a short-lived process's argv is what is most often gone.
-    // Empty while the process is between images: then unknown, for the
-    // preload's account to fill.
-    let argv = fs::read(proc.join("cmdline"))
-        .ok()
-        .filter(|bytes| !bytes.is_empty())
-        .map(nul_list);
-    let os_bytes = |p: PathBuf| {
-        use std::os::unix::ffi::OsStringExt;
-        fs::read_link(p).ok().map(|p| p.into_os_string().into_vec())
-    };
-    OpenExec {
+    let mut exec = OpenExec {
         id: SpanId::new(),
         parent,
         start,
         pid: tgid,
         ppid,
-        world_pid: world_pid_of(tgid),
+        world_pid: None,
         world_ppid: ppid.and_then(world_pid_of),
-        exe: os_bytes(proc.join("exe")),
-        argv,
-        cwd: os_bytes(proc.join("cwd")),
-        env: fs::read(proc.join("environ")).ok().map(nul_list),
+        exe: None,
+        argv: None,
+        cwd: None,
+        env: None,
         filled_by_preload: false,
+    };
+    let Some(proc) = ProcDir::open(tgid).filter(|p| p.started_by(event_ns)) else {
+        // Gone, or a newer process under the same pid: what the kernel
+        // said (pid, times, exit) stays; the preload may fill the rest.
+        return exec;
+    };
+    // Read first: a short-lived process's argv is what is most often gone.
+    // Empty while the process is between images: then unknown, for the
+    // preload's account to fill.
+    exec.argv = proc
+        .read("cmdline")
+        .filter(|bytes| !bytes.is_empty())
+        .map(nul_list);
+    exec.exe = proc.link("exe");
+    exec.cwd = proc.link("cwd");
+    exec.env = proc.read("environ").map(nul_list);
+    exec.world_pid = proc
+        .read("status")
+        .and_then(|status| innermost_pid(&String::from_utf8_lossy(&status)));
+    exec
+}
+
+/// One process's `/proc/<pid>` directory, held open.
+struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    fn open(pid: i32) -> Option<ProcDir> {
+        use rustix::fs::{open, Mode, OFlags};
+        open(
+            format!("/proc/{pid}"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .map(ProcDir)
     }
+
+    fn read(&self, name: &str) -> Option<Vec<u8>> {
+        use rustix::fs::{openat, Mode, OFlags};
+        use std::io::Read;
+        let fd = openat(
+            &self.0,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let mut bytes = Vec::new();
+        File::from(fd).read_to_end(&mut bytes).ok()?;
+        Some(bytes)
+    }
+
+    fn link(&self, name: &str) -> Option<Vec<u8>> {
+        rustix::fs::readlinkat(&self.0, name, Vec::new())
+            .ok()
+            .map(|target| target.into_bytes())
+    }
+
+    /// Whether this process was already running at `event_ns`
+    /// (CLOCK_MONOTONIC): its start time (`stat` field 22, clock ticks
+    /// since boot, CLOCK_BOOTTIME) is not later than the event, give or
+    /// take a tick.
+    fn started_by(&self, event_ns: u64) -> bool {
+        let Some(stat) = self.read("stat") else {
+            return false;
+        };
+        let stat = String::from_utf8_lossy(&stat);
+        // Fields after the command, which is in parentheses and may hold
+        // anything: the 22nd field is the 20th after the last `)`.
+        let start_ticks = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+            .and_then(|t| t.parse::<u64>().ok());
+        let Some(start_ticks) = start_ticks else {
+            return false;
+        };
+        let ticks_per_second = rustix::param::clock_ticks_per_second().max(1);
+        let started_ns = start_ticks.saturating_mul(1_000_000_000 / ticks_per_second);
+        let event_boottime_ns = event_ns.saturating_add_signed(boottime_offset_ns());
+        started_ns <= event_boottime_ns.saturating_add(1_000_000_000 / ticks_per_second)
+    }
+}
+
+/// CLOCK_BOOTTIME minus CLOCK_MONOTONIC: the time spent suspended.
+fn boottime_offset_ns() -> i64 {
+    let nanos = |clock| {
+        clock_gettime(clock)
+            .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+            .unwrap_or(0)
+    };
+    nanos(ClockId::CLOCK_BOOTTIME) - nanos(ClockId::CLOCK_MONOTONIC)
+}
+
+/// The last pid of a `status` file's `NSpid` line: the pid in the
+/// process's innermost pid namespace.
+fn innermost_pid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|rest| rest.split_whitespace().last()?.parse().ok())
 }
 
 fn clock_offset_ns() -> i64 {
@@ -883,4 +981,32 @@ fn clock_offset_ns() -> i64 {
             .unwrap_or(0)
     };
     nanos(ClockId::CLOCK_REALTIME) - nanos(ClockId::CLOCK_MONOTONIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn monotonic_ns() -> u64 {
+        let now = clock_gettime(ClockId::CLOCK_MONOTONIC).unwrap();
+        (now.tv_sec() * 1_000_000_000 + now.tv_nsec()) as u64
+    }
+
+    /// A process that was running at an event is the one the event is
+    /// about; one that started after it (a reused pid) is not.
+    #[test]
+    fn a_process_is_checked_against_the_events_time() {
+        let me = ProcDir::open(std::process::id() as i32).unwrap();
+        assert!(me.started_by(monotonic_ns()), "running now: started by now");
+        assert!(!me.started_by(0), "not running at boot");
+        let gone = ProcDir::open(i32::MAX);
+        assert!(gone.is_none());
+    }
+
+    #[test]
+    fn the_innermost_pid_is_the_last_of_nspid() {
+        let status = "Name:\tsh\nTgid:\t4242\nNSpid:\t4242\t17\t3\nPPid:\t1\n";
+        assert_eq!(innermost_pid(status), Some(3));
+        assert_eq!(innermost_pid("Name:\tsh\n"), None);
+    }
 }

@@ -87,6 +87,9 @@ impl Drop for SpanSocket {
 /// bytes, and the fd it carried.
 pub struct Arrival {
     pub peer_pid: i32,
+    /// The sender's pid in its own pid namespace, from the kernel, exactly
+    /// (see [`peer_world_pid`]); `None` when that cannot be known.
+    pub peer_world_pid: Option<u32>,
     pub bytes: Vec<u8>,
     pub fd: Option<OwnedFd>,
     /// Longer than any message may be (`bytes` is then empty).
@@ -162,6 +165,7 @@ impl Connections {
 fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<Arrival>> {
     use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let creds = socket::getsockopt(fd, sockopt::PeerCredentials)?;
+    let peer_world_pid = peer_world_pid(fd);
     // Room for one fd: the kernel closes any more than fit (MSG_CTRUNC).
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -200,6 +204,7 @@ fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<Arrival>> {
     };
     Ok(Some(Arrival {
         peer_pid: creds.pid(),
+        peer_world_pid,
         bytes,
         fd: passed,
         oversized,
@@ -222,6 +227,43 @@ impl Drop for RingMapping {
         // SAFETY: mapped by map_ring with RING_BYTES, not used after.
         unsafe { libc::munmap(self.ring.as_ptr().cast(), RING_BYTES) };
     }
+}
+
+/// `SO_PEERPIDFD` (Linux 6.5; `asm-generic/socket.h`, which x86-64 and
+/// arm64 use).
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// The peer's pid in its innermost pid namespace, read from a pidfd of the
+/// peer (`SO_PEERPIDFD`): its fdinfo's `NSpid` names the process that
+/// connected, even after its host pid has been reused — which reading
+/// `/proc/<pid>` cannot promise. `None` without `SO_PEERPIDFD` (older
+/// kernels) or once the peer has exited.
+pub fn peer_world_pid(socket: &OwnedFd) -> Option<u32> {
+    let mut pidfd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the int we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut pidfd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || pidfd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just installed this fd for us; nothing else owns it.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    let last = fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?;
+    // -1: the process has exited.
+    last.parse::<u32>().ok()
 }
 
 /// A ring a process handed over, mapped here.
@@ -552,6 +594,19 @@ impl Rings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel names the peer of a socket exactly: here, this process.
+    #[test]
+    fn the_peer_is_named_by_its_pidfd() {
+        let (ours, _theirs) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        assert_eq!(peer_world_pid(&ours), Some(std::process::id()));
+    }
 
     #[test]
     fn socket_addresses_decode() {
