@@ -49,6 +49,12 @@ echo substrate > "$rootfs/etc/hostname"
 : > "$rootfs/etc/resolv.conf"
 
 # --- runtime bundle -------------------------------------------------------------
+# The sample bundle a user tries first, so its root is writable and /tmp is
+# part of it (no tmpfs): `substrate-cli run --bundle` puts every write in the
+# world's upper layer and `substrate-cli diff` shows it. Run in place (runc,
+# or substrate-runtime without SUBSTRATE_ROOTFS=overlay) a world writes into
+# rootfs/ itself, as with any bundle. The tests' bundles (tests/src/lib.rs)
+# start from this config and make the shared rootfs read-only again.
 bundle=$OUT/busybox
 rm -rf "$bundle"
 mkdir -p "$bundle"
@@ -70,7 +76,7 @@ cat > "$bundle/config.json" <<'CONFIG'
     "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
     "noNewPrivileges": true
   },
-  "root": { "path": "rootfs", "readonly": true },
+  "root": { "path": "rootfs", "readonly": false },
   "hostname": "substrate",
   "mounts": [
     { "destination": "/proc", "type": "proc", "source": "proc" },
@@ -78,8 +84,7 @@ cat > "$bundle/config.json" <<'CONFIG'
     { "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
     { "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
     { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] },
-    { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] },
-    { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"] }
+    { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] }
   ],
   "linux": {
     "resources": { "devices": [{ "allow": false, "access": "rwm" }] },

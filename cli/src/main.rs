@@ -10,11 +10,28 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use substrate_runtime::{Runtime, WorldStore, DEFAULT_ROOT};
 
+/// What `substrate-cli --help` says after the commands.
+const EXAMPLES: &str = "\
+WORLD, in the commands that take one, is a world's id: the --name given to
+`run`, or the id it made (w-0193a5f0c2d14e7b), as `substrate-cli ps` lists it.
+
+Examples:
+  substrate-cli doctor                         can worlds run on this host?
+  substrate-cli run -- sh -c 'echo hi > /tmp/x; rm -f /etc/motd'
+                                               a command in a world over this host's /
+  substrate-cli run --name build -- make       the same, with a name to find it by
+  substrate-cli ps                             every world, running and finished
+  substrate-cli diff build                     what it added (A), changed (C), deleted (D)
+  substrate-cli trace build                    what ran in it, as a process tree
+  substrate-cli rm build                       its record, trace and files gone";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "substrate-cli",
     version,
-    about = "Run commands in recorded worlds"
+    about = "Run commands in recorded worlds: containers whose file changes and \
+             processes are kept, to diff, trace and inspect",
+    after_help = EXAMPLES
 )]
 struct Cli {
     /// Runtime state root (substrate-runtime's --root).
@@ -29,14 +46,47 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a command in a new world, then record its diff and trace.
+    #[command(long_about = RUN_ABOUT)]
     Run(commands::run::RunArgs),
+    /// List worlds, running and finished: status, times, files changed, command.
     Ps(commands::ps::PsArgs),
+    /// Show what a world added (A), changed (C) and deleted (D), as `docker diff` does.
+    #[command(after_help = "Example: substrate-cli diff build")]
     Diff(commands::diff::DiffArgs),
+    /// Print a world's record (docs/world-record.md) as JSON, with its live status.
+    #[command(after_help = "Example: substrate-cli inspect build")]
     Inspect(commands::inspect::InspectArgs),
+    /// Remove finished worlds: their records, traces, diffs and files.
+    #[command(after_help = "Example: substrate-cli rm build test-1")]
     Rm(commands::rm::RmArgs),
+    /// Remove the records of old finished worlds, by age or by count.
+    #[command(after_help = "Example: substrate-cli gc --older-than 7d --keep-last 20")]
     Gc(commands::gc::GcArgs),
+    /// Show what ran in a world: its process tree with argv, exit, time, files, network.
+    #[command(after_help = "Example: substrate-cli trace build")]
     Trace(commands::trace::TraceArgs),
+    /// Check this host: kernel, cgroups, tools and dirs a world needs.
+    #[command(long_about = commands::doctor::ABOUT)]
+    Doctor(commands::doctor::DoctorArgs),
 }
+
+/// `run --help`'s opening: what it does, with examples.
+const RUN_ABOUT: &str = "\
+Run a command in a new world, then record its diff and trace.
+
+The command is what follows `--` (or the first word that is not a flag).
+Without --bundle or --rootfs the world's lower layer is this host's own /,
+read-only: every write lands in the world's upper layer, shown by
+`substrate-cli diff`. The command's output streams here; `run` exits with
+its status (128+N for signal N; 125 when Substrate itself fails) and prints
+a one-line summary on stderr.
+
+Examples:
+  substrate-cli run -- sh -c 'echo hi > /tmp/x'
+  substrate-cli run --name build --memory 4g --cpus 2 -- make -j2
+  substrate-cli run --bundle target/bundles/busybox -- sh -c 'touch /hello'
+  substrate-cli run --keep -- make install     (--keep: the files stay to look at)";
 
 /// `run`'s own failures exit with this (as `docker run`), so they are told
 /// apart from the command's exit statuses.
@@ -69,6 +119,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => (commands::rm::rm(args, &runtime), 1),
         Command::Gc(args) => (commands::gc::gc(args, &runtime), 1),
         Command::Trace(args) => (commands::trace::trace(args, &runtime).map(|()| 0), 1),
+        Command::Doctor(args) => (commands::doctor::doctor(args, &runtime), 1),
     };
     match result {
         Ok(code) => ExitCode::from(code),

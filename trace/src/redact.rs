@@ -43,6 +43,15 @@
 //! - an element with whitespace in it (`sh -c "…"`) is also split into words
 //!   and each command in it goes through the rules above (quotes are only
 //!   trimmed, not parsed: a quoted secret with spaces is cut at its first one).
+//!
+//! Env ([`redact_env_entry`]): every key is kept; a value is replaced unless
+//! its key is allow-listed ([`EnvAllowList`]; the default list names
+//! ordinary settings: locale, terminal, paths, tool behaviour such as
+//! `DEBIAN_FRONTEND`, CI run facts), and an allowed value still goes through
+//! the free-text rules.
+//!
+//! These are the only rules: traces, world records ([`redact_command`],
+//! [`redact_environment`]) and what `substrate-cli` shows all use them.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -104,10 +113,143 @@ pub struct EnvAllowList {
 }
 
 impl EnvAllowList {
-    /// The patterns of the default list.
+    /// The patterns of the default list: names whose values are ordinary
+    /// settings, never credentials (and a secret-looking name is refused
+    /// whatever the list says, see [`EnvAllowList::allows`]). Grouped by
+    /// what they are; CI variables are named one by one, never by prefix,
+    /// because CI systems put their tokens beside them (`CI_JOB_JWT`,
+    /// `BUILDKITE_AGENT_ACCESS_TOKEN`).
     pub const DEFAULT_PATTERNS: &'static [&'static str] = &[
-        "PATH", "HOME", "PWD", "OLDPWD", "USER", "LOGNAME", "SHELL", "HOSTNAME", "TERM", "LANG",
-        "LANGUAGE", "LC_*", "TZ", "TMPDIR", "SHLVL",
+        // who and where
+        "HOME",
+        "PWD",
+        "OLDPWD",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "HOSTNAME",
+        "SHLVL",
+        "TZ",
+        // locale
+        "LANG",
+        "LANGUAGE",
+        "LC_*",
+        // terminal
+        "TERM",
+        "COLORTERM",
+        "TERMINFO",
+        "COLUMNS",
+        "LINES",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "CLICOLOR",
+        "CLICOLOR_FORCE",
+        // paths (a value is still searched for URLs with passwords)
+        "PATH",
+        "MANPATH",
+        "INFOPATH",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_DIRS",
+        "XDG_DATA_DIRS",
+        "LD_LIBRARY_PATH",
+        "LD_PRELOAD",
+        "LIBRARY_PATH",
+        "CPATH",
+        "C_INCLUDE_PATH",
+        "CPLUS_INCLUDE_PATH",
+        "PKG_CONFIG_PATH",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "NODE_PATH",
+        "GOPATH",
+        "GOROOT",
+        "GOBIN",
+        "GOCACHE",
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "RUSTUP_HOME",
+        "JAVA_HOME",
+        // how tools behave
+        "DEBIAN_FRONTEND",
+        "DEBCONF_NONINTERACTIVE_SEEN",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "NODE_ENV",
+        "RUST_BACKTRACE",
+        "RUST_LOG",
+        "CARGO_TERM_COLOR",
+        "CARGO_INCREMENTAL",
+        "GOOS",
+        "GOARCH",
+        "CGO_ENABLED",
+        // CI: which system, run, job, commit and branch
+        "CI",
+        "CONTINUOUS_INTEGRATION",
+        "BUILD_NUMBER",
+        "BUILD_ID",
+        "JOB_NAME",
+        "WORKSPACE",
+        "GITHUB_ACTIONS",
+        "GITHUB_WORKFLOW",
+        "GITHUB_RUN_ID",
+        "GITHUB_RUN_NUMBER",
+        "GITHUB_RUN_ATTEMPT",
+        "GITHUB_JOB",
+        "GITHUB_ACTION",
+        "GITHUB_ACTOR",
+        "GITHUB_REPOSITORY",
+        "GITHUB_REPOSITORY_OWNER",
+        "GITHUB_EVENT_NAME",
+        "GITHUB_REF",
+        "GITHUB_REF_NAME",
+        "GITHUB_REF_TYPE",
+        "GITHUB_HEAD_REF",
+        "GITHUB_BASE_REF",
+        "GITHUB_SHA",
+        "GITHUB_WORKSPACE",
+        "GITHUB_SERVER_URL",
+        "RUNNER_OS",
+        "RUNNER_ARCH",
+        "RUNNER_NAME",
+        "RUNNER_TEMP",
+        "GITLAB_CI",
+        "CI_PIPELINE_ID",
+        "CI_PIPELINE_SOURCE",
+        "CI_JOB_ID",
+        "CI_JOB_NAME",
+        "CI_JOB_STAGE",
+        "CI_COMMIT_SHA",
+        "CI_COMMIT_REF_NAME",
+        "CI_COMMIT_BRANCH",
+        "CI_COMMIT_TAG",
+        "CI_DEFAULT_BRANCH",
+        "CI_PROJECT_PATH",
+        "CI_PROJECT_NAME",
+        "CI_PROJECT_DIR",
+        "BUILDKITE",
+        "BUILDKITE_BRANCH",
+        "BUILDKITE_COMMIT",
+        "BUILDKITE_BUILD_NUMBER",
+        "BUILDKITE_PIPELINE_SLUG",
+        "CIRCLECI",
+        "CIRCLE_BRANCH",
+        "CIRCLE_SHA1",
+        "CIRCLE_BUILD_NUM",
+        "CIRCLE_JOB",
+        "TRAVIS",
+        "TRAVIS_BRANCH",
+        "TRAVIS_COMMIT",
+        "TRAVIS_BUILD_NUMBER",
+        "TRAVIS_JOB_ID",
     ];
 
     /// A list of `NAME` and `PREFIX*` patterns.
@@ -287,6 +429,26 @@ pub fn redact_env_entry<'a>(entry: &'a [u8], allow: &EnvAllowList) -> Cow<'a, [u
 /// [`redact_env_entry`] on a string.
 pub fn redact_env_str<'a>(entry: &'a str, allow: &EnvAllowList) -> Cow<'a, str> {
     str_cow(entry, redact_env_entry(entry.as_bytes(), allow))
+}
+
+/// A command as a record stores it or a screen shows it: [`redact_argv_str`],
+/// owned. The one rule for argv everywhere (traces, `world.json`,
+/// `substrate-cli ps` and `inspect`).
+pub fn redact_command(argv: &[String]) -> Vec<String> {
+    redact_argv_str(argv)
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect()
+}
+
+/// An environment as a record stores it or a screen shows it: every entry
+/// through [`redact_env_str`] with the default [`EnvAllowList`], owned.
+/// The one rule for env everywhere, as the trace's exec spans have it.
+pub fn redact_environment(env: &[String]) -> Vec<String> {
+    let allow = EnvAllowList::standard();
+    env.iter()
+        .map(|entry| redact_env_str(entry, allow).into_owned())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ use super::record;
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
+    /// The world: its id (`--name`, or the w-… id `run` made), as `ps` lists it.
     world: String,
     /// The whole diff (entries and summary) as JSON.
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod diff;
+pub mod doctor;
 pub mod gc;
 pub mod inspect;
 pub mod ps;

@@ -8,7 +8,8 @@ use super::record;
 
 #[derive(Args, Debug)]
 pub struct RmArgs {
-    /// Worlds to remove.
+    /// The worlds to remove: ids (`--name`, or the w-… ids `run` made), as
+    /// `ps` lists them.
     #[arg(required = true)]
     worlds: Vec<String>,
 }

@@ -13,8 +13,9 @@ use super::record;
 
 #[derive(Args, Debug)]
 pub struct TraceArgs {
+    /// The world: its id (`--name`, or the w-… id `run` made), as `ps` lists it.
     world: String,
-    /// The raw spans, one JSON line each.
+    /// The raw spans, one JSON line each (the schema: docs/trace-spans.md).
     #[arg(long, conflicts_with = "flat")]
     json: bool,
     /// One line per span in start order, without the tree.
@@ -381,14 +382,22 @@ fn describe(span: &Span) -> String {
                         .map(|e| String::from_utf8_lossy(e).into_owned())
                 })
                 .unwrap_or_else(|| format!("({})", span.kind().as_str()));
-            let pid = match (span.process.world_pid, span.process.pid) {
-                (Some(world), Some(host)) => format!(" [pid {world}, host {host}]"),
-                (None, Some(host)) => format!(" [host pid {host}]"),
-                _ => String::new(),
-            };
+            let pid = pid_text(span.process.world_pid, span.process.pid);
             let argv = if is_call(span) { call_text(span) } else { argv };
             format!("{argv}{pid}{result}{duration} ({})", span.source.as_str())
         }
+    }
+}
+
+/// A process's pids, each named by whose view it is: `[pid 2, host pid
+/// 4242]` (the world's pid namespace, then the host's), `[host pid 4242]`
+/// when only the host's is known, `[pid 2]` when only the world's is.
+fn pid_text(world: Option<u32>, host: Option<u32>) -> String {
+    match (world, host) {
+        (Some(world), Some(host)) => format!(" [pid {world}, host pid {host}]"),
+        (None, Some(host)) => format!(" [host pid {host}]"),
+        (Some(world), None) => format!(" [pid {world}]"),
+        (None, None) => String::new(),
     }
 }
 
@@ -434,6 +443,14 @@ mod tests {
         let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
         assert!(widest < 200, "a line {widest} characters wide");
         assert!(text.lines().last().unwrap().contains("[depth 99999]"));
+    }
+
+    #[test]
+    fn pids_say_whose_they_are() {
+        assert_eq!(pid_text(Some(2), Some(4242)), " [pid 2, host pid 4242]");
+        assert_eq!(pid_text(None, Some(4242)), " [host pid 4242]");
+        assert_eq!(pid_text(Some(2), None), " [pid 2]");
+        assert_eq!(pid_text(None, None), "");
     }
 
     /// Parent links come from inside the world: a cycle ends.

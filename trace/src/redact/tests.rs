@@ -557,6 +557,91 @@ fn env_keys_kept_values_redacted_unless_allowed() {
     assert_eq!(env("A=b=c"), "A=<redacted>");
 }
 
+/// The default list keeps ordinary settings (locale, terminal, paths,
+/// tool behaviour, CI run facts) and still nothing secret-looking.
+#[test]
+fn ordinary_env_names_are_kept() {
+    for entry in [
+        "DEBIAN_FRONTEND=noninteractive",
+        "LC_ALL=C.UTF-8",
+        "LANGUAGE=en",
+        "COLORTERM=truecolor",
+        "COLUMNS=120",
+        "NO_COLOR=1",
+        "LD_PRELOAD=/.substrate/libsubstrate_preload.so",
+        "PYTHONPATH=/src",
+        "XDG_CACHE_HOME=/root/.cache",
+        "CI=true",
+        "GITHUB_ACTIONS=true",
+        "GITHUB_SHA=0123abcd",
+        "CI_COMMIT_REF_NAME=main",
+        "RUST_BACKTRACE=1",
+    ] {
+        assert_eq!(env(entry), entry);
+    }
+    // CI systems' secrets beside them are not.
+    for (entry, want) in [
+        ("CI_JOB_TOKEN=x", "CI_JOB_TOKEN=<redacted>"),
+        ("CI_JOB_JWT=eyJ", "CI_JOB_JWT=<redacted>"),
+        ("GITHUB_TOKEN=ghp_x", "GITHUB_TOKEN=<redacted>"),
+        (
+            "ACTIONS_RUNTIME_TOKEN=x",
+            "ACTIONS_RUNTIME_TOKEN=<redacted>",
+        ),
+        (
+            "BUILDKITE_AGENT_ACCESS_TOKEN=x",
+            "BUILDKITE_AGENT_ACCESS_TOKEN=<redacted>",
+        ),
+    ] {
+        assert_eq!(env(entry), want);
+    }
+    // An allowed value still loses the password in a URL.
+    assert_eq!(
+        env("PYTHONPATH=https://u:pw@x.invalid/lib"),
+        "PYTHONPATH=https://u:<redacted>@x.invalid/lib"
+    );
+    for pattern in EnvAllowList::DEFAULT_PATTERNS {
+        let name = pattern.trim_end_matches('*');
+        assert!(!is_secret_key(name.as_bytes()), "{pattern} looks secret");
+    }
+}
+
+#[test]
+fn commands_and_environments_for_records_and_screens() {
+    let command: Vec<String> = ["curl", "https://user:pw@x.invalid/?token=abc", "-o", "out"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(
+        redact_command(&command),
+        [
+            "curl",
+            "https://user:<redacted>@x.invalid/?token=<redacted>",
+            "-o",
+            "out"
+        ]
+    );
+    let env: Vec<String> = ["DEBIAN_FRONTEND=noninteractive", "MY_VAR=x", "EMPTY"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(
+        redact_environment(&env),
+        [
+            "DEBIAN_FRONTEND=noninteractive",
+            "MY_VAR=<redacted>",
+            "EMPTY"
+        ]
+    );
+    // Twice is once.
+    assert_eq!(
+        redact_command(&redact_command(&command)),
+        redact_command(&command)
+    );
+    assert_eq!(
+        redact_environment(&redact_environment(&env)),
+        redact_environment(&env)
+    );
+}
+
 #[test]
 fn allowed_env_values_still_go_through_the_patterns() {
     let allow = EnvAllowList::default().with("HTTPS_PROXY").with("CURL_*");
