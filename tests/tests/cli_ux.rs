@@ -523,7 +523,12 @@ fn doctor(rt: &Runtime, preload: Option<&str>) -> (Option<i32>, Vec<String>) {
     if let Some(preload) = preload {
         cmd.env("SUBSTRATE_PRELOAD", preload);
     }
-    let out = cmd.output().unwrap();
+    let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    // Its scratch dir (where it mounted, in a namespace of its own) is gone.
+    let scratch = std::env::temp_dir().join(format!(".substrate-doctor-{pid}"));
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
     let lines = text(&out.stdout).lines().map(str::to_owned).collect();
     (out.status.code(), lines)
 }

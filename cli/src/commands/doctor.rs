@@ -93,12 +93,6 @@ impl Check {
 }
 
 pub fn doctor(_args: DoctorArgs, runtime: &Runtime) -> Result<u8> {
-    // First what the probes' tmpfs over /tmp would hide (a state dir may
-    // live there).
-    let dirs = [
-        private_dir("state dir", runtime.store().state_dir()),
-        private_dir("runtime root", runtime.root()),
-    ];
     let probes = Probes::new();
     let mut checks = vec![user(), kernel(), namespaces()];
     checks.push(probes.overlay());
@@ -107,7 +101,8 @@ pub fn doctor(_args: DoctorArgs, runtime: &Runtime) -> Result<u8> {
     checks.push(seccomp());
     checks.push(proc_connector());
     checks.push(preload());
-    checks.extend(dirs);
+    checks.push(private_dir("state dir", runtime.store().state_dir()));
+    checks.push(private_dir("runtime root", runtime.root()));
     // What nothing needs yet, and other ways to run worlds.
     checks.push(user_namespaces());
     checks.push(fanotify());
@@ -533,15 +528,35 @@ fn private_dir(name: &'static str, dir: &Path) -> Check {
 }
 
 /// The probes that mount: run in a mount namespace of this process's own,
-/// with a tmpfs over its /tmp to work in. Nothing reaches the host's mount
-/// table; when the doctor exits the namespace and all in it go.
+/// in a tmpfs mounted there over a new empty dir of the temp dir. Nothing
+/// reaches the host's mount table (when the doctor exits, the namespace and
+/// all in it go); the empty dir is removed when the probes are done.
 struct Probes {
-    /// Where to work, or why the namespace could not be made.
+    /// Where to work, or why it could not be made.
     scratch: std::result::Result<PathBuf, String>,
+    /// The dir made for it, removed on drop.
+    made: Option<PathBuf>,
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.made {
+            let _ = umount2(dir, MntFlags::MNT_DETACH);
+            let _ = fs::remove_dir(dir);
+        }
+    }
 }
 
 impl Probes {
     fn new() -> Probes {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!(".substrate-doctor-{}", std::process::id()));
+        if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&dir) {
+            return Probes {
+                scratch: Err(format!("cannot make {}: {e}", dir.display())),
+                made: None,
+            };
+        }
         let scratch = (|| -> std::result::Result<PathBuf, String> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
                 .map_err(|e| format!("cannot make a private mount namespace: {e}"))?;
@@ -554,18 +569,20 @@ impl Probes {
                 None::<&str>,
             )
             .map_err(|e| format!("cannot make / private: {e}"))?;
-            let scratch = PathBuf::from("/tmp");
             mount(
                 Some("tmpfs"),
-                &scratch,
+                &dir,
                 Some("tmpfs"),
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some("mode=0700,size=64m"),
             )
             .map_err(|e| format!("cannot mount a tmpfs to work in: {e}"))?;
-            Ok(scratch)
+            Ok(dir.clone())
         })();
-        Probes { scratch }
+        Probes {
+            scratch,
+            made: Some(dir),
+        }
     }
 
     /// An overlay over `/`, as the default world's rootfs is: mounted,
