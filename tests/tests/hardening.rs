@@ -54,8 +54,12 @@ impl FreshDirs {
         cmd
     }
 
+    /// The world's upper layer, as its record names it.
     fn upper(&self, id: &str) -> PathBuf {
-        self.state.join("worlds").join(id).join("upper")
+        let record = self.state.join("worlds").join(id).join("world.json");
+        let record: serde_json::Value =
+            serde_json::from_slice(&fs::read(&record).unwrap_or_default()).unwrap_or_default();
+        PathBuf::from(record["upper"]["path"].as_str().unwrap_or_default())
     }
 }
 
@@ -158,8 +162,9 @@ fn a_setuid_file_planted_by_a_running_world_is_out_of_reach() {
         ])
         .spawn()
         .unwrap();
-    let planted = dirs.upper(&id).join("tmp/rsh");
+    let mut planted = PathBuf::new();
     wait_until("the planted file", || {
+        planted = dirs.upper(&id).join("tmp/rsh");
         fs::metadata(&planted).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o4755)
     });
     assert_not_root_for_nobody(&planted);
@@ -335,4 +340,41 @@ fn limits_hit_fail_inside_the_world_and_are_recorded() {
     for name in [&pids, &memory, &disk] {
         substrate_tests::assert_no_leftovers(rt.root(), name);
     }
+}
+
+/// On the runtime path (with Substrate's overlay), `delete` removes the
+/// upper layer Substrate made — the record and the diff stay — and a world
+/// whose process never started keeps no record at all.
+#[test]
+fn delete_removes_the_upper_it_made_and_never_started_worlds_leave_nothing() {
+    let rt = substrate_tests::Runtime::overlay();
+    let id = unique_id("upper-gone");
+    let mut bundle = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null",
+        ],
+    );
+    bundle.edit(|c| c["root"]["readonly"] = false.into());
+    rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
+    let upper = PathBuf::from(rt.record(&id)["upper"]["path"].as_str().unwrap());
+    rt.ok(&["start", &id]);
+    substrate_tests::wait_until("the world to stop", || rt.status(&id) == "stopped");
+    assert!(upper.join("big").exists(), "the world wrote into its upper");
+    rt.ok(&["delete", &id]);
+    let record = rt.record(&id);
+    assert_eq!(record["diff"]["added"], 1, "{record}");
+    assert_eq!(record["upper"]["kept"], false, "{record}");
+    assert!(!upper.exists(), "the upper's files are gone");
+    assert!(rt.world_dir(&id).join("diff.json").exists());
+
+    let never = unique_id("never-started");
+    let bundle = Bundle::new(&never, &["true"]);
+    rt.ok(&["create", "--bundle", bundle.path_str(), &never]);
+    assert!(rt.world_dir(&never).join("world.json").exists());
+    rt.ok(&["delete", &never]);
+    assert!(!rt.world_dir(&never).exists(), "nothing ran: no record");
+    substrate_tests::assert_no_leftovers(rt.root(), &never);
 }

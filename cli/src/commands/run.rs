@@ -174,6 +174,9 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
                     lower: bundle.lower.clone(),
                     upper_limit,
                 },
+                // Without --keep the upper layer's files go when the world
+                // is deleted; the record and the diff stay.
+                keep_upper: args.keep,
                 ..Default::default()
             },
             monitoring: Monitoring::Thread,
@@ -194,9 +197,6 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         .expect("a world run in the foreground has an exit");
     if finished.trace.as_ref().is_some_and(|t| t.lost) {
         eprintln!("substrate-cli: kernel events were lost: the trace of {id} may miss processes");
-    }
-    if !args.keep {
-        runtime.store().discard_upper(&id)?;
     }
     if let Some(record) = &finished.record {
         summary::print(

@@ -59,6 +59,9 @@ pub struct CreateOptions {
     pub source: Option<WorldSource>,
     /// Where the world's writes go.
     pub layering: Layering,
+    /// Keep the upper layer Substrate made (its files) when the world is
+    /// deleted; by default they go, and the record and diff stay.
+    pub keep_upper: bool,
 }
 
 /// Where a world's writes go, as the caller (never the bundle) chooses.
@@ -125,6 +128,7 @@ impl Runtime {
             rootfs: bundle.rootfs().to_owned(),
             cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id.as_str()),
             started_at: None,
+            keep_upper: options.keep_upper,
         };
         // An earlier world of the same id (containerd and podman reuse ids)
         // is gone from the runtime, since `dir` does not exist: its record
@@ -284,6 +288,7 @@ impl Runtime {
             stdio,
             source: _,
             layering: _,
+            keep_upper: _,
         } = options;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())

@@ -19,19 +19,45 @@ use crate::state::WorldStatus;
 impl World {
     /// Deletes a stopped or created world; with `force`, a running or
     /// paused one too, killing every process in its cgroup first.
+    ///
+    /// The record stays, with the fs diff, and the upper layer Substrate
+    /// made goes (unless the world was created to keep it) — but a world
+    /// whose process never started keeps no record at all, as a create
+    /// that failed keeps none.
     pub fn delete(mut self, force: bool) -> Result<()> {
         if !force && matches!(self.status(), WorldStatus::Running | WorldStatus::Paused) {
             return Err(self.incorrect_status("delete it without --force"));
         }
-        if force && matches!(self.status(), WorldStatus::Created | WorldStatus::Running) {
+        // A created world's init waits for `start`: killed and waited for
+        // here, forced or not, as runc does. Left to libcontainer, the
+        // cgroup gets ~100 ms to empty and sometimes does not.
+        let stop_first = match self.status() {
+            WorldStatus::Created => true,
+            WorldStatus::Running => force,
+            _ => false,
+        };
+        if stop_first {
             self.stop_pid_namespace_init();
         }
+        // While its cgroup exists: the limits the world ran into.
+        if let Err(e) = self.note_limits() {
+            tracing::warn!("world {}: limits not recorded: {e}", self.id());
+        }
+        let meta = self.meta();
         let id = self.id().to_owned();
         let container = &mut self.container;
         retry_procfs_race(|| container.delete(force))
             .map_err(|e| Error::libcontainer(&id, "delete", e))?;
+        // No meta: create was killed before it wrote it, long before start.
+        if meta.as_ref().is_none_or(|m| m.started_at.is_none()) {
+            return self.store.remove(&id);
+        }
         // Every process is gone: the upper layer is final.
-        self.finish(None).map(|_| ())
+        self.finish(None)?;
+        if meta.is_some_and(|m| !m.keep_upper) && self.store.has_record(&id) {
+            self.store.discard_upper(&id)?;
+        }
+        Ok(())
     }
 
     /// A world with its own pid namespace ends when its init does: the

@@ -45,6 +45,10 @@ struct WorldMeta {
     /// starting a world costs no durable write.
     #[serde(default)]
     started_at: Option<substrate_trace::Timestamp>,
+    /// Keep the upper layer Substrate made when the world is deleted (the
+    /// record and the diff are kept either way).
+    #[serde(default)]
+    keep_upper: bool,
 }
 
 const META_FILE: &str = "substrate.json";
