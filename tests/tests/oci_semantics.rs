@@ -375,3 +375,47 @@ fn recursive_rootfs_propagation_is_accepted_and_propagates() {
     }
     umount2(dir, MntFlags::MNT_DETACH).unwrap();
 }
+
+/// A failing poststop hook is a warning: `delete` succeeds and the hooks
+/// after it run; and a world whose bundle is gone (hooks included) is
+/// still deleted by `delete --force`, with nothing left (runtime-tools'
+/// `poststop_fail`).
+#[test]
+fn a_failing_poststop_hook_and_a_vanished_bundle_do_not_block_delete() {
+    let rt = Runtime::new();
+    let id = unique_id("poststop");
+    let (mut bundle, copy) = private_bundle(&id, &["true"]);
+    let after = copy.path().join("second-hook-ran");
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "poststop": [
+                {"path": "/bin/false", "args": ["false"]},
+                {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", after.display())]},
+            ]
+        });
+    });
+    rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
+    rt.ok(&["start", &id]);
+    substrate_tests::wait_until("the world to stop", || rt.status(&id) == "stopped");
+    rt.ok(&["delete", &id]);
+    assert!(after.exists(), "the hook after the failing one ran");
+    assert_no_leftovers(rt.root(), &id);
+
+    // Its bundle and the hooks in it removed before the delete.
+    let gone = unique_id("bundle-gone");
+    let hooks = tempfile::tempdir().unwrap();
+    let hook = hooks.path().join("hook.sh");
+    fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (mut bundle, copy) = private_bundle(&gone, &["sleep", "300"]);
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({"poststop": [{"path": hook.to_str().unwrap()}]});
+    });
+    rt.ok(&["create", "--bundle", bundle.path_str(), &gone]);
+    rt.ok(&["start", &gone]);
+    drop(hooks);
+    drop(bundle);
+    drop(copy);
+    rt.ok(&["delete", "--force", &gone]);
+    assert_no_leftovers(rt.root(), &gone);
+}

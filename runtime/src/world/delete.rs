@@ -52,8 +52,17 @@ impl World {
         if meta.as_ref().is_none_or(|m| m.started_at.is_none()) {
             return self.store.remove(&id);
         }
-        // Every process is gone: the upper layer is final.
-        self.finish(None)?;
+        // Every process is gone: the upper layer is final. The container is
+        // gone already: with --force, a diff that cannot be taken (its
+        // lower removed with the bundle) is a warning, not a container
+        // that cannot be deleted.
+        match self.finish(None) {
+            Ok(_) => {}
+            Err(e) if force => {
+                tracing::warn!("world {id}: no fs diff: {}", crate::one_line(&e));
+            }
+            Err(e) => return Err(e),
+        }
         if meta.is_some_and(|m| !m.keep_upper) && self.store.has_record(&id) {
             self.store.discard_upper(&id)?;
         }

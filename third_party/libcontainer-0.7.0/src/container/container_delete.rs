@@ -106,18 +106,28 @@ impl Container {
                         err
                     })?;
 
+                    // Substrate patch: the runtime spec (config.md, "poststop"):
+                    // "If any poststop hook fails, the runtime MUST log a
+                    // warning, but the remaining hooks and lifecycle continue
+                    // as if the hook had succeeded." 0.7.0 failed `delete` —
+                    // and every later `delete --force` too, once the bundle
+                    // holding the hook was gone: an undeletable container.
                     if let Some(hooks) = config.hooks.as_ref() {
-                        hooks::run_hooks(
-                            hooks.poststop().as_ref(),
-                            Some(&self.state),
-                            None,
-                            None,
-                            None,
-                        )
-                        .map_err(|err| {
-                            tracing::error!(err = ?err, "failed to run post stop hooks");
-                            err
-                        })?;
+                        for hook in hooks.poststop().iter().flatten() {
+                            if let Err(err) = hooks::run_hooks(
+                                Some(&vec![hook.clone()]),
+                                Some(&self.state),
+                                None,
+                                None,
+                                None,
+                            ) {
+                                tracing::warn!(
+                                    "poststop hook {:?} failed: {}",
+                                    hook.path(),
+                                    err
+                                );
+                            }
+                        }
                     }
                 }
                 Err(err) => {
