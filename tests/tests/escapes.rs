@@ -1088,7 +1088,14 @@ fn via_ctr(attack: &Attack, script: &str, canaries: &Canaries, marker: &str) -> 
             let rootfs = special_rootfs(attack.setup, canaries, scratch.path()).unwrap();
             outcome.add(
                 "ctr run --rootfs",
-                &ctr_run(&ctd, &id, &["--rootfs"], path_str(&rootfs), script),
+                // No image, so no image config: PATH is given.
+                &ctr_run(
+                    &ctd,
+                    &id,
+                    &["--env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "--rootfs"],
+                    path_str(&rootfs),
+                    script,
+                ),
             );
             ctd.assert_clean(&id);
         }
