@@ -35,7 +35,7 @@ pub(super) fn remove(runtime: &Runtime, id: &str) -> Result<()> {
     if let Ok(world) = container_runtime.world(id) {
         match world.status() {
             WorldStatus::Stopped | WorldStatus::Created => world.delete(true)?,
-            status => anyhow::bail!("world is {status}: stop it first"),
+            status => anyhow::bail!("world is {status}: stop it first (substrate-cli stop {id})"),
         }
     }
     runtime.store().remove(&record.id)?;
