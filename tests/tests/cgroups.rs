@@ -305,7 +305,16 @@ const WRITABLE: &[&str] = &["nosuid", "noexec", "nodev", "relatime", "rw"];
 /// them.
 fn probes_of(pid: i32) -> String {
     let root = PathBuf::from(format!("/proc/{pid}/root"));
-    wait_until("the world's probes", || root.join("tmp/probed").exists());
+    // A few hundred forks of busybox: seconds under emulation, longer
+    // than wait_until's 10 s.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !root.join("tmp/probed").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the world's probes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     fs::read_to_string(root.join("tmp/probes")).unwrap()
 }
 
@@ -369,7 +378,21 @@ fn a_cli_world_cannot_write_the_hosts_cgroups() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn substrate-cli");
-    rt.wait_running(&name);
+    // Under emulation (tests/cgroup-v2-vm.sh) a CLI world's first start
+    // (its upper filesystem made) takes longer than wait_running allows.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(rt.run(&["state", &name]).status.success() && rt.status(&name) == "running") {
+        if let Some(status) = cli.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut cli.stderr.take().unwrap(), &mut stderr).unwrap();
+            panic!("substrate-cli run ended ({status}) before its world ran: {stderr}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {name} to run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = rt.pid(&name);
     let probes = probes_of(pid);
     assert_cgroupfs_read_only(&probes);
