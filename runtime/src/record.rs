@@ -104,14 +104,7 @@ pub use substrate_trace::REDACTED;
 /// (`substrate_trace::redact`), so records can be shared without leaking
 /// credentials.
 pub fn redact_env(env: &[String]) -> Vec<String> {
-    use substrate_trace::redact::{is_secret_key, redact_str};
-    env.iter()
-        .map(|var| match var.split_once('=') {
-            Some((key, _)) if is_secret_key(key.as_bytes()) => format!("{key}={REDACTED}"),
-            Some((key, value)) => format!("{key}={}", redact_str(value)),
-            None => var.clone(),
-        })
-        .collect()
+    substrate_trace::redact::redact_environment(env)
 }
 
 /// Environment variables that size a world's diff (see `DiffOptions`).

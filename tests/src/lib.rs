@@ -358,6 +358,19 @@ impl Bundle {
         )
         .expect("base config is JSON");
         config["root"]["path"] = base.rootfs().to_string_lossy().into();
+        // The sample bundle is writable and has no /tmp of its own
+        // (bundles/build.sh); every test shares its rootfs, which no test
+        // may write: read-only, with a tmpfs /tmp, unless a test says so.
+        config["root"]["readonly"] = true.into();
+        let mounts = config["mounts"].as_array_mut().expect("mounts");
+        if !mounts.iter().any(|m| m["destination"] == "/tmp") {
+            mounts.push(serde_json::json!({
+                "destination": "/tmp",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", "mode=1777"]
+            }));
+        }
         config["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
         config["linux"]["cgroupsPath"] = cgroup_path(id).into();
         let bundle = Bundle {

@@ -363,7 +363,9 @@ fn new_record(
             .map(|m| m.destination().clone())
             .collect(),
         preload: false,
-        command: process.and_then(|p| p.args().clone()).unwrap_or_default(),
+        command: substrate_trace::redact::redact_command(
+            &process.and_then(|p| p.args().clone()).unwrap_or_default(),
+        ),
         env: redact_env(&process.and_then(|p| p.env().clone()).unwrap_or_default()),
         cwd: process
             .map(|p| p.cwd().clone())

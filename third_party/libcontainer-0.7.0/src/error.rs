@@ -164,9 +164,12 @@ impl CreateContainerError {
 
 impl std::fmt::Display for CreateContainerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "failed to create container: {}", self.0)?;
+        // Substrate patch: the caller says which container it could not
+        // create; this says why (0.7.0 said "failed to create container: "
+        // again).
+        write!(f, "{}", self.0)?;
         if let Some(cleanup_err) = &self.1 {
-            write!(f, ". error during cleanup: {}", cleanup_err)?;
+            write!(f, "; cleaning up failed too: {}", cleanup_err)?;
         }
         Ok(())
     }
@@ -183,10 +186,7 @@ mod tests {
         let create_container_err =
             CreateContainerError::new(CreateCgroupSetupError::NonDefault.into(), None);
         let msg = format!("{}", create_container_err);
-        assert_eq!(
-            "failed to create container: non default cgroup root not supported",
-            msg
-        );
+        assert_eq!("non default cgroup root not supported", msg);
 
         let create_container_err = CreateContainerError::new(
             CreateCgroupSetupError::NonDefault.into(),
@@ -194,8 +194,8 @@ mod tests {
         );
         let msg = format!("{}", create_container_err);
         assert_eq!(
-            "failed to create container: non default cgroup root not supported. \
-         error during cleanup: container id can't be empty",
+            "non default cgroup root not supported; cleaning up failed too: \
+         container id can't be empty",
             msg
         );
     }

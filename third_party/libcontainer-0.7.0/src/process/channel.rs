@@ -24,7 +24,10 @@ pub enum ChannelError {
     BaseChannelError(#[from] crate::channel::ChannelError),
     #[error("missing fds from seccomp request")]
     MissingSeccompFds,
-    #[error("exec process failed with error {0}")]
+    // Substrate patch: the process setup's own words, once ("executable
+    // 'x' not found in $PATH"); 0.7.0 wrapped them twice ("exec process
+    // failed with error error in executing process : ...").
+    #[error("cannot run the process: {0}")]
     ExecError(String),
     #[error("intermediate process error {0}")]
     OtherError(String),
@@ -265,9 +268,7 @@ impl MainReceiver {
         match msg {
             Message::InitReady => Ok(()),
             // this case in unique and known enough to have a special error format
-            Message::ExecFailed(err) => Err(ChannelError::ExecError(format!(
-                "error in executing process : {err}"
-            ))),
+            Message::ExecFailed(err) => Err(ChannelError::ExecError(err)),
             msg => Err(ChannelError::unexpected("InitReady", msg)),
         }
     }
