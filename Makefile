@@ -50,7 +50,8 @@ demo: deps
 	@echo "== building substrate-cli and the preload tracer (dev profile)"
 	$(CARGO) build -p substrate-cli
 	$(PRELOAD)
-	@cli=$(TARGET_DIR)/debug/substrate-cli; world=demo-$$(date +%s); set -x; \
+	@cli=$(TARGET_DIR)/debug/substrate-cli; world=demo-$$(date +%s); \
+	echo "== substrate-cli doctor: can this host run a world?"; $$cli doctor || exit 1; set -x; \
 	$$cli run --name $$world -- sh -c 'echo "hello from $$(hostname), pid $$$$"; echo hi > /tmp/x; rm -f /etc/motd; echo >> /etc/hostname' && \
 	$$cli diff $$world && \
 	$$cli trace $$world && \
