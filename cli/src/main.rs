@@ -49,6 +49,12 @@ enum Command {
     /// Run a command in a new world, then record its diff and trace.
     #[command(long_about = RUN_ABOUT)]
     Run(commands::run::RunArgs),
+    /// Stop a running world: SIGTERM to its command, SIGKILL after --timeout.
+    #[command(after_help = "Example: substrate-cli stop --timeout 5 build")]
+    Stop(commands::stop::StopArgs),
+    /// Send a signal to a running world's command [default: SIGKILL].
+    #[command(after_help = "Example: substrate-cli kill build TERM")]
+    Kill(commands::kill::KillArgs),
     /// List worlds, running and finished: status, times, files changed, command.
     Ps(commands::ps::PsArgs),
     /// Show what a world added (A), changed (C) and deleted (D), as `docker diff` does.
@@ -113,6 +119,8 @@ fn main() -> ExitCode {
     let runtime = Runtime::new(cli.root).with_store(store);
     let (result, failure) = match cli.command {
         Command::Run(args) => (commands::run::run(args, &runtime), RUN_FAILED),
+        Command::Stop(args) => (commands::stop::stop(args, &runtime), 1),
+        Command::Kill(args) => (commands::kill::kill(args, &runtime), 1),
         Command::Ps(args) => (commands::ps::ps(args, &runtime).map(|()| 0), 1),
         Command::Diff(args) => (commands::diff::diff(args, &runtime).map(|()| 0), 1),
         Command::Inspect(args) => (commands::inspect::inspect(args, &runtime).map(|()| 0), 1),

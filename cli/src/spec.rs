@@ -11,8 +11,12 @@
 //! written) with the command replaced if one is given; it gets the
 //! defaults' limits and seccomp filter where its config sets none, and
 //! `--env`, `--hide` and the limit flags on top.
+//!
+//! Every world's command then runs under the world init ([`init`]) unless
+//! `--no-init`, and the spec carries [`RunNotes`] for the commands that end
+//! the world later.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -23,11 +27,13 @@ use substrate_runtime::{Runtime, WorldId, WorldSource};
 
 pub mod env;
 pub mod hide;
+pub mod init;
 pub mod limits;
 pub mod seccomp;
 
 use env::EnvArgs;
 use hide::{HideArgs, Lower};
+use init::Init;
 use limits::{Bytes, Cpus, Host, Limit, Limits, Pids};
 
 /// What a world gets unless the user says otherwise (`substrate-cli run`'s
@@ -41,6 +47,55 @@ pub struct Defaults {
     pub pids: Limit<Pids>,
     /// `--seccomp unconfined`: no filter.
     pub unconfined: bool,
+}
+
+/// How `run` starts the world, beyond its command and defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// The world init as PID 1 (`None`: `--no-init`, the command is).
+    pub init: Option<Init>,
+    pub notes: RunNotes,
+}
+
+/// What `run` notes in a world's annotations (kept in its runtime state)
+/// for the commands that end it later: `stop`, and the guardian of a
+/// foreground run (see `commands::stop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunNotes {
+    /// `run --detach`: nobody waits for it; `stop` finishes it.
+    pub detached: bool,
+    /// A foreground run's token: its guardian acts on this world only.
+    pub owner: Option<String>,
+}
+
+const NOTE_DETACHED: &str = "io.substrate.cli.detached";
+const NOTE_OWNER: &str = "io.substrate.cli.owner";
+
+impl RunNotes {
+    /// Sets the notes in `spec` (a bundle's own copies of them are
+    /// replaced).
+    fn annotate(&self, spec: &mut Spec) {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        for key in [NOTE_DETACHED, NOTE_OWNER] {
+            annotations.remove(key);
+        }
+        if self.detached {
+            annotations.insert(NOTE_DETACHED.into(), "true".into());
+        }
+        if let Some(owner) = &self.owner {
+            annotations.insert(NOTE_OWNER.into(), owner.clone());
+        }
+        spec.set_annotations(Some(annotations));
+    }
+
+    /// The notes of a world, from its state's annotations.
+    pub fn of(annotations: Option<&HashMap<String, String>>) -> RunNotes {
+        let get = |key| annotations.and_then(|a| a.get(key));
+        RunNotes {
+            detached: get(NOTE_DETACHED).is_some_and(|v| v == "true"),
+            owner: get(NOTE_OWNER).cloned(),
+        }
+    }
 }
 
 pub enum Origin {
@@ -57,6 +112,9 @@ pub struct WorldBundle {
     /// host's `/`): given to the runtime through `CreateOptions::lower`,
     /// never through the bundle.
     pub lower: Option<PathBuf>,
+    /// The command the world runs (what its record names), without the
+    /// init in front of it.
+    pub command: Vec<String>,
     generated: bool,
 }
 
@@ -81,6 +139,7 @@ impl WorldBundle {
         command: &[String],
         runtime: &Runtime,
         defaults: &Defaults,
+        launch: &Launch,
     ) -> Result<Self> {
         defaults.env.validate()?;
         let host = Host::probe()?;
@@ -120,7 +179,8 @@ impl WorldBundle {
                     defaults: false,
                 };
                 harden(&mut spec, &lower, defaults, &host, true)?;
-                write_bundle(&generated_dir, &spec, source)
+                let command = launch.apply(&mut spec, id, root.path())?;
+                write_bundle(&generated_dir, &spec, source, command)
             }
             Origin::Rootfs(path) => {
                 let path = fs::canonicalize(&path)
@@ -136,7 +196,8 @@ impl WorldBundle {
                     defaults: true,
                 };
                 harden(&mut spec, &lower, defaults, &host, false)?;
-                write_bundle(&generated_dir, &spec, WorldSource::Rootfs { path })
+                let command = launch.apply(&mut spec, id, &path)?;
+                write_bundle(&generated_dir, &spec, WorldSource::Rootfs { path }, command)
             }
             Origin::Host => {
                 let mount_point = runtime.store().rootfs_dir(id);
@@ -149,7 +210,8 @@ impl WorldBundle {
                     defaults: true,
                 };
                 harden(&mut spec, &lower, defaults, &host, false)?;
-                let mut bundle = write_bundle(&generated_dir, &spec, WorldSource::Host)?;
+                let command = launch.apply(&mut spec, id, Path::new("/"))?;
+                let mut bundle = write_bundle(&generated_dir, &spec, WorldSource::Host, command)?;
                 bundle.lower = Some(PathBuf::from("/"));
                 Ok(bundle)
             }
@@ -157,13 +219,38 @@ impl WorldBundle {
     }
 }
 
-fn write_bundle(dir: &Path, spec: &Spec, source: WorldSource) -> Result<WorldBundle> {
+impl Launch {
+    /// The init in front of the command (which is checked first: the init
+    /// would find out only once the world runs) and the notes; returns the
+    /// command.
+    fn apply(&self, spec: &mut Spec, id: &WorldId, lower: &Path) -> Result<Vec<String>> {
+        let command = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default();
+        if let Some(init) = &self.init {
+            init::check_command(id, lower, spec)?;
+            init.wrap(spec)?;
+        }
+        self.notes.annotate(spec);
+        Ok(command)
+    }
+}
+
+fn write_bundle(
+    dir: &Path,
+    spec: &Spec,
+    source: WorldSource,
+    command: Vec<String>,
+) -> Result<WorldBundle> {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let bundle = WorldBundle {
         dir: dir.to_owned(),
         source,
         lower: None,
+        command,
         generated: true,
     };
     spec.save(dir.join("config.json"))

@@ -1,10 +1,11 @@
 //! Waiting for a world's process in the foreground (`substrate-runtime run`
 //! and `exec` without `--detach`, `substrate-cli run`): signals sent to us go
-//! to the process, and its exit becomes ours.
+//! to the process, and its exit becomes ours. And waiting for a process
+//! that is not our child ([`Process`]: `substrate-cli stop`).
 
 use std::io;
-use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use std::sync::Arc;
@@ -75,10 +76,15 @@ impl SignalForwarder {
         let handle: Handle = self.signals.handle();
         let kill_after = self.kill_after;
         let forwarder = std::thread::spawn(move || {
+            let mut ready = false;
             for signal in self.signals.forever() {
                 let Ok(signal) = Signal::try_from(signal) else {
                     continue;
                 };
+                if !ready {
+                    wait_until_it_takes(pid, signal);
+                    ready = true;
+                }
                 let _ = pidfd_signal(&pidfd, signal);
                 let stopping = matches!(signal, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP);
                 if let (true, Some(grace)) = (stopping, kill_after) {
@@ -103,6 +109,118 @@ impl SignalForwarder {
         handle.close();
         let _ = forwarder.join();
         exit
+    }
+}
+
+/// How long a process that has not exec'd yet (it is still the runtime's
+/// clone, setting the world up) may take to, before a signal is sent all
+/// the same.
+const EXEC_WAIT: Duration = Duration::from_secs(1);
+/// How long a process may take after its exec to block, catch or ignore a
+/// signal (the world's init does it in its first instructions).
+const SETUP_WAIT: Duration = Duration::from_millis(20);
+
+/// Waits, for a signal that arrives just as the process starts, until the
+/// process can take it, so that it is not lost: before its exec the process
+/// is a clone of ours, whose handlers would swallow the signal; right after
+/// it, the init of a pid namespace has not yet blocked the signal, and the
+/// kernel drops a signal that init has no handler for (pid_namespaces(7)).
+/// Past the waits the signal is sent anyway (a command that is PID 1 and
+/// never handles it is stopped by `kill_after`).
+fn wait_until_it_takes(pid: Pid, signal: Signal) {
+    let ours = std::fs::read_link("/proc/self/exe").ok();
+    let started = Instant::now();
+    let mut execd: Option<Instant> = None;
+    loop {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        match (theirs, execd) {
+            // Gone, or out of reach: nothing to wait for.
+            (None, _) => return,
+            (Some(exe), None) if Some(&exe) == ours.as_ref() => {
+                if started.elapsed() >= EXEC_WAIT {
+                    return;
+                }
+            }
+            (Some(_), None) => execd = Some(Instant::now()),
+            (Some(_), Some(at)) if at.elapsed() >= SETUP_WAIT => return,
+            (Some(_), Some(_)) => {}
+        }
+        if execd.is_some() && takes(pid, signal) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether `pid` blocks, catches or ignores `signal` (its `SigBlk`,
+/// `SigCgt` and `SigIgn` in /proc/PID/status, proc(5)).
+fn takes(pid: Pid, signal: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (signal as i32 - 1);
+    status
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(key, _)| matches!(*key, "SigBlk" | "SigCgt" | "SigIgn"))
+        .filter_map(|(_, mask)| u64::from_str_radix(mask.trim(), 16).ok())
+        .any(|mask| mask & bit != 0)
+}
+
+/// A process named for good (a pidfd), our child or not: signalled and
+/// waited for without a pid-reuse race.
+#[derive(Debug)]
+pub struct Process {
+    /// `None`: the process had exited (and was reaped) when it was opened.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Process {
+    /// The process `pid`; one that no longer exists is one that has exited.
+    pub fn open(pid: i32) -> io::Result<Process> {
+        match pidfd_open(Pid::from_raw(pid)) {
+            Ok(pidfd) => Ok(Process { pidfd: Some(pidfd) }),
+            Err(e) if e.raw_os_error() == Some(Errno::ESRCH as i32) => Ok(Process { pidfd: None }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `signal`; a process that has exited is not an error.
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        match &self.pidfd {
+            Some(pidfd) => match pidfd_signal(pidfd, signal) {
+                Err(e) if e.raw_os_error() == Some(Errno::ESRCH as i32) => Ok(()),
+                other => other,
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the process exits within `timeout` (`None`: waits as long
+    /// as it takes). A pidfd is readable once its process has exited
+    /// (pidfd_open(2)), reaped or not.
+    pub fn exited_within(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let Some(pidfd) = &self.pidfd else {
+            return Ok(true);
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let wait = match deadline {
+                None => PollTimeout::NONE,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, wait) {
+                Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => return Ok(true),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

@@ -26,6 +26,24 @@ fn child_execs(spans: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+/// In a substrate-cli world: exec spans of everything but its init (the
+/// world span's child) and the command the init runs (the init's child),
+/// told by their parent links, which the kernel's fork events give even
+/// when a process was gone before its /proc could be read.
+fn command_child_execs(spans: &[Value]) -> Vec<&Value> {
+    let world = spans.iter().find(|s| s["kind"] == "world").unwrap();
+    let init: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["kind"] == "exec" && s["parent_span_id"] == world["span_id"])
+        .map(|s| &s["span_id"])
+        .collect();
+    spans
+        .iter()
+        .filter(|s| s["kind"] == "exec" && s["parent_span_id"] != world["span_id"])
+        .filter(|s| !init.contains(&&s["parent_span_id"]))
+        .collect()
+}
+
 #[test]
 fn every_exec_is_a_span_with_its_parent() {
     let rt = Runtime::new();
@@ -39,21 +57,28 @@ fn every_exec_is_a_span_with_its_parent() {
     let world: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "world").collect();
     assert_eq!(world.len(), 1);
     assert_eq!(world[0]["result"]["code"], 0);
-    assert_eq!(world[0]["detail"]["spans"]["exec"], 5, "{spans:#?}");
+    assert_eq!(world[0]["detail"]["spans"]["exec"], 6, "{spans:#?}");
 
-    let sh = execs(&spans, "sh");
-    let init = sh
+    let init = execs(&spans, "/.substrate-init");
+    let init = init
         .iter()
         .find(|s| s["world_pid"] == 1)
         .expect("the init's exec span");
     assert_eq!(init["parent_span_id"], world[0]["span_id"]);
     assert_eq!(init["source"], "kernel");
-    // ls, wc, the static busybox and the inner sh: children of the init,
-    // with their exit statuses, whether or not their argv could be read.
-    let children = child_execs(&spans);
+    let sh = execs(&spans, "sh");
+    let sh = sh
+        .iter()
+        .find(|s| s["world_pid"] == 2)
+        .expect("the command's exec span");
+    assert_eq!(sh["parent_span_id"], init["span_id"]);
+    // ls, wc, the static busybox and the inner sh: children of the
+    // command, with their exit statuses, whether or not their argv could be
+    // read.
+    let children = command_child_execs(&spans);
     assert_eq!(children.len(), 4, "{spans:#?}");
     for child in &children {
-        assert_eq!(child["parent_span_id"], init["span_id"], "{child}");
+        assert_eq!(child["parent_span_id"], sh["span_id"], "{child}");
         assert_eq!(child["source"], "kernel");
         assert!(child["end"].as_str().unwrap() >= child["start"].as_str().unwrap());
     }
@@ -72,9 +97,10 @@ fn every_exec_is_a_span_with_its_parent() {
     let tree = rt.cli(&["trace", &name]).output().unwrap();
     let tree = String::from_utf8_lossy(&tree.stdout);
     assert!(tree.starts_with(&format!("world {name}: exit 0")), "{tree}");
+    // world, then the init, then the command, then its children.
     let children = tree
         .lines()
-        .filter(|l| l.starts_with("   ├─ ") || l.starts_with("   └─ "))
+        .filter(|l| l.starts_with("      ├─ ") || l.starts_with("      └─ "))
         .count();
     assert_eq!(children, 4, "{tree}");
 }
@@ -98,7 +124,7 @@ fn two_worlds_at_once_do_not_cross_talk() {
     }
     for (name, other) in [(&names[0], &names[1]), (&names[1], &names[0])] {
         let spans = rt.spans(name);
-        let trues = child_execs(&spans);
+        let trues = command_child_execs(&spans);
         assert_eq!(trues.len(), 5, "{name}");
         assert!(trues.iter().all(|s| s["world_id"] == name.as_str()));
         assert!(!fs::read_to_string(rt.world_dir(name).join("trace.jsonl"))
@@ -120,7 +146,7 @@ fn ten_thousand_execs_in_one_world() {
     let losses: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "loss").collect();
     assert!(losses.is_empty(), "{losses:#?}");
     // sh's children: `seq` and the 10 000 `/bin/true`.
-    assert_eq!(child_execs(&spans).len(), 10_001);
+    assert_eq!(command_child_execs(&spans).len(), 10_001);
 }
 
 /// The kernel's count of datagrams it dropped for `pid`'s proc connector

@@ -401,11 +401,20 @@ fn cli_exit_statuses_signals_and_ctrl_c() {
         "a killed world still gets its diff: {record}"
     );
 
-    // Ctrl-C: the init (pid 1, no handler) ignores SIGINT; the world is
-    // stopped all the same after the grace period.
+    // Ctrl-C: a command that is PID 1 (--no-init) and has no handler
+    // ignores SIGINT; the world is stopped all the same after the grace
+    // period. (Under the init it stops at once: tests/tests/cli_lifecycle.rs.)
     let interrupted = unique_id("cliint");
     let child = rt
-        .cli(&["run", "--name", &interrupted, "--", "sleep", "1000"])
+        .cli(&[
+            "run",
+            "--name",
+            &interrupted,
+            "--no-init",
+            "--",
+            "sleep",
+            "1000",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -4,9 +4,11 @@ pub mod diff;
 pub mod doctor;
 pub mod gc;
 pub mod inspect;
+pub mod kill;
 pub mod ps;
 pub mod rm;
 pub mod run;
+pub mod stop;
 pub mod trace;
 
 use anyhow::{bail, Result};

@@ -1,6 +1,10 @@
 //! `substrate-cli run`: run a command in a new world, then record it.
 
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -8,12 +12,15 @@ use clap::Args;
 
 use substrate_runtime::foreground::SignalForwarder;
 use substrate_runtime::monitor::Monitoring;
-use substrate_runtime::{AfterExit, CreateOptions, Layering, RunOptions, Runtime, WorldId};
+use substrate_runtime::{
+    AfterExit, CreateOptions, Layering, RunOptions, Runtime, Stdio, World, WorldId,
+};
 
 use crate::spec::env::EnvArgs;
 use crate::spec::hide::HideArgs;
+use crate::spec::init::{Init, Lifeline};
 use crate::spec::limits::{Bytes, Cpus, Limit, Pids};
-use crate::spec::{Defaults, Origin, WorldBundle};
+use crate::spec::{Defaults, Launch, Origin, RunNotes, WorldBundle};
 use crate::summary;
 
 /// What `run --help` says after the flags: the defaults of a world.
@@ -59,10 +66,25 @@ pub struct RunArgs {
     /// Print the summary as JSON (on stderr, like the human one).
     #[arg(long)]
     json: bool,
+    /// Run the world in the background: print its id and return. Its
+    /// stdin, stdout and stderr are /dev/null (output the command writes to
+    /// files lands in the world's upper layer, in its diff); `substrate-cli
+    /// stop` ends it.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Run the command itself as the world's PID 1. By default Substrate's
+    /// init is PID 1 (/.substrate-init): it passes signals on to the
+    /// command (Ctrl-C stops a plain program at once), reaps orphans, and
+    /// ends the world when this `run` ends.
+    #[arg(long)]
+    no_init: bool,
     #[command(flatten)]
     defaults: Box<DefaultsArgs>,
     /// The command and its arguments (after `--`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    // Not `allow_hyphen_values`: an unknown flag before the command is a
+    // usage error, not the command (after `--` or the command's first word,
+    // `trailing_var_arg` takes flags as the command's).
+    #[arg(trailing_var_arg = true)]
     command: Vec<String>,
 }
 
@@ -159,26 +181,51 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         Limit::Unlimited => None,
     };
     let defaults = args.defaults.into_defaults();
-    let bundle = WorldBundle::prepare(origin, &id, &args.command, runtime, &defaults)?;
+    // A foreground run's token, which its guardian checks the world by.
+    let owner = (!args.detach).then(|| uuid::Uuid::now_v7().simple().to_string());
+    let launch = Launch {
+        init: match args.no_init {
+            true => None,
+            // A foreground world's init holds its lifeline.
+            false => Some(Init::install(runtime, !args.detach)?),
+        },
+        notes: RunNotes {
+            detached: args.detach,
+            owner: owner.clone(),
+        },
+    };
+    let bundle = WorldBundle::prepare(origin, &id, &args.command, runtime, &defaults, &launch)?;
+    let lifeline = launch.init.as_ref().is_some_and(|init| init.lifeline);
+    let create = CreateOptions {
+        source: Some(bundle.source.clone()),
+        // The record names the command, not the init in front of it.
+        command: Some(bundle.command.clone()),
+        // Substrate's own overlay: the rootfs is never written and every
+        // write is in the diff.
+        layering: Layering::Overlay {
+            lower: bundle.lower.clone(),
+            upper_limit,
+        },
+        // Without --keep the upper layer's files go when the world is
+        // deleted; the record and the diff stay.
+        keep_upper: args.keep,
+        preserve_fds: launch.init.as_ref().map_or(0, Init::preserve_fds),
+        ..Default::default()
+    };
+    if args.detach {
+        return detach(runtime, &id, &bundle, create);
+    }
+    if let Some(owner) = &owner {
+        start_guardian(runtime, &id, owner)?;
+    }
+    // Fd 3, before the signal handlers open anything: see `Lifeline`.
+    let lifeline = lifeline.then(Lifeline::claim).transpose()?;
     let started = Instant::now();
     let finished = runtime.run(
         id.as_str(),
         &bundle.dir,
         RunOptions {
-            create: CreateOptions {
-                detach: false,
-                source: Some(bundle.source.clone()),
-                // Substrate's own overlay: the rootfs is never written and
-                // every write is in the diff.
-                layering: Layering::Overlay {
-                    lower: bundle.lower.clone(),
-                    upper_limit,
-                },
-                // Without --keep the upper layer's files go when the world
-                // is deleted; the record and the diff stay.
-                keep_upper: args.keep,
-                ..Default::default()
-            },
+            create,
             monitoring: Monitoring::Thread,
             // Substrate's own specs give the world a network namespace of
             // its own and no network yet: it still reaches itself on
@@ -191,6 +238,8 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
             after_exit: AfterExit::Delete,
         },
     )?;
+    // Held until the world is over: its end is the world's.
+    drop(lifeline);
     let elapsed = started.elapsed();
     let exit = finished
         .exit
@@ -208,6 +257,97 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         );
     }
     Ok(exit.shell_status().clamp(0, 255) as u8)
+}
+
+/// `run --detach`: the world is created and started with a monitor that is
+/// a process of its own (`substrate-runtime monitor ID`, as `create` starts
+/// for podman), and left to run; its id is printed.
+fn detach(
+    runtime: &Runtime,
+    id: &WorldId,
+    bundle: &WorldBundle,
+    mut create: CreateOptions,
+) -> Result<u8> {
+    let null = || -> Result<OwnedFd> {
+        Ok(fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .context("cannot open /dev/null")?
+            .into())
+    };
+    create.detach = true;
+    create.stdio = Stdio {
+        stdin: Some(null()?),
+        stdout: Some(null()?),
+        stderr: Some(null()?),
+    };
+    let mut run = runtime.launch(
+        id.as_str(),
+        &bundle.dir,
+        create,
+        detached_monitor(runtime, id)?,
+    )?;
+    if bundle.generated() {
+        run = run.prepare(World::bring_up_loopback)?;
+    }
+    run.start()?.detach();
+    println!("{id}");
+    Ok(0)
+}
+
+/// `substrate-runtime monitor ID` with this root and world store: beside
+/// this binary (the build tree, `make install`'s bin dir), else on PATH.
+fn detached_monitor(runtime: &Runtime, id: &WorldId) -> Result<Monitoring> {
+    const MONITOR: &str = "substrate-runtime";
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name(MONITOR))
+        .filter(|path| path.is_file());
+    let on_path = || {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(MONITOR))
+            .find(|path| path.is_file())
+    };
+    let Some(binary) = beside.or_else(on_path) else {
+        bail!("run --detach needs {MONITOR} (the world's monitor): not beside substrate-cli nor on PATH");
+    };
+    let mut command = Command::new(binary);
+    command
+        .env("SUBSTRATE_STATE_DIR", runtime.store().state_dir())
+        .arg("--root")
+        .arg(runtime.root())
+        .arg("monitor")
+        .arg(id.as_str());
+    Ok(Monitoring::Process(command))
+}
+
+/// Starts the guardian of a foreground world (`stop --after`, see
+/// `commands::stop`): it outlives this process on purpose, in a process
+/// group of its own (a terminal's Ctrl-C is not for it), and ends the world
+/// if this process is killed before it has finished it. It is started
+/// before the world exists, so no moment of the world is unguarded.
+fn start_guardian(runtime: &Runtime, id: &WorldId, owner: &str) -> Result<()> {
+    // This very binary, even if its file was replaced since it started.
+    let guardian = Command::new("/proc/self/exe")
+        .arg0("substrate-cli")
+        .arg("--root")
+        .arg(runtime.root())
+        .arg("--state-dir")
+        .arg(runtime.store().state_dir())
+        .arg("stop")
+        .arg("--after")
+        .arg(format!("{}:{owner}", std::process::id()))
+        .arg(id.as_str())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the world's guardian")?;
+    // Not waited for: it exits after this process does.
+    drop(guardian);
+    Ok(())
 }
 
 /// `w-` + a UUIDv7's time-ordered first 12 hex digits + 4 random ones:

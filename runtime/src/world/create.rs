@@ -57,6 +57,10 @@ pub struct CreateOptions {
     /// What the world record names as the world's origin; by default the
     /// bundle.
     pub source: Option<WorldSource>,
+    /// What the world record names as the world's command; by default the
+    /// spec's `process.args` (a caller that runs the command under an init
+    /// of its own, as `substrate-cli` does, names the command itself).
+    pub command: Option<Vec<String>>,
     /// Where the world's writes go.
     pub layering: Layering,
     /// Keep the upper layer Substrate made (its files) when the world is
@@ -136,7 +140,14 @@ impl Runtime {
         let store = self.store();
         store.remove(id)?;
         let mut layers = self.rootfs_layers(id, &bundle, layering);
-        let mut record = new_record(self, id, &bundle, &layers, options.source.take());
+        let mut record = new_record(
+            self,
+            id,
+            &bundle,
+            &layers,
+            options.source.take(),
+            options.command.take(),
+        );
         let prepared = store
             .create_world_dir(id)
             .and_then(|world_dir| {
@@ -287,6 +298,7 @@ impl Runtime {
             detach,
             stdio,
             source: _,
+            command: _,
             layering: _,
             keep_upper: _,
         } = options;
@@ -337,6 +349,7 @@ fn new_record(
     bundle: &Bundle,
     layers: &RootfsLayers,
     source: Option<WorldSource>,
+    command: Option<Vec<String>>,
 ) -> WorldRecord {
     let process = bundle.spec.process().as_ref();
     WorldRecord {
@@ -364,7 +377,9 @@ fn new_record(
             .collect(),
         preload: false,
         command: substrate_trace::redact::redact_command(
-            &process.and_then(|p| p.args().clone()).unwrap_or_default(),
+            &command
+                .or_else(|| process.and_then(|p| p.args().clone()))
+                .unwrap_or_default(),
         ),
         env: redact_env(&process.and_then(|p| p.env().clone()).unwrap_or_default()),
         cwd: process
