@@ -148,6 +148,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L out /mnt/out
 ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
 ip link set lo up
+modprobe loop 2>/dev/null || true
 hostname "\$(cat /etc/hostname)"
 {
     echo "kernel \$(uname -r); /sys/fs/cgroup: \$(stat -f -c %T /sys/fs/cgroup)"

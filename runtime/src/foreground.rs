@@ -19,14 +19,16 @@ use substrate_trace::ExitStatus;
 
 /// Every signal a user or supervisor might send that the process should get
 /// instead of the runtime. SIGCHLD is ours; SIGKILL and SIGSTOP cannot be
-/// caught.
-const FORWARDED: [Signal; 13] = [
+/// caught. Not SIGPIPE: the kernel raises it for the runtime's own write to
+/// a closed pipe, which is not the world's business — and a handler for it
+/// is where signal-hook's wake-up, writing to its own pipe once that is
+/// closed, raised SIGPIPE again, and again (a loop at full CPU).
+const FORWARDED: [Signal; 12] = [
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,
     Signal::SIGUSR1,
     Signal::SIGUSR2,
-    Signal::SIGPIPE,
     Signal::SIGALRM,
     Signal::SIGTERM,
     Signal::SIGCONT,
