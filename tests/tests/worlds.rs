@@ -315,8 +315,12 @@ fn cli_run_json_summary_bundle_and_rootfs_worlds() {
     assert_eq!(summary["world"], bundle_world.as_str());
     assert_eq!(summary["status"], 0);
     assert_eq!(summary["diff"]["added"], 1);
+    let upper = rt.record(&bundle_world)["upper"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        rt.world_dir(&bundle_world).join("upper/root/y").exists(),
+        std::path::Path::new(&upper).join("root/y").exists(),
         "--keep keeps the files"
     );
     assert!(!base.rootfs().join("root/y").exists());

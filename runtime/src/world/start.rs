@@ -10,10 +10,13 @@ impl World {
             return Err(self.incorrect_status("start it"));
         }
         fail_point("world.start")?;
+        // Noted before the process is let go: from then on something ran,
+        // and a caller killed at any moment after must not leave a world
+        // that `delete` takes for never started (and keeps no record of).
+        self.note_start()?;
         let id = self.id().to_owned();
         self.container
             .start()
-            .map_err(|e| Error::libcontainer(&id, "start", e))?;
-        self.note_start()
+            .map_err(|e| Error::libcontainer(&id, "start", e))
     }
 }
