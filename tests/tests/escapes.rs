@@ -348,6 +348,11 @@ enum Setup {
     SymlinkedInjectionTargets,
     /// The bundle asks for the host's `/` as its lower layer.
     LowerAnnotation,
+    /// The caller asks for a seccomp filter (the bundle carries one;
+    /// `ctr run --seccomp`): the world's process and every process exec'd
+    /// into it must run under it. (Without one, the runtime and ctr paths
+    /// run unfiltered, exactly as runc does: OCI semantics.)
+    SeccompAsked,
 }
 
 struct Attack {
@@ -643,7 +648,7 @@ echo DONE
 };
 
 const SECCOMP: Attack = Attack {
-    setup: Setup::Plain,
+    setup: Setup::SeccompAsked,
     script: r#"
 mode=$(grep '^Seccomp:' /proc/$$/status | cut -f2)
 [ "$mode" = 2 ] || escaped "no seccomp filter (Seccomp: $mode): every syscall of the kernel is open to the world"
@@ -915,6 +920,13 @@ fn via_runtime(attack: &Attack, script: &str, canaries: &Canaries, marker: &str)
             if attack.setup == Setup::LowerAnnotation {
                 c["annotations"] = serde_json::json!({"io.substrate.world.lower": "/"});
             }
+            if attack.setup == Setup::SeccompAsked {
+                c["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                    "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]
+                });
+            }
         });
         bundle
     };
@@ -945,7 +957,7 @@ fn via_runtime(attack: &Attack, script: &str, canaries: &Canaries, marker: &str)
         | Setup::SymlinkedRootfs
         | Setup::SymlinkedInjectionTargets
         | Setup::LowerAnnotation => run(&mut outcome, "runtime run", None),
-        Setup::AlsoExec => {
+        Setup::AlsoExec | Setup::SeccompAsked => {
             run(&mut outcome, "runtime run", None);
             let (id, _bundle, _log) = running("sleep 600");
             outcome.add("runtime exec", &rt.run(&["exec", &id, "sh", "-c", script]));
@@ -1043,19 +1055,13 @@ fn via_ctr(attack: &Attack, script: &str, canaries: &Canaries, marker: &str) -> 
     let scratch = tempfile::tempdir().unwrap();
     let mut outcome = Outcome::default();
     let id = || unique_id(&format!("esc-ctr-{marker}"));
-    let detached = |id: &str, script: &str| {
-        ctd.ok(&[
-            "run",
-            "-d",
-            "--runtime",
-            RUNTIME,
-            IMAGE,
-            id,
-            "sh",
-            "-c",
-            script,
-        ]);
+    let detached_with = |flags: &[&str], id: &str, script: &str| {
+        let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+        args.extend_from_slice(flags);
+        args.extend([IMAGE, id, "sh", "-c", script]);
+        ctd.ok(&args);
     };
+    let detached = |id: &str, script: &str| detached_with(&[], id, script);
     let stop = |id: &str| {
         let _ = ctd.ctr(&["task", "kill", "-s", "SIGKILL", id]);
         wait_until("the task to stop", || {
@@ -1113,12 +1119,17 @@ fn via_ctr(attack: &Attack, script: &str, canaries: &Canaries, marker: &str) -> 
             );
             ctd.assert_clean(&id);
         }
-        Setup::AlsoExec => {
+        Setup::AlsoExec | Setup::SeccompAsked => {
+            let flags: &[&str] = if attack.setup == Setup::SeccompAsked {
+                &["--seccomp"]
+            } else {
+                &[]
+            };
             let first = id();
-            outcome.add("ctr run", &ctr_run(&ctd, &first, &[], IMAGE, script));
+            outcome.add("ctr run", &ctr_run(&ctd, &first, flags, IMAGE, script));
             ctd.assert_clean(&first);
             let id = id();
-            detached(&id, "sleep 600");
+            detached_with(flags, &id, "sleep 600");
             outcome.add(
                 "ctr task exec",
                 &ctd.ctr(&["task", "exec", "--exec-id", "e1", &id, "sh", "-c", script]),
