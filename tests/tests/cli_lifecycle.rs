@@ -548,7 +548,90 @@ fn a_foreground_world_ends_with_its_run_killed() {
         let record = rt.record(&id);
         assert_eq!(record["diff"]["added"], 1, "{record}");
         assert_eq!(record["upper"]["kept"], false, "{record}");
+        // The run's monitor died with it: its trace does not stop in
+        // silence.
+        assert_trace_ends_with_lost_monitor(&rt, &id);
     }
+}
+
+/// The world's trace ends as a lost monitor's does: a `loss` span that
+/// says so, then the world span (waited for: whoever ends it may still be
+/// writing).
+fn assert_trace_ends_with_lost_monitor(rt: &Runtime, id: &str) {
+    wait_until("the trace's world span", || {
+        rt.spans(id).last().is_some_and(|s| s["kind"] == "world")
+    });
+    let spans = rt.spans(id);
+    let [.., loss, world] = spans.as_slice() else {
+        panic!("{spans:#?}");
+    };
+    assert_eq!(loss["kind"], "loss", "{spans:#?}");
+    assert_eq!(loss["detail"]["reason"], "monitor lost", "{loss}");
+    assert_eq!(loss["source"], "monitor", "{loss}");
+    assert_eq!(world["kind"], "world", "{world}");
+    // Its counts are of the whole trace: the spans the monitor wrote
+    // before it died (exec spans are written at exit: those of processes
+    // still running were lost with it, as the loss span says) and the loss.
+    let mut counts = serde_json::Map::new();
+    for span in &spans[..spans.len() - 1] {
+        let kind = span["kind"].as_str().unwrap().to_owned();
+        let n = counts.get(&kind).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(kind, (n + 1).into());
+    }
+    assert_eq!(
+        world["detail"]["spans"],
+        Value::Object(counts),
+        "{spans:#?}"
+    );
+    assert!(
+        !rt.world_dir(id).join("monitor.lock").exists(),
+        "the lost monitor's lease is given back"
+    );
+}
+
+/// A detached world whose monitor is SIGKILLed does not run on untraced:
+/// the next command that looks at it (`ps` here) kills it, ends its trace
+/// with a `loss` span and its world span, finishes its record (diff
+/// included) and removes it as `stop` would. Once, however many look.
+#[test]
+fn a_detached_world_whose_monitor_is_killed_is_ended_by_the_next_command() {
+    let rt = Runtime::new();
+    let id = unique_id("lostmon");
+    run_detached(&rt, &id, &["sh", "-c", "echo hi > /tmp/x; exec sleep 3041"]);
+    wait_until("sleep 3041 to run", || !running("sleep 3041").is_empty());
+    let monitors: Vec<i32> = processes_mentioning(&format!("monitor {id}"));
+    assert_eq!(monitors.len(), 1, "one monitor process: {monitors:?}");
+    let monitor = nix::unistd::Pid::from_raw(monitors[0]);
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("the monitor to be gone", || {
+        processes_mentioning(&format!("monitor {id}")).is_empty()
+    });
+    // The world itself still runs: nothing has looked at it yet.
+    assert!(!running("sleep 3041").is_empty());
+
+    let ps = rt.cli(&["ps"]).output().unwrap();
+    assert!(ps.status.success(), "{}", text(&ps.stderr));
+    assert!(
+        text(&ps.stderr).contains(&format!("world {id}: its monitor was lost")),
+        "{}",
+        text(&ps.stderr)
+    );
+    assert!(
+        running("sleep 3041").is_empty(),
+        "the untraced world runs on"
+    );
+    let record = rt.record(&id);
+    assert!(record["ended_at"].is_string(), "{record}");
+    assert_eq!(record["diff"]["added"], 1, "{record}");
+    assert_eq!(record["upper"]["kept"], false, "{record}");
+    assert_trace_ends_with_lost_monitor(&rt, &id);
+    assert_no_leftovers(rt.root(), &id);
+    // Ended once: the next command finds nothing more to do.
+    let spans = rt.spans(&id).len();
+    let again = rt.cli(&["inspect", &id]).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(!text(&again.stderr).contains("monitor was lost"));
+    assert_eq!(rt.spans(&id).len(), spans);
 }
 
 #[test]

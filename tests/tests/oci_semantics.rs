@@ -89,9 +89,27 @@ fn a_plain_rootfs_is_written_in_place_with_nothing_added() {
     assert_no_leftovers(rt.root(), &id);
 }
 
+/// The host's mounts as the runtime's mount namespace sees them: each
+/// mount point with its propagation (`shared:N`, `master:N`, none).
+fn host_mounts() -> BTreeSet<(String, String)> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-").unwrap();
+            (fields[4].to_owned(), fields[6..dash].join(" "))
+        })
+        .collect()
+}
+
 /// A config without a mount namespace shares the runtime's (runtime-tools'
 /// `linux_ns_itype`), and a `createRuntime` hook runs in the runtime's
 /// mount namespace and sees the rootfs as the host does (`hooks_stdin`).
+/// Without a mount namespace of its own, nothing is mounted: the spec's
+/// mounts would be the host's, and runc 1.1 leaves them there and turns
+/// the host's shared mounts private (the rslave of `/`). The host's mounts
+/// and their propagation stay as they were.
 #[test]
 fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
     let rt = Runtime::new();
@@ -107,9 +125,8 @@ fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
             .cloned()
             .collect();
         c["linux"]["namespaces"] = namespaces.into();
-        // Without its own mount namespace the container would mount on the
-        // host: no mounts of its own here.
-        c["mounts"] = serde_json::json!([]);
+        // The bundle's mounts (/proc, /dev, /sys ...) stay: they must not
+        // be made. Masked and read-only paths are refused (next test).
         c["linux"]["maskedPaths"] = serde_json::json!([]);
         c["linux"]["readonlyPaths"] = serde_json::json!([]);
         c["hooks"] = serde_json::json!({
@@ -119,6 +136,10 @@ fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
             }]
         });
     });
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(bundle.path().join("config.json")).unwrap()).unwrap();
+    assert!(!config["mounts"].as_array().unwrap().is_empty());
+    let before = host_mounts();
     rt.ok(&["create", "--no-pivot", "--bundle", bundle.path_str(), &id]);
     let pid = rt.pid(&id).to_string();
     let ours = mnt_ns("self");
@@ -132,8 +153,92 @@ fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
         ours,
         "the hook runs in the runtime's mount namespace"
     );
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        copy.path().join("rootfs"),
+        "the container's root is its rootfs"
+    );
+    assert_eq!(
+        host_mounts(),
+        before,
+        "the host's mounts and their propagation are unchanged"
+    );
     rt.ok(&["delete", "--force", &id]);
     assert_no_leftovers(rt.root(), &id);
+}
+
+/// What needs mounts of the container's own is refused without a mount
+/// namespace of its own, as runc refuses masked and read-only paths: done
+/// on the runtime's namespace it would mask the host's /proc paths, or
+/// (root.readonly) remount the host's `/` read-only. The error names it;
+/// the host is unchanged and nothing is left.
+#[test]
+fn what_needs_a_mount_namespace_is_refused_without_one() {
+    let rt = Runtime::new();
+    // What is asked, how the mount namespace is left out (no entry, or an
+    // entry naming the runtime's own), and what the refusal says.
+    let sys_entries = "unable to restrict sys entries without a private MNT namespace";
+    let own = format!("/proc/{}/ns/mnt", std::process::id());
+    let cases: [(&str, fn(&mut serde_json::Value), Option<&str>, &str); 4] = [
+        (
+            "maskedPaths",
+            |c| c["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]),
+            None,
+            sys_entries,
+        ),
+        (
+            "readonlyPaths",
+            |c| c["linux"]["readonlyPaths"] = serde_json::json!(["/proc/sys"]),
+            None,
+            sys_entries,
+        ),
+        (
+            "root.readonly",
+            |c| c["root"]["readonly"] = true.into(),
+            None,
+            "root.readonly needs a mount namespace of the container's own",
+        ),
+        (
+            "maskedPaths, joining the runtime's own mount namespace",
+            |c| c["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]),
+            Some(&own),
+            "maskedPaths needs a mount namespace of the container's own",
+        ),
+    ];
+    for (what, ask, join, refusal) in cases {
+        let id = unique_id("nomntns-refused");
+        let (mut bundle, _copy) = private_bundle(&id, &["true"]);
+        bundle.edit(|c| {
+            let mut namespaces: Vec<serde_json::Value> = c["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|ns| ns["type"] != "mount")
+                .cloned()
+                .collect();
+            if let Some(path) = join {
+                namespaces.push(serde_json::json!({"type": "mount", "path": path}));
+            }
+            c["linux"]["namespaces"] = namespaces.into();
+            c["linux"]["maskedPaths"] = serde_json::json!([]);
+            c["linux"]["readonlyPaths"] = serde_json::json!([]);
+            ask(c);
+        });
+        let before = host_mounts();
+        let out = rt
+            .cmd(&["run", "--bundle", bundle.path_str(), &id])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: ran without a mount namespace"
+        );
+        assert!(stderr.contains(refusal), "{what}: {stderr}");
+        assert_eq!(host_mounts(), before, "{what}: the host's mounts changed");
+        let _ = rt.cmd(&["delete", "--force", &id]).output();
+        assert_no_leftovers(rt.root(), &id);
+    }
 }
 
 /// A bundle whose rootfs is a symlink to `/` is refused, on the runtime

@@ -6,7 +6,7 @@ use serde_json::json;
 use substrate_runtime::Runtime;
 use substrate_trace::redact::redact_command;
 
-use super::world_status;
+use super::{settle, world_status};
 
 #[derive(Args, Debug)]
 pub struct PsArgs {
@@ -16,7 +16,12 @@ pub struct PsArgs {
 }
 
 pub fn ps(args: PsArgs, runtime: &Runtime) -> Result<()> {
-    let records = runtime.store().records()?;
+    let records = runtime
+        .store()
+        .records()?
+        .into_iter()
+        .map(|record| settle(runtime, record))
+        .collect::<Result<Vec<_>>>()?;
     if args.json {
         for record in &records {
             let line = json!({

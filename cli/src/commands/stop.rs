@@ -11,12 +11,10 @@
 //! that finished its world leaves nothing for it; one that was killed first
 //! (SIGKILL can't be caught) leaves its world behind, and the guardian ends
 //! it at once. The world's init has usually ended its processes already
-//! (its lifeline broke with the `run`); the guardian removes the rest:
-//! container, cgroup, upper layer.
+//! (its lifeline broke with the `run`); the guardian ends its trace (the
+//! run's monitor died with it: a `loss` span says so), finishes its record
+//! and removes the rest: container, cgroup, upper layer.
 
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -65,13 +63,14 @@ pub fn stop(args: StopArgs, runtime: &Runtime) -> Result<u8> {
     terminate(&mut world, Duration::from_secs(args.timeout))?;
     if notes.detached {
         // Its monitor, a process of its own, records how it ended (unless
-        // it is gone: then the record ends here, without the exit).
+        // it is gone: then the record and the trace end here, the trace
+        // with a `loss` span, without the exit).
         wait_for(FINISH_WAIT, || {
             let ended = runtime
                 .store()
                 .record(id)
                 .is_ok_and(|r| r.ended_at.is_some());
-            ended || !monitor_running(live.root(), id)
+            ended || live.end_unmonitored(id).unwrap_or(false)
         });
         end(&live, id)?;
     } else if notes.owner.is_some() {
@@ -160,33 +159,11 @@ fn guard(runtime: &Runtime, world: &str, owner: &str) -> Result<()> {
     }
     // Its processes are killed first if they still run: a `--no-init`
     // world has no lifeline, nor one whose run died before it started.
+    // The run's monitor (a thread) died with it: its trace is ended here.
     let id = world.id().clone();
     drop(world);
+    runtime.end_unmonitored(&id)?;
     end(runtime, &id)
-}
-
-/// Whether the detached monitor of world `id` (`substrate-runtime --root
-/// ROOT monitor ID`) still runs.
-fn monitor_running(root: &Path, id: &WorldId) -> bool {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return false;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
-        .any(|cmdline| {
-            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            args.windows(2)
-                .any(|w| w[0] == b"monitor" && w[1] == id.as_str().as_bytes())
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--root" && w[1] == root.as_os_str().as_bytes())
-        })
 }
 
 /// Polls `done` every 20 ms until it holds or `timeout` has passed;

@@ -24,10 +24,12 @@
 //! spans: silence never means "nothing happened".
 
 mod attach;
+mod lease;
 pub mod preload;
 
 pub(crate) use attach::AttachedMonitor;
 pub use attach::{serve_detached, Monitoring};
+pub use lease::TraceLease;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -73,6 +75,12 @@ pub enum MonitorError {
     },
     #[error("cannot set up the world monitor")]
     Setup(#[source] std::io::Error),
+    #[error("cannot take the lease on the world's trace in {}", dir.display())]
+    Lease {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start the world monitor process")]
     Spawn(#[source] std::io::Error),
     #[error("the world monitor process did not start: {0}")]
@@ -83,11 +91,13 @@ pub enum MonitorError {
     Panicked,
 }
 
-/// A world's `trace.jsonl`, with counts of what it holds.
+/// A world's `trace.jsonl`, with counts of what it holds, and the lease
+/// that makes its holder the trace's one writer.
 #[derive(Debug)]
 pub struct TraceFile {
     path: PathBuf,
     file: File,
+    lease: TraceLease,
     world_id: String,
     counts: BTreeMap<String, u64>,
     /// Untrusted input refused, by reason.
@@ -105,8 +115,11 @@ pub struct TraceFile {
 const WRITE_BATCH: usize = 256 * 1024;
 
 impl TraceFile {
-    pub fn open(path: &Path, world_id: &str) -> Result<Self, MonitorError> {
+    /// Opens the trace at `path` for appending, its holder the one writer
+    /// for as long as `lease` is held.
+    pub fn open(path: &Path, world_id: &str, lease: TraceLease) -> Result<Self, MonitorError> {
         let file = OpenOptions::new()
+            .read(true)
             .create(true)
             .append(true)
             .open(path)
@@ -114,14 +127,34 @@ impl TraceFile {
                 path: path.to_owned(),
                 source,
             })?;
+        // A writer that died mid-line (a lost monitor) left an unfinished
+        // last line: it is ended here, so that it stays one bad line that
+        // readers skip and does not swallow the first line written now.
+        let ends_mid_line = |file: &File| -> std::io::Result<bool> {
+            let len = file.metadata()?.len();
+            if len == 0 {
+                return Ok(false);
+            }
+            let mut last = [0u8];
+            std::os::unix::fs::FileExt::read_exact_at(file, &mut last, len - 1)?;
+            Ok(last[0] != b'\n')
+        };
+        let mut pending = Vec::new();
+        if ends_mid_line(&file).map_err(|source| MonitorError::Write {
+            path: path.to_owned(),
+            source,
+        })? {
+            pending.push(b'\n');
+        }
         Ok(TraceFile {
             path: path.to_owned(),
             file,
+            lease,
             world_id: world_id.to_owned(),
             counts: BTreeMap::new(),
             rejected: BTreeMap::new(),
             lost: 0,
-            pending: Vec::new(),
+            pending,
             world_span: SpanId::new(),
         })
     }
@@ -200,6 +233,40 @@ impl TraceFile {
         &self.counts
     }
 
+    /// Counts spans written before this file was opened (by a monitor
+    /// that was lost) in the world span's totals.
+    pub(crate) fn add_counts(&mut self, counts: BTreeMap<String, u64>) {
+        for (kind, n) in counts {
+            *self.counts.entry(kind).or_default() += n;
+        }
+    }
+
+    /// Writes a `loss` span: what was lost, said, never silent.
+    pub(crate) fn write_loss(&mut self, detail: serde_json::Value) -> Result<(), MonitorError> {
+        let span = Span {
+            detail: substrate_trace::Detail::Other {
+                kind: "loss".into(),
+                detail: Some(detail),
+            },
+            ..Span::world(
+                self.world_id.clone(),
+                Source::Monitor,
+                Timestamp::now(),
+                WorldDetail::default(),
+            )
+            .build()
+        };
+        self.write(&span)
+    }
+
+    /// Ends the trace once its world span is written: the lease goes back,
+    /// and the counts of what it holds are returned.
+    pub fn close(mut self) -> Result<BTreeMap<String, u64>, MonitorError> {
+        self.flush()?;
+        self.lease.release();
+        Ok(self.counts)
+    }
+
     /// Untrusted input refused so far, by reason.
     pub fn rejected(&self) -> &BTreeMap<String, u64> {
         &self.rejected
@@ -228,7 +295,7 @@ impl MonitorReport {
         )?;
         Ok(ClosedWorld {
             record,
-            spans: trace.counts,
+            spans: trace.close()?,
             lost: self.lost,
         })
     }
@@ -337,7 +404,12 @@ impl WorldMonitor {
     /// `store`: opens its trace and, when the preload tracer was injected
     /// (the world has an inject dir), binds its span socket there.
     pub fn subscribe(store: &WorldStore, id: &crate::WorldId) -> Result<Self, MonitorError> {
-        let trace = TraceFile::open(&store.trace_path(id), id.as_str())?;
+        let world_dir = store.world_dir(id);
+        let lease = TraceLease::acquire(&world_dir).map_err(|source| MonitorError::Lease {
+            dir: world_dir.clone(),
+            source,
+        })?;
+        let trace = TraceFile::open(&store.trace_path(id), id.as_str(), lease)?;
         let events = ProcEvents::subscribe()?;
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
@@ -503,7 +575,7 @@ impl WorldMonitor {
                     Received::Lost => {
                         state.tree.note_lost();
                         state.lost = true;
-                        self.write_loss(serde_json::json!({
+                        self.trace.write_loss(serde_json::json!({
                             "source": "proc_connector",
                             "events": "unknown",
                             "reason": "receive buffer overrun",
@@ -678,7 +750,7 @@ impl WorldMonitor {
         }
         if dropped > 0 {
             self.trace.lost += dropped;
-            self.write_loss(serde_json::json!({
+            self.trace.write_loss(serde_json::json!({
                 "source": "preload",
                 "events": dropped,
                 "pid": ring.pid,
@@ -763,23 +835,6 @@ impl WorldMonitor {
                 serde_json::Value::String("preload".into()),
             );
         }
-        self.trace.write(&span)
-    }
-
-    fn write_loss(&mut self, detail: serde_json::Value) -> Result<(), MonitorError> {
-        let span = Span {
-            detail: substrate_trace::Detail::Other {
-                kind: "loss".into(),
-                detail: Some(detail),
-            },
-            ..Span::world(
-                self.trace.world_id.clone(),
-                Source::Monitor,
-                Timestamp::now(),
-                WorldDetail::default(),
-            )
-            .build()
-        };
         self.trace.write(&span)
     }
 }

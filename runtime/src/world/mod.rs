@@ -10,6 +10,7 @@ mod exec;
 mod finish;
 pub(crate) mod kill;
 mod limits;
+mod lost;
 mod net;
 mod pause;
 mod run;

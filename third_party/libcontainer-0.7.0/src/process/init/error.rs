@@ -22,6 +22,9 @@ pub enum InitProcessError {
     SetHostname(#[source] SyscallError),
     #[error("failed to set domainname")]
     SetDomainname(#[source] SyscallError),
+    // Substrate patch: see `refuse_without_mount_ns`.
+    #[error("{0} needs a mount namespace of the container's own (it would change the host's mounts)")]
+    NoMountNamespace(&'static str),
     #[error("failed to reopen /dev/null")]
     ReopenDevNull(#[source] std::io::Error),
     #[error("failed to unix syscall")]

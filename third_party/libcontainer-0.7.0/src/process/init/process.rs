@@ -73,7 +73,19 @@ pub fn container_init_process(
         }
     }
 
+    // Substrate patch: whether the container has a mount namespace of its
+    // own (one made for it, or one it joins that is not the runtime's).
+    // Without one, every mount the rootfs setup makes (the rslave of `/`,
+    // the rootfs bind, the spec's mounts, a read-only remount of `/`) would
+    // be made on the runtime's namespace, the host's: 0.7.0 made them all,
+    // as runc 1.1 does, which turned the host's mounts private and left
+    // them behind, and with `root.readonly` made the host's `/` read-only.
+    let mount_ns_before = mount_namespace_id()?;
     apply_rest_namespaces(&ctx.ns, ctx.spec, ctx.syscall.as_ref())?;
+    let own_mount_ns = mount_namespace_id()? != mount_ns_before;
+    if !own_mount_ns && matches!(args.container_type, ContainerType::InitContainer) {
+        refuse_without_mount_ns(ctx.spec, ctx.rootfs_ro)?;
+    }
 
     if let Some(true) = ctx.process.no_new_privileges() {
         let _ = prctl::set_no_new_privileges(true);
@@ -83,17 +95,26 @@ pub fn container_init_process(
         let in_user_ns = utils::is_in_new_userns().map_err(InitProcessError::Io)?;
         let bind_service = ctx.ns.get(LinuxNamespaceType::User)?.is_some() || in_user_ns;
         let rootfs = RootFS::new();
-        rootfs
-            .prepare_rootfs(
-                ctx.spec,
-                ctx.rootfs,
-                bind_service,
-                ctx.ns.get(LinuxNamespaceType::Cgroup)?.is_some(),
-            )
-            .map_err(|err| {
-                tracing::error!(?err, "failed to prepare rootfs");
-                InitProcessError::RootFS(err)
-            })?;
+        if own_mount_ns {
+            rootfs
+                .prepare_rootfs(
+                    ctx.spec,
+                    ctx.rootfs,
+                    bind_service,
+                    ctx.ns.get(LinuxNamespaceType::Cgroup)?.is_some(),
+                )
+                .map_err(|err| {
+                    tracing::error!(?err, "failed to prepare rootfs");
+                    InitProcessError::RootFS(err)
+                })?;
+        } else if ctx.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            // As runc did before 1.1: the rootfs is only prepared in a new
+            // mount namespace.
+            tracing::warn!(
+                "the container has no mount namespace of its own: its mounts are not made \
+                 (they would be the host's)"
+            );
+        }
 
         if let Some(hooks) = ctx.hooks {
             // send a request to the main process to run prestart and create_runtime hooks.
@@ -121,23 +142,30 @@ pub fn container_init_process(
         // we use pivot_root, but if we are on the host mount namespace, we will
         // use simple chroot. Scary things will happen if you try to pivot_root
         // in the host mount namespace...
-        do_pivot_root(ctx.syscall.as_ref(), &ctx.ns, args.no_pivot, ctx.rootfs)?;
+        do_pivot_root(
+            ctx.syscall.as_ref(),
+            own_mount_ns,
+            args.no_pivot,
+            ctx.rootfs,
+        )?;
 
         // As we have changed the root mount, from here on
         // logs are no longer visible in journalctl
         // so make sure that you bubble up any errors
         // and do not call unwrap() as any panics would not be correctly logged
-        rootfs
-            .adjust_root_mount_propagation(ctx.linux)
-            .map_err(|err| {
-                tracing::error!(?err, "failed to adjust root mount propagation");
-                InitProcessError::RootFS(err)
-            })?;
+        if own_mount_ns {
+            rootfs
+                .adjust_root_mount_propagation(ctx.linux)
+                .map_err(|err| {
+                    tracing::error!(?err, "failed to adjust root mount propagation");
+                    InitProcessError::RootFS(err)
+                })?;
 
-        reopen_dev_null().map_err(|err| {
-            tracing::error!(?err, "failed to reopen /dev/null");
-            err
-        })?;
+            reopen_dev_null().map_err(|err| {
+                tracing::error!(?err, "failed to reopen /dev/null");
+                err
+            })?;
+        }
 
         if let Some(kernel_params) = ctx.linux.sysctl() {
             sysctl(kernel_params)?;
@@ -153,7 +181,8 @@ pub fn container_init_process(
     // See: https://github.com/opencontainers/runc/blob/v1.4.0/libcontainer/standard_init_linux.go
     // See: https://github.com/opencontainers/runc/blob/v1.4.0/libcontainer/setns_init_linux.go
     if let Some(csocketfd) = args.console_socket {
-        let mount_console = matches!(args.container_type, ContainerType::InitContainer);
+        let mount_console =
+            matches!(args.container_type, ContainerType::InitContainer) && own_mount_ns;
         tty::setup_console(ctx.syscall.as_ref(), csocketfd, mount_console).map_err(|err| {
             tracing::error!(?err, "failed to set up tty");
             InitProcessError::Tty(err)
@@ -198,7 +227,9 @@ pub fn container_init_process(
         }
     }
 
-    if matches!(args.container_type, ContainerType::InitContainer) {
+    // Substrate patch: without a mount namespace of its own (what could
+    // not be done without one was refused above), nothing is remounted.
+    if matches!(args.container_type, ContainerType::InitContainer) && own_mount_ns {
         if ctx.rootfs_ro {
             let current_flags = statfs("/")
                 .map_err(|err| {
@@ -751,7 +782,7 @@ fn move_root(syscall: &dyn Syscall, rootfs: &Path) -> Result<()> {
 
 fn do_pivot_root(
     syscall: &dyn Syscall,
-    namespaces: &Namespaces,
+    own_mount_ns: bool,
     no_pivot: bool,
     rootfs: impl AsRef<Path>,
 ) -> Result<()> {
@@ -762,14 +793,48 @@ fn do_pivot_root(
         InitProcessError::SyscallOther(err)
     };
 
-    match namespaces.get(LinuxNamespaceType::Mount)? {
-        Some(_) if no_pivot => move_root(syscall, rootfs_path),
-        Some(_) => syscall
+    // Substrate patch: pivot_root only in a mount namespace of the
+    // container's own; 0.7.0 pivoted in any namespace the spec named, the
+    // runtime's own (`/proc/self/ns/mnt`, the host's) included.
+    match own_mount_ns {
+        true if no_pivot => move_root(syscall, rootfs_path),
+        true => syscall
             .pivot_rootfs(rootfs.as_ref())
             .map_err(|err| handle_error(err, "failed to pivot root")),
-        None => syscall
+        false => syscall
             .chroot(rootfs_path)
             .map_err(|err| handle_error(err, "failed to chroot")),
+    }
+}
+
+/// Substrate patch: the mount namespace this process is in (its inode).
+fn mount_namespace_id() -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/mnt")
+        .map(|m| m.ino())
+        .map_err(InitProcessError::Io)
+}
+
+/// Substrate patch: what cannot be done without a mount namespace of the
+/// container's own, refused as runc refuses masked and read-only paths
+/// ("unable to restrict sys entries without a private MNT namespace"):
+/// done on the host's namespace it would mask the host's `/proc` paths or
+/// make the host's `/` read-only.
+fn refuse_without_mount_ns(spec: &Spec, rootfs_readonly: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let nonempty = |paths: Option<&Vec<String>>| paths.is_some_and(|p| !p.is_empty());
+    let what = if linux.is_some_and(|l| nonempty(l.masked_paths().as_ref())) {
+        Some("maskedPaths")
+    } else if linux.is_some_and(|l| nonempty(l.readonly_paths().as_ref())) {
+        Some("readonlyPaths")
+    } else if rootfs_readonly {
+        Some("root.readonly")
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(InitProcessError::NoMountNamespace(what)),
+        None => Ok(()),
     }
 }
 
