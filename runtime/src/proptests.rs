@@ -323,6 +323,7 @@ fn world_record() -> impl Strategy<Value = WorldRecord> {
                     exit,
                     diff: None,
                     limits_hit: Vec::new(),
+                    network: Default::default(),
                 }
             },
         )

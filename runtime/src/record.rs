@@ -60,6 +60,23 @@ pub struct WorldRecord {
     /// often; empty when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits_hit: Vec<crate::world::LimitHit>,
+    /// What network the world had.
+    #[serde(default)]
+    pub network: WorldNetwork,
+}
+
+/// What network a world has, as its caller (never its bundle) decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorldNetwork {
+    /// What its spec gives it: a network namespace its caller or CNI set
+    /// up, or the host's.
+    #[default]
+    Spec,
+    /// A network namespace of its own with only the loopback, up: nothing
+    /// outside the world is reachable (`substrate-cli run`'s worlds; `--net
+    /// none` once worlds can have a network).
+    LoopbackOnly,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -613,3 +613,75 @@ fn doctor_fails_with_a_clear_line_when_the_preload_library_is_missing() {
         "{report}"
     );
 }
+
+// ---- no network ----------------------------------------------------------------------
+
+/// A CLI world has no network (loopback only), and its trace says so where
+/// a reader would otherwise see only failures: a name lookup that failed
+/// and a connection that got ENETUNREACH are marked `"refused_by":
+/// "network"`, and `trace` prints it; what works (the loopback) is not
+/// marked. The record says what network the world had.
+#[test]
+fn a_world_without_a_network_says_so_in_its_trace() {
+    let rt = Runtime::new();
+    let name = unique_id("nonet");
+    let script = r#"
+import socket
+try:
+    socket.getaddrinfo("example.com", 80)
+except OSError:
+    pass
+s = socket.socket()
+try:
+    s.connect(("192.0.2.1", 80))
+except OSError:
+    pass
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+socket.create_connection(server.getsockname()).close()
+print("done")
+"#;
+    let out = rt
+        .cli(&["run", "--name", &name, "--", "python3", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "done\n");
+    assert_eq!(rt.record(&name)["network"], "loopback_only");
+    let spans = rt.spans(&name);
+    let refused = |span: &&Value| span["refused_by"] == "network";
+    let dns: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "dns").collect();
+    assert!(
+        dns.iter()
+            .any(|s| s["detail"]["query"] == "example.com" && refused(s)),
+        "{dns:#?}"
+    );
+    let net: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["kind"] == "net" && s["detail"]["op"] == "connect")
+        .collect();
+    let to = |address: &str| {
+        net.iter()
+            .find(|s| s["detail"]["address"] == address)
+            .unwrap_or_else(|| panic!("no connect to {address}: {net:#?}"))
+    };
+    assert!(refused(to("192.0.2.1")), "{net:#?}");
+    assert!(!refused(to("127.0.0.1")), "{net:#?}");
+    let trace = ok(&rt.cli(&["trace", &name]).output().unwrap());
+    // The lookup's EAI_* code depends on the host's resolv.conf; the mark
+    // does not.
+    // (A summary line lists its calls with ", " between them.)
+    let lookup = trace
+        .lines()
+        .flat_map(|l| l.split(", "))
+        .find(|call| call.contains("example.com -> failed (EAI_"))
+        .unwrap_or_else(|| panic!("no failed lookup in:\n{trace}"));
+    assert!(
+        lookup.ends_with(") [refused: the world has no network]"),
+        "{lookup}"
+    );
+    assert!(
+        trace.contains("connect 192.0.2.1:80/tcp [refused: the world has no network]"),
+        "{trace}"
+    );
+}

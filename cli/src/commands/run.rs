@@ -13,7 +13,7 @@ use clap::Args;
 use substrate_runtime::foreground::SignalForwarder;
 use substrate_runtime::monitor::Monitoring;
 use substrate_runtime::{
-    AfterExit, CreateOptions, Layering, RunOptions, Runtime, Stdio, World, WorldId,
+    AfterExit, CreateOptions, Layering, RunOptions, Runtime, Stdio, WorldId, WorldNetwork,
 };
 
 use crate::spec::env::EnvArgs;
@@ -43,6 +43,10 @@ A world starts from least privilege (README: \"A CLI world's defaults\"):
              says which limit was hit (limits_hit).
   seccomp    Docker's default profile: syscalls outside its allow-list fail
              with EPERM (namespaces, mount, keyctl, bpf, ...).
+  network    none: the world's own network namespace, loopback only. Name
+             lookups fail (EAI_AGAIN) and connections out get ENETUNREACH;
+             the trace marks them [refused: the world has no network].
+             (Networking for worlds, --net and --allow, is not there yet.)
 A --bundle keeps its own config.json: only --hide, --env, the limits it does
 not set and the seccomp filter if it has none are added.";
 
@@ -209,6 +213,14 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         // Without --keep the upper layer's files go when the world is
         // deleted; the record and the diff stay.
         keep_upper: args.keep,
+        // Substrate's own specs give the world a network namespace of its
+        // own and nothing in it but the loopback; a bundle's spec says
+        // what its network is.
+        network: if bundle.generated() {
+            WorldNetwork::LoopbackOnly
+        } else {
+            WorldNetwork::Spec
+        },
         preserve_fds: launch.init.as_ref().map_or(0, Init::preserve_fds),
         ..Default::default()
     };
@@ -227,10 +239,6 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         RunOptions {
             create,
             monitoring: Monitoring::Thread,
-            // Substrate's own specs give the world a network namespace of
-            // its own and no network yet: it still reaches itself on
-            // localhost.
-            loopback: bundle.generated(),
             // Caught before the world exists, so none is lost.
             signals: SignalForwarder::install()
                 .context("cannot install signal handlers")?
@@ -282,16 +290,15 @@ fn detach(
         stdout: Some(null()?),
         stderr: Some(null()?),
     };
-    let mut run = runtime.launch(
-        id.as_str(),
-        &bundle.dir,
-        create,
-        detached_monitor(runtime, id)?,
-    )?;
-    if bundle.generated() {
-        run = run.prepare(World::bring_up_loopback)?;
-    }
-    run.start()?.detach();
+    runtime
+        .launch(
+            id.as_str(),
+            &bundle.dir,
+            create,
+            detached_monitor(runtime, id)?,
+        )?
+        .start()?
+        .detach();
     println!("{id}");
     Ok(0)
 }

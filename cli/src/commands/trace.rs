@@ -294,8 +294,18 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// One call in words: `openat /etc/hostname`, `connect 10.0.0.1:443/tcp`,
-/// `dns example.com -> 1.2.3.4`.
+/// `dns example.com -> 1.2.3.4`; a lookup or connection the world's lack
+/// of a network refused says so.
 fn call_text(span: &Span) -> String {
+    let text = call_words(span);
+    if span.extra.get("refused_by").and_then(|v| v.as_str()) == Some("network") {
+        format!("{text} [refused: the world has no network]")
+    } else {
+        text
+    }
+}
+
+fn call_words(span: &Span) -> String {
     match &span.detail {
         Detail::File(file) => match &file.new_path {
             Some(to) => format!("{} {} -> {}", file.op, lossy(&file.path), lossy(to)),
@@ -310,8 +320,28 @@ fn call_text(span: &Span) -> String {
             };
             format!("{} {endpoint}", net.op)
         }
-        Detail::Dns(dns) => format!("{} -> {}", lossy(&dns.query), dns.answers.join(" ")),
+        Detail::Dns(dns) => match &span.result {
+            Some(Outcome::Returned { ret, .. }) if *ret != 0 => {
+                format!("{} -> failed ({})", lossy(&dns.query), eai_name(*ret))
+            }
+            _ => format!("{} -> {}", lossy(&dns.query), dns.answers.join(" ")),
+        },
         _ => String::new(),
+    }
+}
+
+/// getaddrinfo(3)'s error codes (glibc's values).
+fn eai_name(code: i64) -> String {
+    match code {
+        -2 => "EAI_NONAME".into(),
+        -3 => "EAI_AGAIN".into(),
+        -4 => "EAI_FAIL".into(),
+        -5 => "EAI_NODATA".into(),
+        -6 => "EAI_FAMILY".into(),
+        -8 => "EAI_SERVICE".into(),
+        -10 => "EAI_MEMORY".into(),
+        -11 => "EAI_SYSTEM".into(),
+        other => format!("error {other}"),
     }
 }
 

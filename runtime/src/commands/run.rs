@@ -36,7 +36,6 @@ pub fn run(args: Run, runtime: &Runtime) -> Result<u8> {
         RunOptions {
             create,
             monitoring: Monitoring::Thread,
-            loopback: false,
             signals: SignalForwarder::install()?,
             after_exit: if args.keep {
                 AfterExit::Keep

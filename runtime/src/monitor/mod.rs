@@ -361,6 +361,9 @@ pub struct WorldMonitor {
     /// stops at once instead of waiting for exits that may never be
     /// reported (events lost while the cgroup was killed).
     stop: Option<UnixStream>,
+    /// The world's network, as its record says: a world without one gets
+    /// its failed lookups and connections marked as refused for that.
+    network: crate::record::WorldNetwork,
 }
 
 /// What following a world produced.
@@ -428,6 +431,7 @@ impl WorldMonitor {
             clock_offset_ns: clock_offset_ns(),
             start: Timestamp::now(),
             stop: None,
+            network: store.record(id).map(|r| r.network).unwrap_or_default(),
         })
     }
 
@@ -744,7 +748,12 @@ impl WorldMonitor {
         let dropped = ring.drain(&world_id, &mut |span| spans.push(span));
         for span in spans {
             match span {
-                Ok(span) => self.trace.write(&span)?,
+                Ok(mut span) => {
+                    if self.network == crate::record::WorldNetwork::LoopbackOnly {
+                        mark_refused_for_no_network(&mut span);
+                    }
+                    self.trace.write(&span)?
+                }
                 Err(reason) => self.trace.reject(reason),
             }
         }
@@ -836,6 +845,35 @@ impl WorldMonitor {
             );
         }
         self.trace.write(&span)
+    }
+}
+
+/// What a span of a world without a network (loopback only) says of a
+/// lookup or connection that failed for want of one: `"refused_by":
+/// "network"`. A name lookup fails (its resolver's servers are
+/// unreachable), a connection or datagram to anything but the loopback
+/// gets ENETUNREACH; without the mark a reader sees only a DNS failure.
+pub(crate) const REFUSED_BY: &str = "refused_by";
+
+fn mark_refused_for_no_network(span: &mut Span) {
+    const ENETUNREACH: i32 = 101;
+    let refused = match (&span.detail, &span.result) {
+        (substrate_trace::Detail::Dns(_), Some(substrate_trace::Outcome::Returned { ret, .. })) => {
+            *ret != 0
+        }
+        (
+            substrate_trace::Detail::Net(_),
+            Some(substrate_trace::Outcome::Returned {
+                errno: Some(errno), ..
+            }),
+        ) => errno.0 == ENETUNREACH,
+        _ => false,
+    };
+    if refused {
+        span.extra.insert(
+            REFUSED_BY.into(),
+            serde_json::Value::String("network".into()),
+        );
     }
 }
 

@@ -13,7 +13,9 @@ use crate::error::{fail_point, Error, Result};
 use crate::id::WorldId;
 use crate::inject;
 use crate::overlay::{self, PrivateMounts, RootfsLayers};
-use crate::record::{redact_env, UpperLayer, UpperOwner, WorldRecord, WorldSource, RECORD_SCHEMA};
+use crate::record::{
+    redact_env, UpperLayer, UpperOwner, WorldNetwork, WorldRecord, WorldSource, RECORD_SCHEMA,
+};
 use crate::runtime::{ensure_single_threaded, Runtime};
 use crate::upper_fs::UpperFs;
 
@@ -66,6 +68,11 @@ pub struct CreateOptions {
     /// Keep the upper layer Substrate made (its files) when the world is
     /// deleted; by default they go, and the record and diff stay.
     pub keep_upper: bool,
+    /// The world's network. With [`WorldNetwork::LoopbackOnly`] the spec
+    /// must give the world a network namespace of its own (the caller's
+    /// own spec: `substrate-cli`'s), whose loopback [`Runtime::launch`]
+    /// brings up before the world starts.
+    pub network: WorldNetwork,
 }
 
 /// Where a world's writes go, as the caller (never the bundle) chooses.
@@ -147,6 +154,7 @@ impl Runtime {
             &layers,
             options.source.take(),
             options.command.take(),
+            options.network,
         );
         let prepared = store
             .create_world_dir(id)
@@ -301,6 +309,7 @@ impl Runtime {
             command: _,
             layering: _,
             keep_upper: _,
+            network: _,
         } = options;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())
@@ -350,6 +359,7 @@ fn new_record(
     layers: &RootfsLayers,
     source: Option<WorldSource>,
     command: Option<Vec<String>>,
+    network: WorldNetwork,
 ) -> WorldRecord {
     let process = bundle.spec.process().as_ref();
     WorldRecord {
@@ -391,5 +401,6 @@ fn new_record(
         exit: None,
         diff: None,
         limits_hit: Vec::new(),
+        network,
     }
 }

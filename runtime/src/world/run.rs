@@ -18,7 +18,7 @@ use crate::error::{fail_point, Error, Result};
 use crate::foreground::SignalForwarder;
 use crate::id::WorldId;
 use crate::monitor::{AttachedMonitor, ClosedWorld, Monitoring};
-use crate::record::WorldRecord;
+use crate::record::{WorldNetwork, WorldRecord};
 use crate::runtime::Runtime;
 
 /// A world its caller runs, with its monitor. Dropped before
@@ -73,9 +73,6 @@ pub struct RunOptions {
     /// `detach` must be false: the caller waits for the init, its child.
     pub create: CreateOptions,
     pub monitoring: Monitoring,
-    /// Bring up the loopback interface of the world's own network namespace
-    /// before it starts (a new namespace starts with `lo` down).
-    pub loopback: bool,
     /// Installed before the world is created, so no signal is lost.
     pub signals: SignalForwarder,
     pub after_exit: AfterExit,
@@ -83,7 +80,9 @@ pub struct RunOptions {
 
 impl Runtime {
     /// Creates the world `id` from `bundle` and attaches its monitor, which
-    /// sees every fork and exec from here on. On failure nothing is left.
+    /// sees every fork and exec from here on; a world with
+    /// [`WorldNetwork::LoopbackOnly`] gets its loopback up (a new network
+    /// namespace starts with `lo` down). On failure nothing is left.
     pub fn launch(
         &self,
         id: &str,
@@ -91,8 +90,13 @@ impl Runtime {
         options: CreateOptions,
         monitoring: Monitoring,
     ) -> Result<WorldRun> {
+        let network = options.network;
         let world = self.create(id, bundle, options)?;
-        WorldRun::attach(self, world, monitoring)
+        let run = WorldRun::attach(self, world, monitoring)?;
+        match network {
+            WorldNetwork::LoopbackOnly => run.prepare(World::bring_up_loopback),
+            WorldNetwork::Spec => Ok(run),
+        }
     }
 
     /// The whole sequence for a caller that waits in the foreground:
@@ -105,16 +109,11 @@ impl Runtime {
         let RunOptions {
             create,
             monitoring,
-            loopback,
             signals,
             after_exit,
         } = options;
         debug_assert!(!create.detach, "run waits for its init: detach is false");
-        let mut run = self.launch(id, bundle, create, monitoring)?;
-        if loopback {
-            run = run.prepare(World::bring_up_loopback)?;
-        }
-        let mut run = run.start()?;
+        let mut run = self.launch(id, bundle, create, monitoring)?.start()?;
         let exit = match run.wait(signals) {
             Ok(exit) => exit,
             Err(e) => return Err(run.abandon(e)),
