@@ -138,8 +138,13 @@ pub enum Error {
     #[error("injected failure at {0}")]
     Injected(&'static str),
 
-    /// A primary failure whose cleanup failed as well; both are kept.
-    #[error("{primary}; cleaning up after it also failed: {cleanup}")]
+    /// A primary failure whose cleanup failed as well; both are kept, each
+    /// with its causes.
+    #[error(
+        "{}; cleaning up after it also failed: {}",
+        one_line(.primary.as_ref()),
+        one_line(.cleanup.as_ref())
+    )]
     WithCleanup {
         primary: Box<Error>,
         cleanup: Box<Error>,

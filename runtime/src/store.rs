@@ -90,11 +90,18 @@ impl WorldStore {
     }
 
     /// An exclusive lock on the world's dir (flock(2)), held until dropped,
-    /// for read-modify-write of its record.
-    pub(crate) fn lock(&self, id: &WorldId) -> Result<nix::fcntl::Flock<fs::File>> {
+    /// for read-modify-write of its record and for its removal (a world's
+    /// monitor may be finishing its record while its owner removes it);
+    /// `None` when the dir is gone (removed: there is no record to change).
+    pub(crate) fn lock(&self, id: &WorldId) -> Result<Option<nix::fcntl::Flock<fs::File>>> {
         let dir = self.world_dir(id);
-        let file = fs::File::open(&dir).map_err(|e| Error::io("cannot open world dir", &dir, e))?;
+        let file = match fs::File::open(&dir) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("cannot open world dir", &dir, e)),
+        };
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(Some)
             .map_err(|(_, errno)| Error::io("cannot lock world dir", dir, errno.into()))
     }
 
@@ -104,10 +111,13 @@ impl WorldStore {
         id: &WorldId,
         exit: Option<substrate_trace::ExitStatus>,
     ) -> Result<Option<WorldRecord>> {
+        // Checked under the lock: a world being removed has none.
+        let Some(_lock) = self.lock(id)? else {
+            return Ok(None);
+        };
         if !self.has_record(id) {
             return Ok(None);
         }
-        let _lock = self.lock(id)?;
         let mut record = self.record(id)?;
         if record.exit.is_none() && exit.is_some() {
             record.exit = exit;
@@ -197,9 +207,11 @@ impl WorldStore {
     /// unmounted first).
     pub fn remove(&self, id: &WorldId) -> Result<()> {
         let dir = self.world_dir(id);
-        if dir.exists() {
-            crate::upper_fs::remove(&dir)?;
-        }
+        // Not while the world's monitor finishes its record in it.
+        let Some(_lock) = self.lock(id)? else {
+            return Ok(());
+        };
+        crate::upper_fs::remove(&dir)?;
         remove_dir_if_exists(&dir)
     }
 }

@@ -27,7 +27,14 @@ impl World {
         self.note_limits()?;
         // The world's monitor (with the exit status) and `delete` may both
         // finish a world at once; one at a time, the second sees the diff.
-        let _lock = self.store.lock(id)?;
+        // And its owner may be removing the record meanwhile (a world that
+        // never started keeps none): then there is nothing to finish.
+        let Some(_lock) = self.store.lock(id)? else {
+            return Ok(None);
+        };
+        if !self.store.has_record(id) {
+            return Ok(None);
+        }
         let mut record = self.store.record(id)?;
         if record.ended_at.is_some() && (exit.is_none() || record.exit.is_some()) {
             return Ok(Some(record));

@@ -80,7 +80,12 @@ impl World {
             return Ok(());
         }
         let hits = self.limits_hit();
-        let _lock = self.store.lock(id)?;
+        let Some(_lock) = self.store.lock(id)? else {
+            return Ok(());
+        };
+        if !self.store.has_record(id) {
+            return Ok(());
+        }
         let mut record = self.store.record(id)?;
         if record.limits_hit != hits && !hits.is_empty() {
             record.limits_hit = hits;
