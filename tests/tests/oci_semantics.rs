@@ -524,3 +524,84 @@ fn a_failing_poststop_hook_and_a_vanished_bundle_do_not_block_delete() {
     rt.ok(&["delete", "--force", &gone]);
     assert_no_leftovers(rt.root(), &gone);
 }
+
+/// A container that joins another's pid namespace (a pod's: CRI's
+/// `PodSandbox` pid mode, or a `path` in the spec) starts whatever its pid
+/// there, and gets its cgroup mount: libcontainer read `/proc/<its pid in
+/// the joined namespace>` of the host's /proc, which was another process's
+/// or none (under pod churn, most starts failed with "failed to prepare
+/// rootfs"). The joining container is made to get a pid the host has no
+/// process for, through the pod's `ns_last_pid`.
+#[test]
+fn a_container_joining_a_pid_namespace_starts_whatever_its_pid_there() {
+    let rt = Runtime::new();
+    let pod = unique_id("pidns-pod");
+    let bundle = Bundle::new(&pod, &["sleep", "300"]);
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &pod]);
+    let pod_pid = rt.pid(&pod);
+
+    // A pid no host process has, away from where the host allocates next.
+    let host_last: i32 = fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid_max: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let free = |pid: &i32| !Path::new(&format!("/proc/{pid}")).exists();
+    let wanted = (1000..host_last.saturating_sub(1000))
+        .rev()
+        .chain((host_last + 1000..pid_max - 1).rev())
+        .find(free)
+        .expect("a pid the host does not use");
+    let set_last = Command::new("nsenter")
+        .arg("--target")
+        .arg(pod_pid.to_string())
+        .arg("--pid")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo {} > /proc/sys/kernel/ns_last_pid",
+            wanted - 1
+        ))
+        .status()
+        .unwrap();
+    assert!(set_last.success());
+
+    let id = unique_id("pidns-joiner");
+    let mut joiner = Bundle::new(&id, &["sleep", "300"]);
+    joiner.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = format!("/proc/{pod_pid}/ns/pid").into();
+            }
+        }
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+        }));
+    });
+    rt.ok(&["run", "--detach", "--bundle", joiner.path_str(), &id]);
+    let status = fs::read_to_string(format!("/proc/{}/status", rt.pid(&id))).unwrap();
+    let nspid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    assert_eq!(nspid, wanted.to_string(), "the joiner's pid in the pod");
+    let cgroups = rt.ok(&["exec", &id, "ls", "/sys/fs/cgroup"]);
+    assert!(!cgroups.trim().is_empty(), "the cgroup mount is there");
+    for world in [&id, &pod] {
+        rt.ok(&["delete", "--force", world]);
+        assert_no_leftovers(rt.root(), world);
+    }
+}

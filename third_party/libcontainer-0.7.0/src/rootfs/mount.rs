@@ -303,7 +303,14 @@ impl Mount {
         // get process cgroups
         let ppid = std::os::unix::process::parent_id();
         // The non-zero ppid means that the PID Namespace is not separated.
-        let ppid = if ppid == 0 { std::process::id() } else { ppid };
+        // Substrate patch: a zero ppid means the parent is outside this
+        // process's pid namespace, which is new (this process is its pid 1)
+        // or one it joined (a pod's: this process is pid 9 there, say).
+        // Either way the pid to read on the runtime's /proc (still mounted
+        // here) is that /proc's pid 1; 0.7.0 read /proc/<own pid in the
+        // namespace>, another process's or none (ENOENT: the container did
+        // not start), whenever the namespace was joined.
+        let ppid = if ppid == 0 { 1 } else { ppid };
         let root_cgroups = Process::new(ppid as i32)?.cgroups()?.0;
         let process_cgroups: HashMap<String, String> =
             ProcessCGroups::from_read(ProcfsHandle::new()?.open(
