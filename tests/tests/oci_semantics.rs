@@ -437,7 +437,16 @@ fn recursive_rootfs_propagation_is_accepted_and_propagates() {
         .tempdir()
         .unwrap();
     let dir = shared.path();
+    /// Unmounts its path when dropped: a failing assertion leaves no mount
+    /// on the host.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = umount2(self.0, MntFlags::MNT_DETACH);
+        }
+    }
     mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+    let _bound = Unmount(dir);
     mount(
         None::<&str>,
         dir,
@@ -468,8 +477,10 @@ fn recursive_rootfs_propagation_is_accepted_and_propagates() {
             None::<&str>,
         )
         .unwrap();
+        let sub = dir.join("sub");
+        let sub_mount = Unmount(&sub);
         let seen = rt.ok(&["exec", &id, "cat", "/proc/self/mountinfo"]);
-        umount2(&dir.join("sub"), MntFlags::MNT_DETACH).unwrap();
+        drop(sub_mount);
         assert!(
             seen.lines()
                 .any(|l| l.split_whitespace().nth(4) == Some("/mnt/sub")),
@@ -478,7 +489,6 @@ fn recursive_rootfs_propagation_is_accepted_and_propagates() {
         rt.ok(&["delete", "--force", &id]);
         assert_no_leftovers(rt.root(), &id);
     }
-    umount2(dir, MntFlags::MNT_DETACH).unwrap();
 }
 
 /// A failing poststop hook is a warning: `delete` succeeds and the hooks
