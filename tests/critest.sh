@@ -44,6 +44,8 @@
 # Known limits of the stand-ins (fail with every handler, not Substrate's):
 #   - test-image-digest is pulled by the digest of the real image, which a
 #     stand-in cannot have.
+#   - containerd 1.6 answers StopContainer and StopPodSandbox of an unknown
+#     id with NotFound (the Idempotence specs; containerd >= 1.7 does not).
 # Exit status: 0 when no spec passes with runc and fails with substrate.
 set -euo pipefail
 
@@ -125,6 +127,43 @@ echo "== building stand-in images"
 bash "$repo/bundles/build.sh" "$dir/bundles" >/dev/null
 base=$dir/base
 cp -a "$dir/bundles/busybox/rootfs" "$base"
+# The busybox image has its applets as hard links of one busybox, and its
+# shell runs them from $PATH (MaskedPaths masks /bin/ls alone, and `sh -c ls`
+# then fails). Debian's busybox-static prefers its applets to $PATH, so the
+# stand-in is Debian's dynamic busybox (with its libraries), its applets hard
+# links.
+( cd "$dir" && apt-get download -qq busybox >/dev/null 2>&1 ) ||
+  die "cannot download Debian's busybox package"
+dpkg -x "$dir"/busybox_*.deb "$dir/busybox-deb"
+find "$base/bin" "$base/sbin" "$base/usr/bin" "$base/usr/sbin" -type l -delete
+cp "$dir/busybox-deb/bin/busybox" "$base/bin/busybox"
+for applet in $("$base/bin/busybox" --list); do
+  [ -e "$base/bin/$applet" ] || ln "$base/bin/busybox" "$base/bin/$applet"
+done
+for lib in $(ldd "$base/bin/busybox" | grep -o '/[^ ]*'); do
+  mkdir -p "$base$(dirname "$lib")"
+  cp -L "$lib" "$base$lib"
+done
+# What critest runs that neither busybox has.
+cat > "$base/usr/bin/pgrep" <<'EOF'
+#!/bin/sh
+# stand-in for `pgrep PATTERN`: the pids of the processes whose name matches
+for d in /proc/[0-9]*; do
+  read -r comm 2>/dev/null < "$d/comm" || continue
+  echo "$comm" | grep -qE -- "$1" && echo "${d#/proc/}"
+done
+exit 0
+EOF
+cat > "$base/usr/bin/ipcs" <<'EOF'
+#!/bin/sh
+# stand-in for `ipcs -m`: the shared memory segments of this IPC namespace
+echo "------ Shared Memory Segments --------"
+echo "key        shmid      owner      perms      bytes      nattch"
+tail -n +2 /proc/sysvipc/shm | while read -r key shmid perms size cpid lpid nattch uid rest; do
+  echo "$key $shmid $uid $perms $size $nattch"
+done
+EOF
+chmod 755 "$base/usr/bin/pgrep" "$base/usr/bin/ipcs"
 # busybox's own image's users and groups.
 cat > "$base/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
@@ -173,6 +212,7 @@ echo '<html><body>stand-in web server</body></html>' > "$base/usr/share/nginx/ht
 cat > "$base/usr/sbin/nginx" <<'EOF'
 #!/bin/sh
 echo $$ > /var/run/nginx.pid
+echo "nginx/httpd stand-in: busybox httpd on port ${NGINX_PORT:-80}"
 httpd -f -p "${NGINX_PORT:-80}" -h /usr/share/nginx/html &
 trap 'kill $!; exit 0' TERM INT QUIT
 wait

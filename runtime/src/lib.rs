@@ -16,7 +16,6 @@
 //! let finished = runtime.run("job-1", "/srv/bundle".as_ref(), RunOptions {
 //!     create: CreateOptions::default(),
 //!     monitoring: Monitoring::Thread,
-//!     loopback: false,
 //!     signals: SignalForwarder::install()?,
 //!     after_exit: AfterExit::Delete,
 //! })?;
