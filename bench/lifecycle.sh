@@ -103,6 +103,34 @@ release_v1() {
   return 1
 }
 
+# v2_disable C: a controller enabled in cgroup2's subtree_control cannot be
+# bound to a v1 hierarchy (EBUSY, "already mounted"): disables C in every
+# cgroup2 cgroup's subtree_control, deepest first, and lists them in
+# $BENCH_TMP/v2-subtree-C so that v2_restore can enable it again. (As
+# tests/oci-validation.sh does.)
+v2_disable() {
+  local c=$1 f list=$BENCH_TMP/v2-subtree-$1
+  : >"$list"
+  while IFS= read -r f; do
+    grep -qw "$c" "$f" 2>/dev/null || continue
+    echo "$f" >>"$list"
+    echo "-$c" >"$f" || { note "$c: cannot disable it in $f"; return 1; }
+  done < <(find "$CG/unified" -depth -name cgroup.subtree_control 2>/dev/null)
+  [ -s "$list" ] && note "$c: disabled in $(wc -l <"$list") cgroup2 subtree_control file(s) for the run"
+  return 0
+}
+# v2_restore C: enables C again where v2_disable disabled it, top down.
+v2_restore() {
+  local c=$1 f rc=0 list=$BENCH_TMP/v2-subtree-$1
+  [ -s "$list" ] || return 0
+  while IFS= read -r f; do
+    [ -e "$f" ] || continue  # its cgroup was removed meanwhile
+    echo "+$c" >"$f" 2>/dev/null || { note "$c: cannot enable it again in $f"; rc=1; }
+  done < <(tac "$list")
+  (( rc )) || { note "$c: enabled again in cgroup2 subtree_control as before"; rm -f "$list"; }
+  return "$rc"
+}
+
 # --- timing ----------------------------------------------------------------------
 
 # time_lifecycle NAME ID: one create/start/delete; prints "total create start
@@ -205,6 +233,7 @@ inner_cleanup() {
   remove_leftover_cgroups || rc=1
   for c in "${MOUNTED[@]}"; do
     release_v1 "$c" "$CG/$c" || { note "$c: could not give the controller back to cgroup2"; rc=1; }
+    v2_restore "$c" || rc=1
   done
   for c in "${MADE_DIRS[@]}"; do rmdir "$CG/$c" 2>/dev/null || true; done
   exit "$rc"
@@ -243,7 +272,11 @@ inner_main() {
     # hierarchy cannot be mounted alone, and is not ours to unbind.
     [ "$(hier_of "$c")" = 0 ] || { note "$c: on v1 hierarchy $(hier_of "$c") but not at $CG/$c; left alone"; continue; }
     if [ ! -d "$CG/$c" ]; then mkdir "$CG/$c"; MADE_DIRS+=("$c"); fi
-    mount -t cgroup -o "$c" cgroup "$CG/$c"
+    v2_disable "$c"
+    # The kernel lets go of the controller's cgroup2 csses asynchronously:
+    # until then the mount fails (EBUSY, reported as "already mounted").
+    wait_until 10 mount -t cgroup -o "$c" cgroup "$CG/$c" 2>/dev/null ||
+      { v2_restore "$c"; die "$c: cannot mount its v1 hierarchy"; }
     MOUNTED+=("$c")
   done
   note "v1 namespace: mounted ${MOUNTED[*]:-nothing}; cgroup2 controllers now: '$(cat "$CG/unified/cgroup.controllers" 2>/dev/null)'"
