@@ -175,9 +175,15 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
         if let Some(hooks) = container_args.spec.hooks() {
             init_main_receiver.wait_for_hook_request()?;
             if let Some(container_for_hooks) = &container_args.container {
+                // Substrate patch: these hooks read the state as `created`,
+                // as crun gives it and the runtime-tools validation suite
+                // (`hooks_stdin`) expects; 0.7.0 (like runc 1.1) gave
+                // `creating`.
+                let mut state = container_for_hooks.state.clone();
+                state.status = crate::container::ContainerStatus::Created;
                 hooks::run_hooks(
                     hooks.prestart().as_ref(),
-                    Some(&container_for_hooks.state),
+                    Some(&state),
                     None,
                     Some(init_pid),
                     None,
@@ -189,7 +195,7 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
 
                 hooks::run_hooks(
                     hooks.create_runtime().as_ref(),
-                    Some(&container_for_hooks.state),
+                    Some(&state),
                     None,
                     Some(init_pid),
                     None,
