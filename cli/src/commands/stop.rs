@@ -162,8 +162,10 @@ fn guard(runtime: &Runtime, world: &str, owner: &str) -> Result<()> {
     // The run's monitor (a thread) died with it: its trace is ended here.
     let id = world.id().clone();
     drop(world);
-    runtime.end_unmonitored(&id)?;
-    end(runtime, &id)
+    // Whatever came of that, the world is removed.
+    let traced = runtime.end_unmonitored(&id);
+    end(runtime, &id)?;
+    traced.map(|_| ()).map_err(Into::into)
 }
 
 /// Polls `done` every 20 ms until it holds or `timeout` has passed;
