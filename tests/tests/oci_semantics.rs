@@ -637,37 +637,3 @@ fn a_container_joining_a_pid_namespace_starts_whatever_its_pid_there() {
         assert_no_leftovers(rt.root(), world);
     }
 }
-
-/// `prestart` and `createRuntime` hooks read the container's state on stdin
-/// as `created` (runtime-tools' `hooks_stdin`, as crun gives it), with the
-/// init's pid; libcontainer gave `creating`.
-#[test]
-fn prestart_and_create_runtime_hooks_read_the_state_as_created() {
-    let rt = Runtime::new();
-    let id = unique_id("hookstate");
-    let out = tempfile::tempdir().unwrap();
-    let mut bundle = Bundle::new(&id, &["true"]);
-    let hook = |name: &str| {
-        serde_json::json!([{
-            "path": "/bin/sh",
-            "args": ["sh", "-c", format!("cat > {}", out.path().join(name).display())],
-        }])
-    };
-    bundle.edit(|c| {
-        c["hooks"] = serde_json::json!({
-            "prestart": hook("prestart"),
-            "createRuntime": hook("createRuntime"),
-        });
-    });
-    rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
-    let pid = rt.pid(&id);
-    for name in ["prestart", "createRuntime"] {
-        let state: serde_json::Value =
-            serde_json::from_slice(&fs::read(out.path().join(name)).unwrap()).unwrap();
-        assert_eq!(state["status"], "created", "{name}: {state}");
-        assert_eq!(state["id"], id.as_str(), "{name}: {state}");
-        assert_eq!(state["pid"], pid, "{name}: {state}");
-    }
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leftovers(rt.root(), &id);
-}

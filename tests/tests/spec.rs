@@ -335,8 +335,13 @@ fn hooks_run_at_their_moments_with_the_state_on_stdin() {
         "poststop waits for delete"
     );
     rt.ok(&["delete", &id]);
+    // prestart and createRuntime read `created`, as crun gives it and the
+    // runtime-tools validation suite (`hooks_stdin`) expects, though they
+    // run inside the create operation (runc 1.1 and libcontainer 0.7 gave
+    // `creating`).
     for (name, status) in [
-        ("createRuntime", "creating"),
+        ("prestart", "created"),
+        ("createRuntime", "created"),
         ("poststart", "running"),
         ("poststop", "stopped"),
     ] {
