@@ -588,29 +588,15 @@ fn fifo_socket_and_device() {
     }
 }
 
-/// Set, to `upper\nlower\nmax,max,...` (hash limits), in the process that
-/// [`bytes_read_by_diffs`] starts to run [`bytes_read_by_diff_upper`].
-const IO_CHILD: &str = "SUBSTRATE_FSDIFF_IO_CHILD";
-
 /// The bytes `diff_upper(upper, [lower])` reads, once per `hash_max_bytes`
-/// in `limits`, as the kernel counts them (`rchar`, proc(5)). Measured in a
-/// process of its own (this binary, running only [`bytes_read_by_diff_upper`]):
-/// /proc/self/io counts a whole process, and this one runs other tests'
-/// diffs at the same time.
+/// in `limits`, as the kernel counts them: measured by `diff-rchar`, in a
+/// process of its own (/proc/self/io counts a whole process, and this one
+/// runs other tests' diffs at the same time).
 fn bytes_read_by_diffs(upper: &Path, lower: &Path, limits: &[u64]) -> Vec<u64> {
-    let limits: Vec<String> = limits.iter().map(u64::to_string).collect();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "bytes_read_by_diff_upper", "--include-ignored"])
-        .args(["--nocapture", "--test-threads=1", "--quiet"])
-        .env(
-            IO_CHILD,
-            format!(
-                "{}\n{}\n{}",
-                upper.display(),
-                lower.display(),
-                limits.join(",")
-            ),
-        )
+    let out = Command::new(env!("CARGO_BIN_EXE_diff-rchar"))
+        .arg(upper)
+        .arg(lower)
+        .args(limits.iter().map(u64::to_string))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -619,45 +605,9 @@ fn bytes_read_by_diffs(upper: &Path, lower: &Path, limits: &[u64]) -> Vec<u64> {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let read: Vec<u64> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(&format!("{IO_CHILD} read ")))
-        .map(|n| n.parse().unwrap())
-        .collect();
+    let read: Vec<u64> = stdout.lines().map(|n| n.parse().unwrap()).collect();
     assert_eq!(read.len(), limits.len(), "{stdout}");
     read
-}
-
-/// This process's `rchar`, and how many bytes reading it took (which the
-/// next reading includes).
-fn rchar() -> (u64, u64) {
-    let io = fs::read_to_string("/proc/self/io").unwrap();
-    let rchar = io
-        .lines()
-        .find_map(|l| l.strip_prefix("rchar: "))
-        .expect("rchar in /proc/self/io")
-        .parse()
-        .unwrap();
-    (rchar, io.len() as u64)
-}
-
-#[test]
-#[ignore = "a helper: bytes_read_by_diffs runs it in a process of its own"]
-fn bytes_read_by_diff_upper() {
-    let spec = std::env::var(IO_CHILD).expect("run by bytes_read_by_diffs, with its input");
-    let [upper, lower, limits] = spec.splitn(3, '\n').collect::<Vec<_>>()[..] else {
-        panic!("{IO_CHILD}: {spec:?}")
-    };
-    for limit in limits.split(',') {
-        let options = DiffOptions {
-            hash_max_bytes: limit.parse().unwrap(),
-            ..Default::default()
-        };
-        let (before, reading) = rchar();
-        diff_upper(Path::new(upper), &[PathBuf::from(lower)], &options).unwrap();
-        let (after, _) = rchar();
-        println!("{IO_CHILD} read {}", after - before - reading);
-    }
 }
 
 #[test]
