@@ -103,33 +103,9 @@ release_v1() {
   return 1
 }
 
-# v2_disable C: a controller enabled in cgroup2's subtree_control cannot be
-# bound to a v1 hierarchy (EBUSY, "already mounted"): disables C in every
-# cgroup2 cgroup's subtree_control, deepest first, and lists them in
-# $BENCH_TMP/v2-subtree-C so that v2_restore can enable it again. (As
-# tests/oci-validation.sh does.)
-v2_disable() {
-  local c=$1 f list=$BENCH_TMP/v2-subtree-$1
-  : >"$list"
-  while IFS= read -r f; do
-    grep -qw "$c" "$f" 2>/dev/null || continue
-    echo "$f" >>"$list"
-    echo "-$c" >"$f" || { note "$c: cannot disable it in $f"; return 1; }
-  done < <(find "$CG/unified" -depth -name cgroup.subtree_control 2>/dev/null)
-  [ -s "$list" ] && note "$c: disabled in $(wc -l <"$list") cgroup2 subtree_control file(s) for the run"
-  return 0
-}
-# v2_restore C: enables C again where v2_disable disabled it, top down.
-v2_restore() {
-  local c=$1 f rc=0 list=$BENCH_TMP/v2-subtree-$1
-  [ -s "$list" ] || return 0
-  while IFS= read -r f; do
-    [ -e "$f" ] || continue  # its cgroup was removed meanwhile
-    echo "+$c" >"$f" 2>/dev/null || { note "$c: cannot enable it again in $f"; rc=1; }
-  done < <(tac "$list")
-  (( rc )) || { note "$c: enabled again in cgroup2 subtree_control as before"; rm -f "$list"; }
-  return "$rc"
-}
+# v2_disable, v2_restore: taking a controller off cgroup2 and back.
+# shellcheck source=tests/cgroup2-controllers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/cgroup2-controllers.sh"
 
 # --- timing ----------------------------------------------------------------------
 
@@ -398,6 +374,7 @@ if command -v rustc >/dev/null && rustc -O --edition 2021 -o "$BENCH_TMP/timeit"
 else
   note "rustc unavailable or failed: timing with date +%s%N (adds one exec of date per step)"
 fi
+export CGROUP2_SAVED=$BENCH_TMP
 export BENCH_TMP BENCH_PREFIX BENCH_BUNDLE BENCH_TIMEIT BENCH_RUNS BENCH_WARMUP
 export BENCH_SUBSTRATE=$substrate BENCH_RUNC=$runc BENCH_CRUN=$crun
 

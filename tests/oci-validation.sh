@@ -227,32 +227,9 @@ final_sweep() {
   return "$rc"
 }
 
-# v2_disable C: a controller enabled in cgroup2's subtree_control cannot be
-# bound to a v1 hierarchy (EBUSY, "already mounted"): disables C in every
-# cgroup2 cgroup's subtree_control, deepest first, and lists them in
-# $OCI_TMP/v2-subtree-C so that v2_restore can enable it again.
-v2_disable() {
-  local c=$1 f list=$OCI_TMP/v2-subtree-$1
-  : >"$list"
-  while IFS= read -r f; do
-    grep -qw "$c" "$f" 2>/dev/null || continue
-    echo "$f" >>"$list"
-    echo "-$c" >"$f" || { note "$c: cannot disable it in $f"; return 1; }
-  done < <(find "$CG/unified" -depth -name cgroup.subtree_control 2>/dev/null)
-  [ -s "$list" ] && note "$c: disabled in $(wc -l <"$list") cgroup2 subtree_control file(s) for the run"
-  return 0
-}
-# v2_restore C: enables C again where v2_disable disabled it, top down.
-v2_restore() {
-  local c=$1 f rc=0 list=$OCI_TMP/v2-subtree-$1
-  [ -s "$list" ] || return 0
-  while IFS= read -r f; do
-    [ -e "$f" ] || continue  # its cgroup was removed meanwhile
-    echo "+$c" >"$f" 2>/dev/null || { note "$c: cannot enable it again in $f"; rc=1; }
-  done < <(tac "$list")
-  (( rc )) || { note "$c: enabled again in cgroup2 subtree_control as before"; rm -f "$list"; }
-  return "$rc"
-}
+# v2_disable, v2_restore: taking a controller off cgroup2 and back.
+# shellcheck source=tests/cgroup2-controllers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cgroup2-controllers.sh"
 
 inner_cleanup() {
   local rc=$? c
@@ -364,6 +341,7 @@ fi
 
 OCI_TMP=$(mktemp -d /tmp/oci-validation.XXXXXX)
 mkdir -p "$OCI_TMP"/{bin,rt,state,results,tmp,worlds}
+CGROUP2_SAVED=$OCI_TMP
 INITIAL_V2=$(cat "$CG/unified/cgroup.controllers" 2>/dev/null || true)
 find "$CG" -mindepth 2 -maxdepth 2 -type d \( -name cgrouptest -o -name testdir \) >"$OCI_TMP/cgroups-before" 2>/dev/null || true
 
@@ -516,7 +494,7 @@ suite_rev=$(git -C "$SUITE" describe --always --tags --dirty 2>/dev/null || echo
 } >"$OCI_TMP/header"
 cat "$OCI_TMP/header" >&2
 
-export OCI_TMP SUITE OCI_TIMEOUT TMPDIR=$OCI_TMP/tmp
+export OCI_TMP CGROUP2_SAVED SUITE OCI_TIMEOUT TMPDIR=$OCI_TMP/tmp
 if [ "$OCI_CGROUPS" = v1ns ]; then
   unshare -m --propagation private -- "$BASH" "$self" __v1_inner || note "the namespaced run ended with status $?"
 else
