@@ -103,6 +103,27 @@ fn host_mounts() -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The propagation of the host's mount at `point` (`None`: not a mount
+/// point).
+fn propagation_of(mounts: &BTreeSet<(String, String)>, point: &str) -> Option<String> {
+    mounts
+        .iter()
+        .find(|(at, _)| at == point)
+        .map(|(_, propagation)| propagation.clone())
+}
+
+/// Takes the mount namespace out of a config (`join`: then names that one
+/// by path instead), and its masked and read-only paths, which need one.
+fn without_mount_namespace(c: &mut serde_json::Value, join: Option<&str>) {
+    let namespaces = c["linux"]["namespaces"].as_array_mut().unwrap();
+    namespaces.retain(|ns| ns["type"] != "mount");
+    if let Some(path) = join {
+        namespaces.push(serde_json::json!({"type": "mount", "path": path}));
+    }
+    c["linux"]["maskedPaths"] = serde_json::json!([]);
+    c["linux"]["readonlyPaths"] = serde_json::json!([]);
+}
+
 /// A config without a mount namespace shares the runtime's (runtime-tools'
 /// `linux_ns_itype`), and a `createRuntime` hook runs in the runtime's
 /// mount namespace and sees the rootfs as the host does (`hooks_stdin`).
@@ -117,18 +138,9 @@ fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
     let (mut bundle, copy) = private_bundle(&id, &["sleep", "300"]);
     let hook_out = copy.path().join("hook-mnt-ns");
     bundle.edit(|c| {
-        let namespaces: Vec<serde_json::Value> = c["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|ns| ns["type"] != "mount")
-            .cloned()
-            .collect();
-        c["linux"]["namespaces"] = namespaces.into();
         // The bundle's mounts (/proc, /dev, /sys ...) stay: they must not
         // be made. Masked and read-only paths are refused (next test).
-        c["linux"]["maskedPaths"] = serde_json::json!([]);
-        c["linux"]["readonlyPaths"] = serde_json::json!([]);
+        without_mount_namespace(c, None);
         c["hooks"] = serde_json::json!({
             "createRuntime": [{
                 "path": "/bin/sh",
@@ -161,12 +173,9 @@ fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
     // (Other tests mount and unmount on the host meanwhile: what is
     // checked is what this container could have done.)
     let after = host_mounts();
-    let propagation = |mounts: &BTreeSet<(String, String)>, at: &str| {
-        mounts.iter().find(|(point, _)| point == at).cloned()
-    };
     assert_eq!(
-        propagation(&after, "/"),
-        propagation(&before, "/"),
+        propagation_of(&after, "/"),
+        propagation_of(&before, "/"),
         "the host's / keeps its propagation"
     );
     let rootfs = copy.path().join("rootfs");
@@ -224,19 +233,7 @@ fn what_needs_a_mount_namespace_is_refused_without_one() {
         let id = unique_id("nomntns-refused");
         let (mut bundle, _copy) = private_bundle(&id, &["true"]);
         bundle.edit(|c| {
-            let mut namespaces: Vec<serde_json::Value> = c["linux"]["namespaces"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|ns| ns["type"] != "mount")
-                .cloned()
-                .collect();
-            if let Some(path) = join {
-                namespaces.push(serde_json::json!({"type": "mount", "path": path}));
-            }
-            c["linux"]["namespaces"] = namespaces.into();
-            c["linux"]["maskedPaths"] = serde_json::json!([]);
-            c["linux"]["readonlyPaths"] = serde_json::json!([]);
+            without_mount_namespace(c, join);
             ask(c);
         });
         let before = host_mounts();
@@ -250,12 +247,9 @@ fn what_needs_a_mount_namespace_is_refused_without_one() {
             "{what}: ran without a mount namespace"
         );
         assert!(stderr.contains(refusal), "{what}: {stderr}");
-        let root = |mounts: &BTreeSet<(String, String)>| {
-            mounts.iter().find(|(point, _)| point == "/").cloned()
-        };
         assert_eq!(
-            root(&host_mounts()),
-            root(&before),
+            propagation_of(&host_mounts(), "/"),
+            propagation_of(&before, "/"),
             "{what}: the host's / changed"
         );
         let _ = rt.cmd(&["delete", "--force", &id]).output();
