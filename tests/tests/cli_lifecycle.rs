@@ -646,3 +646,51 @@ fn trace_times_read_as_unix_times() {
         UNIX_EPOCH + Duration::new(1_709_251_199, 500_000_000)
     );
 }
+
+/// The nice value in a `stat` file (proc(5), field 19).
+fn nice_of(stat_path: &str) -> i64 {
+    let stat = fs::read_to_string(stat_path).unwrap();
+    let after_comm = stat.rsplit_once(')').unwrap().1;
+    after_comm
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A world's monitor is favoured over the world's processes (nice -10), so
+/// that it reads /proc while short-lived processes still exist: the thread
+/// of a foreground `run`, and the process of a `run -d`. The world's own
+/// processes keep the caller's priority.
+#[test]
+fn monitors_run_ahead_of_their_worlds() {
+    let rt = Runtime::new();
+    let id = unique_id("nice-fg");
+    let out = tempfile::tempdir().unwrap();
+    let mut cli = spawn_run(&rt, &id, &["--", "sleep", "3051"], out.path());
+    wait_for_command(&rt, &id, "sleep 3051");
+    let tasks = format!("/proc/{}/task", cli.id());
+    let monitor = fs::read_dir(&tasks)
+        .unwrap()
+        .flatten()
+        .find(|t| {
+            fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "world-monitor")
+        })
+        .unwrap_or_else(|| panic!("no world-monitor thread in {tasks}"));
+    assert_eq!(nice_of(&format!("{}/stat", monitor.path().display())), -10);
+    let world = running("sleep 3051");
+    assert_eq!(world.len(), 1);
+    assert_eq!(nice_of(&format!("/proc/{}/stat", world[0])), 0);
+    kill(Pid::from_raw(cli.id() as i32), Signal::SIGTERM).unwrap();
+    cli.wait().unwrap();
+    assert_no_leftovers(rt.root(), &id);
+
+    let id = unique_id("nice-bg");
+    run_detached(&rt, &id, &["sleep", "3052"]);
+    let monitors = processes_mentioning(&format!("monitor {id}"));
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    assert_eq!(nice_of(&format!("/proc/{}/stat", monitors[0])), -10);
+    cli_ok(&rt, &["stop", "--timeout", "1", &id]);
+    assert_no_leftovers(rt.root(), &id);
+}
