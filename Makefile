@@ -83,6 +83,7 @@ bench: release bundles
 	SUBSTRATE_RUNTIME=$(TARGET_DIR)/release/substrate-runtime bash bench/lifecycle.sh
 	$(CARGO) run --release -q -p substrate-bench-fsdiff
 	bash bench/trace-build.sh $(TARGET_DIR)/release/substrate-cli
+	bash bench/trace-under-load.sh $(TARGET_DIR)/release/substrate-cli
 	bash bench/preload-calls.sh $(TARGET_DIR)/release/substrate-cli $(TARGET_DIR)/release/libsubstrate_preload.so
 	bash bench/shim.sh $(TARGET_DIR)/shim $(BUNDLES)/busybox-image.tar $(TARGET_DIR)/release/libsubstrate_preload.so
 
