@@ -199,37 +199,49 @@ fn no_mount_namespace_means_the_runtimes_and_hooks_run_in_it() {
 #[test]
 fn what_needs_a_mount_namespace_is_refused_without_one() {
     let rt = Runtime::new();
-    // What is asked, how the mount namespace is left out (no entry, or an
-    // entry naming the runtime's own), and what the refusal says.
+    /// What is asked, how the mount namespace is left out (no entry, or
+    /// an entry naming the runtime's own), and what the refusal says.
+    struct Case<'a> {
+        what: &'a str,
+        ask: fn(&mut serde_json::Value),
+        join: Option<&'a str>,
+        refusal: &'a str,
+    }
     let sys_entries = "unable to restrict sys entries without a private MNT namespace";
     let own = format!("/proc/{}/ns/mnt", std::process::id());
-    let cases: [(&str, fn(&mut serde_json::Value), Option<&str>, &str); 4] = [
-        (
-            "maskedPaths",
-            |c| c["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]),
-            None,
-            sys_entries,
-        ),
-        (
-            "readonlyPaths",
-            |c| c["linux"]["readonlyPaths"] = serde_json::json!(["/proc/sys"]),
-            None,
-            sys_entries,
-        ),
-        (
-            "root.readonly",
-            |c| c["root"]["readonly"] = true.into(),
-            None,
-            "root.readonly needs a mount namespace of the container's own",
-        ),
-        (
-            "maskedPaths, joining the runtime's own mount namespace",
-            |c| c["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]),
-            Some(&own),
-            "maskedPaths needs a mount namespace of the container's own",
-        ),
+    let cases = [
+        Case {
+            what: "maskedPaths",
+            ask: |c| c["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]),
+            join: None,
+            refusal: sys_entries,
+        },
+        Case {
+            what: "readonlyPaths",
+            ask: |c| c["linux"]["readonlyPaths"] = serde_json::json!(["/proc/sys"]),
+            join: None,
+            refusal: sys_entries,
+        },
+        Case {
+            what: "root.readonly",
+            ask: |c| c["root"]["readonly"] = true.into(),
+            join: None,
+            refusal: "root.readonly needs a mount namespace of the container's own",
+        },
+        Case {
+            what: "maskedPaths, joining the runtime's own mount namespace",
+            ask: |c| c["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]),
+            join: Some(&own),
+            refusal: "maskedPaths needs a mount namespace of the container's own",
+        },
     ];
-    for (what, ask, join, refusal) in cases {
+    for Case {
+        what,
+        ask,
+        join,
+        refusal,
+    } in cases
+    {
         let id = unique_id("nomntns-refused");
         let (mut bundle, _copy) = private_bundle(&id, &["true"]);
         bundle.edit(|c| {
