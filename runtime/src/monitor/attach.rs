@@ -48,24 +48,6 @@ impl Monitoring {
 /// events: from then on, nothing the world does is missed.
 const READY: &str = "substrate-monitor-ready";
 
-/// The nice value of a monitor's thread. A monitor that gets the CPU late
-/// reads /proc after short-lived processes are gone, and their spans lack
-/// argv (for static programs) and world pids: on a loaded host (4 busy
-/// loops on 2 CPUs) every exec span of a short world did. Favoured over
-/// the world's processes and the host's ordinary ones, it keeps up; it only
-/// runs when the kernel has events for it.
-const MONITOR_NICE: i32 = -10;
-
-/// Favours the calling thread (only it: a thread id names one thread to
-/// setpriority(2) on Linux) as a monitor. Where the kernel refuses (no
-/// CAP_SYS_NICE), the monitor runs at the priority it has.
-fn favour_this_thread() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), MONITOR_NICE) {
-        tracing::debug!("the world monitor keeps its priority: {e}");
-    }
-}
-
 /// A started monitor.
 #[derive(Debug)]
 pub(crate) enum AttachedMonitor {
@@ -104,7 +86,6 @@ impl AttachedMonitor {
                 let thread = std::thread::Builder::new()
                     .name("world-monitor".into())
                     .spawn(move || {
-                        favour_this_thread();
                         monitor
                             .follow(init_pid, || false)?
                             .close_world(&runtime, &world)
@@ -179,7 +160,6 @@ impl AttachedMonitor {
 /// until its last process has exited (or its state is deleted), then writes
 /// the init's exit status, the fs diff and the world span.
 pub fn serve_detached(runtime: &Runtime, id: &str) -> Result<ClosedWorld> {
-    favour_this_thread();
     let world = runtime.world(id)?;
     let id = world.id();
     let failed = |source: MonitorError| Error::Monitor {
