@@ -4,7 +4,7 @@
 //!
 //! Every property is `proptest_*` (`cargo test proptest_` runs them);
 //! `PROPTEST_CASES` sets the cases (256 unless set; `make fuzz` sets it
-//! higher). A case that runs past [`CASE_TIMEOUT_MS`] fails with its input.
+//! higher). A case that runs past `PROPTEST_TIMEOUT` (20 s, `.cargo/config.toml`) fails with its input.
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
@@ -14,20 +14,6 @@ use proptest::prelude::*;
 
 use crate::hello::{self, Hello, HelloKind, HelloWriter};
 use crate::ring::{self, Pushed, Record, Ring, DATA_BYTES, RING_BYTES, SLOTS};
-
-/// A hang, on any machine: cases take microseconds.
-const CASE_TIMEOUT_MS: u32 = 20_000;
-
-fn config() -> ProptestConfig {
-    let config = ProptestConfig::default();
-    // PROPTEST_TIMEOUT=0 runs the cases in the test's own process, to
-    // debug one with its output.
-    let timeout = match std::env::var_os("PROPTEST_TIMEOUT") {
-        Some(_) => config.timeout,
-        None => CASE_TIMEOUT_MS,
-    };
-    ProptestConfig { timeout, ..config }
-}
 
 /// A string a C caller can pass (no NUL inside).
 fn c_string(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -226,7 +212,6 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn proptest_hello_parse_on_any_bytes(msg in vec(any::<u8>(), 0..512)) {

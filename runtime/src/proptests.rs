@@ -5,7 +5,7 @@
 //!
 //! Every property is `proptest_*` (`cargo test proptest_` runs them);
 //! `PROPTEST_CASES` sets the cases (256 unless set; `make fuzz` sets it
-//! higher). A case that runs past [`CASE_TIMEOUT_MS`] fails with its input.
+//! higher). A case that runs past `PROPTEST_TIMEOUT` (20 s, `.cargo/config.toml`) fails with its input.
 
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -22,20 +22,6 @@ use substrate_trace::{Span, SpanId, SpanKind, Timestamp};
 use crate::monitor::preload::{map_ring, parse_greeting, Connections, MappedRing, SpanSocket};
 use crate::record::{UpperLayer, UpperOwner, WorldRecord, WorldSource};
 use crate::{Bundle, ErrorKind, WorldId, WorldStore};
-
-/// A hang, on any machine: cases take milliseconds.
-const CASE_TIMEOUT_MS: u32 = 20_000;
-
-fn config() -> ProptestConfig {
-    let config = ProptestConfig::default();
-    // PROPTEST_TIMEOUT=0 runs the cases in the test's own process, to
-    // debug one with its output.
-    let timeout = match std::env::var_os("PROPTEST_TIMEOUT") {
-        Some(_) => config.timeout,
-        None => CASE_TIMEOUT_MS,
-    };
-    ProptestConfig { timeout, ..config }
-}
 
 /// A directory for the files a case writes, made once per test: on a tmpfs
 /// when there is one (a case's writes and fsyncs then cost no disk), so
@@ -524,7 +510,6 @@ fn ring_header(dropped: u64) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn proptest_bundle_load_on_any_bytes(bytes in vec(any::<u8>(), 0..1024)) {

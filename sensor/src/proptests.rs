@@ -4,7 +4,7 @@
 //!
 //! Every property is `proptest_*` (`cargo test proptest_` runs them);
 //! `PROPTEST_CASES` sets the cases (256 unless set; `make fuzz` sets it
-//! higher). A case that runs past [`CASE_TIMEOUT_MS`] fails with its input.
+//! higher). A case that runs past `PROPTEST_TIMEOUT` (20 s, `.cargo/config.toml`) fails with its input.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -12,20 +12,6 @@ use proptest::prelude::*;
 use crate::proc_connector::{
     parse_datagram, ProcEvent, ProcEventKind, ProcessTree, Received, TreeChange, WireError,
 };
-
-/// A hang, on any machine: cases take microseconds.
-const CASE_TIMEOUT_MS: u32 = 20_000;
-
-fn config() -> ProptestConfig {
-    let config = ProptestConfig::default();
-    // PROPTEST_TIMEOUT=0 runs the cases in the test's own process, to
-    // debug one with its output.
-    let timeout = match std::env::var_os("PROPTEST_TIMEOUT") {
-        Some(_) => config.timeout,
-        None => CASE_TIMEOUT_MS,
-    };
-    ProptestConfig { timeout, ..config }
-}
 
 const NLMSG_HDRLEN: usize = 16;
 const CN_MSG_LEN: usize = 20;
@@ -310,7 +296,6 @@ fn check(buf: &[u8]) -> Result<Option<Vec<Received>>, TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn proptest_parse_datagram_on_any_bytes(buf in vec(any::<u8>(), 0..512)) {

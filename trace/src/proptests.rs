@@ -6,7 +6,7 @@
 //! Every property is `proptest_*`, so `cargo test proptest_` runs them all.
 //! `PROPTEST_CASES` sets how many cases each runs: 256 unless set (`make
 //! test`); `make fuzz` sets it much higher. A case that runs past
-//! [`CASE_TIMEOUT_MS`] fails (a hang is killed: proptest runs the cases in a
+//! `PROPTEST_TIMEOUT` (20 s, `.cargo/config.toml`) fails (a hang is killed: proptest runs the cases in a
 //! child process it watches), with its input.
 
 use std::collections::BTreeMap;
@@ -19,21 +19,6 @@ use serde_json::Value;
 use crate::bytes::{decode_bytes, decode_list, encode_bytes, encode_list};
 use crate::redact::{self, EnvAllowList};
 use crate::*;
-
-/// Longer than any case takes on a busy 2-core machine by orders of
-/// magnitude; a case this slow is a hang.
-const CASE_TIMEOUT_MS: u32 = 20_000;
-
-fn config() -> ProptestConfig {
-    let config = ProptestConfig::default();
-    // PROPTEST_TIMEOUT=0 runs the cases in the test's own process, to
-    // debug one with its output.
-    let timeout = match std::env::var_os("PROPTEST_TIMEOUT") {
-        Some(_) => config.timeout,
-        None => CASE_TIMEOUT_MS,
-    };
-    ProptestConfig { timeout, ..config }
-}
 
 /// Bytes that are often UTF-8 (most of what a trace holds) and sometimes not.
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -403,7 +388,6 @@ fn check_line(line: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn proptest_span_from_line_on_any_bytes(line in vec(any::<u8>(), 0..4096)) {
