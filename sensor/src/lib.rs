@@ -1,6 +1,8 @@
 //! Kernel event sources for a world's monitor: what the kernel reports about
 //! a world's processes, whatever those processes do to hide.
 //!
+//! - [`bpf`]: eBPF programs that read every exec (argv, exe, cwd) and
+//!   socket call of a world's processes in the kernel, as they happen.
 //! - [`proc_connector`]: every fork, exec and exit on the machine (netlink
 //!   `NETLINK_CONNECTOR`), and the [`ProcessTree`](proc_connector::ProcessTree)
 //!   that keeps the ones descending from a world's init.
@@ -8,6 +10,7 @@
 //! Records from the kernel are untrusted bytes until their length and kind
 //! are checked (see `proc_connector::wire`).
 
+pub mod bpf;
 pub mod proc_connector;
 
 #[cfg(test)]
