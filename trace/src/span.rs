@@ -161,6 +161,8 @@ open_enum! {
     pub enum NetOp {
         Connect = "connect",
         Bind = "bind",
+        /// Seen by the kernel sensor only (libc's `listen` is not traced).
+        Listen = "listen",
         Accept = "accept",
         Sendto = "sendto",
     }

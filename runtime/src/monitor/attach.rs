@@ -79,7 +79,7 @@ impl AttachedMonitor {
             Monitoring::Thread => {
                 let (stop, stopped) =
                     UnixStream::pair().map_err(|e| failed(MonitorError::Setup(e)))?;
-                let monitor = WorldMonitor::subscribe(runtime.store(), id)
+                let monitor = WorldMonitor::subscribe(runtime.store(), id, init_pid)
                     .map_err(failed)?
                     .stop_on(stopped);
                 let (runtime, world) = (runtime.clone(), id.clone());
@@ -167,7 +167,7 @@ pub fn serve_detached(runtime: &Runtime, id: &str) -> Result<ClosedWorld> {
         source: Box::new(source),
     };
     let init_pid = world.pid().ok_or_else(|| failed(MonitorError::NoInit))?;
-    let monitor = WorldMonitor::subscribe(runtime.store(), id).map_err(failed)?;
+    let monitor = WorldMonitor::subscribe(runtime.store(), id, init_pid).map_err(failed)?;
     let ready = || -> io::Result<()> {
         let mut stdout = io::stdout().lock();
         writeln!(stdout, "{READY}")?;

@@ -24,6 +24,7 @@
 //! spans: silence never means "nothing happened".
 
 mod attach;
+mod kernel;
 mod lease;
 pub mod preload;
 
@@ -51,6 +52,7 @@ use substrate_ring::hello::HelloKind;
 
 use crate::store::WorldStore;
 use preload::{Arrival, Connections, MappedRing, Rings, SpanSocket};
+use substrate_sensor::bpf::ExecEvent;
 use substrate_sensor::proc_connector::{
     ProcEvent, ProcEventKind, ProcEvents, ProcessTree, Received, TreeChange,
 };
@@ -108,6 +110,8 @@ pub struct TraceFile {
     pending: Vec<u8>,
     /// The world span's id, the parent of the init's exec span.
     world_span: SpanId,
+    /// Which kernel sources traced the world (on the world span).
+    sensor: Option<serde_json::Value>,
 }
 
 /// Lines are written once this many bytes are pending (and at every pass
@@ -156,6 +160,7 @@ impl TraceFile {
             lost: 0,
             pending,
             world_span: SpanId::new(),
+            sensor: None,
         })
     }
 
@@ -225,7 +230,11 @@ impl TraceFile {
         if let Some(exit) = exit {
             span = span.exit(exit);
         }
-        self.write(&span.build())?;
+        let mut span = span.build();
+        if let Some(sensor) = self.sensor.clone() {
+            span.extra.insert("sensor".into(), sensor);
+        }
+        self.write(&span)?;
         self.flush()
     }
 
@@ -327,6 +336,12 @@ struct OpenExec {
     env: Option<Vec<Vec<u8>>>,
     /// The preload supplied what /proc no longer had.
     filled_by_preload: bool,
+    /// The proc connector's timestamp of the exec (CLOCK_MONOTONIC).
+    event_ns: u64,
+    /// The kernel sensor read argv, exe and cwd at exec time.
+    from_sensor: bool,
+    /// What only the sensor knows (uid, the exe's inode, a cut argv).
+    extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// A program image that has ended (exit or a new exec), written once the
@@ -364,6 +379,8 @@ pub struct WorldMonitor {
     /// The world's network, as its record says: a world without one gets
     /// its failed lookups and connections marked as refused for that.
     network: crate::record::WorldNetwork,
+    /// The eBPF sensor's view of the world (or why there is none).
+    sensor: kernel::KernelSensor,
 }
 
 /// What following a world produced.
@@ -404,16 +421,24 @@ struct Follow {
 
 impl WorldMonitor {
     /// Subscribes to the kernel's process events for world `id` of
-    /// `store`: opens its trace and, when the preload tracer was injected
-    /// (the world has an inject dir), binds its span socket there.
-    pub fn subscribe(store: &WorldStore, id: &crate::WorldId) -> Result<Self, MonitorError> {
+    /// `store`, whose init (`init_pid`) is held before its first exec:
+    /// opens its trace, registers the world with the eBPF sensor (where the
+    /// host allows it) and, when the preload tracer was injected (the world
+    /// has an inject dir), binds its span socket there.
+    pub fn subscribe(
+        store: &WorldStore,
+        id: &crate::WorldId,
+        init_pid: i32,
+    ) -> Result<Self, MonitorError> {
         let world_dir = store.world_dir(id);
         let lease = TraceLease::acquire(&world_dir).map_err(|source| MonitorError::Lease {
             dir: world_dir.clone(),
             source,
         })?;
-        let trace = TraceFile::open(&store.trace_path(id), id.as_str(), lease)?;
+        let mut trace = TraceFile::open(&store.trace_path(id), id.as_str(), lease)?;
         let events = ProcEvents::subscribe()?;
+        let sensor = kernel::KernelSensor::start(init_pid);
+        trace.sensor = Some(sensor.state.to_json());
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
             .is_dir()
@@ -432,6 +457,7 @@ impl WorldMonitor {
             start: Timestamp::now(),
             stop: None,
             network: store.record(id).map(|r| r.network).unwrap_or_default(),
+            sensor,
         })
     }
 
@@ -474,6 +500,9 @@ impl WorldMonitor {
                 connections: ready,
                 stop,
             } = self.wait(&state, DRAIN_INTERVAL)?;
+            // Before the connector's events: an exec's record is then held
+            // when its connector event comes (the sensor's fires first).
+            self.take_sensor_events(&mut state)?;
             if kernel_ready {
                 self.take_kernel_events(&mut state)?;
             }
@@ -488,6 +517,10 @@ impl WorldMonitor {
                     break;
                 }
             }
+            // Again, right before the preload's records: the kernel's record
+            // of a socket call is written before the call returns, so it is
+            // held by the time the preload's account of it is read.
+            self.take_sensor_events(&mut state)?;
             // After the kernel's events: a hello's sender is then known.
             if socket_ready {
                 self.accept(&mut state);
@@ -500,10 +533,12 @@ impl WorldMonitor {
                 self.drain_rings(&mut state)?;
             }
             self.retire(&mut state, false)?;
+            self.write_kernel_leftovers(&mut state, false)?;
             self.trace.flush()?;
         }
         // The last messages (hellos of processes that are gone by now),
         // then everything that is still open or retiring.
+        self.take_sensor_events(&mut state)?;
         self.take_kernel_events(&mut state)?;
         self.accept(&mut state);
         self.take_messages(&mut state, None)?;
@@ -515,6 +550,7 @@ impl WorldMonitor {
         for mut ring in state.rings.drain_all().collect::<Vec<_>>() {
             self.drain_ring(&mut ring)?;
         }
+        self.write_kernel_leftovers(&mut state, true)?;
         self.trace.flush()?;
         Ok(MonitorReport {
             trace: self.trace,
@@ -528,6 +564,12 @@ impl WorldMonitor {
     /// pending connections.
     fn wait(&self, state: &Follow, timeout: Duration) -> Result<Polled, MonitorError> {
         let mut fds = vec![PollFd::new(self.events.as_fd(), PollFlags::POLLIN)];
+        // Readable once the sensor's ring holds a lot: it is read on
+        // every pass anyway.
+        if let Some(sensor) = self.sensor.fd() {
+            fds.push(PollFd::new(sensor, PollFlags::POLLIN));
+        }
+        let socket_at = fds.len();
         if let Some(socket) = &self.socket {
             fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
         }
@@ -552,7 +594,7 @@ impl WorldMonitor {
             }
         }
         let is_ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        let socket = self.socket.is_some() && is_ready(&fds[1]);
+        let socket = self.socket.is_some() && is_ready(&fds[socket_at]);
         let stop = self.stop.is_some() && is_ready(&fds[first_connection - 1]);
         Ok(Polled {
             kernel: is_ready(&fds[0]),
@@ -594,8 +636,12 @@ impl WorldMonitor {
         if let (ProcEventKind::Exec { tgid, .. }, Some(world_ns)) =
             (&event.kind, &state.world_pid_ns)
         {
+            // The sensor's record says so in the kernel's words; /proc is
+            // asked only without one (and misses a process already gone).
             let entered = !state.tree.contains(*tgid)
-                && fs::read_link(format!("/proc/{tgid}/ns/pid")).ok().as_ref() == Some(world_ns);
+                && (self.sensor.has_exec_of(*tgid)
+                    || fs::read_link(format!("/proc/{tgid}/ns/pid")).ok().as_ref()
+                        == Some(world_ns));
             if entered && state.tree.adopt(*tgid) {
                 state.current.insert(*tgid, self.trace.world_span);
             }
@@ -620,12 +666,17 @@ impl WorldMonitor {
                         process_gone: false,
                     });
                 }
+                let (record, unreported) = self.sensor.take_exec(tgid, event.timestamp_ns);
+                for lost in unreported {
+                    self.write_unmatched_exec(state, lost)?;
+                }
                 let exec = describe_exec(
                     tgid,
                     state.parent_of.get(&tgid).copied(),
                     state.current.get(&tgid).copied(),
                     time,
                     event.timestamp_ns,
+                    record.as_ref(),
                 );
                 state.current.insert(tgid, exec.id);
                 state.open.insert(tgid, exec);
@@ -650,6 +701,117 @@ impl WorldMonitor {
                 state.parent_of.remove(&tgid);
             }
             None => {}
+        }
+        Ok(())
+    }
+
+    /// Takes what the eBPF sensor has written: exec records are held for
+    /// (or fill) the connector's exec spans, socket records become `net`
+    /// spans; drops are `loss` spans.
+    fn take_sensor_events(&mut self, state: &mut Follow) -> Result<(), MonitorError> {
+        let read = self.sensor.read();
+        for _ in 0..read.malformed {
+            self.trace.reject("bad_kernel_record");
+        }
+        if read.dropped > 0 {
+            self.trace.lost += read.dropped;
+            self.trace.write_loss(serde_json::json!({
+                "source": "ebpf",
+                "events": read.dropped,
+                "reason": "ring full",
+            }))?;
+        }
+        for event in read.execs {
+            let tgid = event.header.tgid;
+            // An exec whose connector event was handled before this record
+            // was read: fill its span now.
+            let late = state
+                .open
+                .get_mut(&tgid)
+                .into_iter()
+                .chain(
+                    state
+                        .retiring
+                        .iter_mut()
+                        .filter(|r| r.pid == tgid)
+                        .filter_map(|r| r.exec.as_mut()),
+                )
+                .find(|e| {
+                    !e.from_sensor
+                        && e.event_ns >= event.header.ktime_ns
+                        && e.event_ns - event.header.ktime_ns <= 10_000_000
+                });
+            match late {
+                Some(exec) => fill_from_sensor(exec, &event),
+                None => {
+                    // The kernel attributes it to the world: a process
+                    // exec'd into it is adopted, whatever /proc says later.
+                    if state.tree.adopt(tgid) {
+                        state.current.insert(tgid, self.trace.world_span);
+                    }
+                    self.sensor.hold_exec(event);
+                }
+            }
+        }
+        for event in read.nets {
+            // The preload's own connection to the span socket is the
+            // tracer's machinery, not the program's (a program that
+            // connects there on its own is refused and counted by the
+            // socket's side).
+            if event.call == substrate_sensor::bpf::NetCall::Connect
+                && event.address
+                    == substrate_sensor::bpf::SockAddr::Unix(substrate_ring::SOCKET_PATH.into())
+            {
+                continue;
+            }
+            let time = Timestamp::from_unix_nanos(event.header.ktime_ns as i64 + self.clock_offset_ns);
+            let parent = state.current.get(&event.header.tgid).copied();
+            let mut span = kernel::net_span(&self.trace.world_id, &event, time, parent);
+            if self.network == crate::record::WorldNetwork::LoopbackOnly {
+                mark_refused_for_no_network(&mut span);
+            }
+            self.sensor.hold_net(span);
+        }
+        Ok(())
+    }
+
+    /// An exec the sensor saw and the connector did not report (its events
+    /// were lost): a span of its own, from the kernel's record alone.
+    fn write_unmatched_exec(&mut self, state: &Follow, event: ExecEvent) -> Result<(), MonitorError> {
+        let tgid = event.header.tgid;
+        let mut exec = OpenExec {
+            id: SpanId::new(),
+            parent: state.current.get(&tgid).copied(),
+            start: Timestamp::from_unix_nanos(event.header.ktime_ns as i64 + self.clock_offset_ns),
+            pid: tgid,
+            ppid: Some(event.header.ppid),
+            world_pid: None,
+            world_ppid: None,
+            exe: None,
+            argv: None,
+            cwd: None,
+            env: None,
+            filled_by_preload: false,
+            event_ns: event.header.ktime_ns,
+            from_sensor: false,
+            extra: BTreeMap::new(),
+        };
+        fill_from_sensor(&mut exec, &event);
+        exec.extra.insert(
+            "proc_connector".into(),
+            serde_json::Value::String("unreported".into()),
+        );
+        self.write_exec(exec, None, None)
+    }
+
+    /// Writes the kernel's records whose wait for a counterpart is over
+    /// (all of them when `all`).
+    fn write_kernel_leftovers(&mut self, state: &mut Follow, all: bool) -> Result<(), MonitorError> {
+        for event in self.sensor.expired_execs(all) {
+            self.write_unmatched_exec(state, event)?;
+        }
+        for span in self.sensor.due_nets(all) {
+            self.trace.write(&span)?;
         }
         Ok(())
     }
@@ -749,6 +911,9 @@ impl WorldMonitor {
         for span in spans {
             match span {
                 Ok(mut span) => {
+                    if self.sensor.join_preload_net(&mut span) {
+                        continue;
+                    }
                     if self.network == crate::record::WorldNetwork::LoopbackOnly {
                         mark_refused_for_no_network(&mut span);
                     }
@@ -844,6 +1009,7 @@ impl WorldMonitor {
                 serde_json::Value::String("preload".into()),
             );
         }
+        span.extra.extend(exec.extra);
         self.trace.write(&span)
     }
 }
@@ -897,9 +1063,52 @@ fn image_at(state: &mut Follow, pid: i32, time_ns: u64) -> Option<&mut OpenExec>
         .max_by_key(|e| e.start)
 }
 
+/// What the sensor read in the kernel at exec time: the authority for the
+/// program's argv, exe, cwd and pids (it overrides what /proc said).
+fn fill_from_sensor(exec: &mut OpenExec, event: &ExecEvent) {
+    exec.argv = Some(event.argv.clone());
+    if let Some(exe) = &event.exe {
+        exec.exe = Some(exe.clone());
+    }
+    if let Some(cwd) = &event.cwd {
+        exec.cwd = Some(cwd.clone());
+    }
+    exec.world_pid = Some(event.header.world_pid);
+    if event.header.world_ppid.is_some() {
+        exec.world_ppid = event.header.world_ppid;
+    }
+    exec.filled_by_preload = false;
+    exec.from_sensor = true;
+    exec.extra.insert("uid".into(), event.header.uid.into());
+    exec.extra.insert("exe_inode".into(), event.exe_inode.into());
+    if event.filename != event.exe.as_deref().unwrap_or_default() {
+        exec.extra.insert(
+            "filename".into(),
+            String::from_utf8_lossy(&event.filename).into_owned().into(),
+        );
+    }
+    if event.argv_truncated {
+        exec.extra.insert(
+            "argv_truncated".into(),
+            serde_json::json!({ "bytes": event.argv_len }),
+        );
+    }
+    if event.argv_unreadable {
+        exec.extra.insert("argv_unreadable".into(), true.into());
+    }
+}
+
 /// What the kernel's /proc could not give (the process was gone before it
 /// was read), from the process's own account.
 fn fill_from_preload(exec: &mut OpenExec, greeting: &preload::Greeting) {
+    if exec.from_sensor {
+        // The kernel's account stands; only the environment is the
+        // process's to tell.
+        if exec.env.is_none() {
+            exec.env = Some(greeting.env.clone());
+        }
+        return;
+    }
     let mut filled = false;
     if exec.argv.is_none() && !greeting.argv.is_empty() {
         exec.argv = Some(greeting.argv.clone());
@@ -951,6 +1160,7 @@ fn describe_exec(
     parent: Option<SpanId>,
     start: Timestamp,
     event_ns: u64,
+    record: Option<&ExecEvent>,
 ) -> OpenExec {
     let mut exec = OpenExec {
         id: SpanId::new(),
@@ -965,12 +1175,23 @@ fn describe_exec(
         cwd: None,
         env: None,
         filled_by_preload: false,
+        event_ns,
+        from_sensor: false,
+        extra: BTreeMap::new(),
     };
+    if let Some(record) = record {
+        fill_from_sensor(&mut exec, record);
+    }
     let Some(proc) = ProcDir::open(tgid).filter(|p| p.started_by(event_ns)) else {
         // Gone, or a newer process under the same pid: what the kernel
         // said (pid, times, exit) stays; the preload may fill the rest.
         return exec;
     };
+    if exec.from_sensor {
+        // Only the environment is left for /proc to give.
+        exec.env = proc.read("environ").map(nul_list);
+        return exec;
+    }
     // Read first: a short-lived process's argv is what is most often gone.
     // Empty while the process is between images: then unknown, for the
     // preload's account to fill.
