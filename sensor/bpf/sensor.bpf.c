@@ -619,6 +619,9 @@ int net_listen_enter(struct sys_enter_ctx *ctx)
 		} else if (family == 10) {
 			BPF_CORE_READ_INTO(&p->e.addr[8], sk, __sk_common.skc_v6_rcv_saddr);
 			p->e.addr_len = 28;
+		} else {
+			/* The family alone (a unix socket's path is not read). */
+			p->e.addr_len = 2;
 		}
 	}
 	park(p);

@@ -77,7 +77,7 @@ impl HeldWorld {
 fn drain(watch: &mut WorldWatch) -> Vec<KernelEvent> {
     let batch = watch.read();
     assert_eq!(batch.malformed, 0, "malformed records");
-    assert_eq!(batch.dropped, 0, "records dropped");
+    assert_eq!(watch.dropped(), 0, "records dropped");
     batch.events
 }
 

@@ -81,7 +81,6 @@ impl NetKey {
 pub(super) struct SensorRead {
     pub execs: Vec<ExecEvent>,
     pub nets: Vec<NetEvent>,
-    pub dropped: u64,
     pub malformed: u64,
 }
 
@@ -149,7 +148,6 @@ impl KernelSensor {
         };
         let batch = watch.read();
         let mut read = SensorRead {
-            dropped: batch.dropped,
             malformed: batch.malformed,
             ..SensorRead::default()
         };
@@ -160,6 +158,11 @@ impl KernelSensor {
             }
         }
         read
+    }
+
+    /// Records the kernel dropped since the last call (a full ring).
+    pub(super) fn dropped(&mut self) -> u64 {
+        self.watch.as_mut().map_or(0, |w| w.dropped())
     }
 
     /// Keeps an exec record for the connector's exec event of its process.
@@ -309,7 +312,8 @@ pub(super) fn net_span(
         }
         SockAddr::Unix(path) => {
             let mut d = NetDetail::new(op, Family::Unix);
-            d.address = Some(path.clone());
+            // Empty: a listening unix socket, whose path is not read.
+            d.address = (!path.is_empty()).then(|| path.clone());
             d
         }
         SockAddr::Other(family) => NetDetail::new(op, Family::Other(format!("af_{family}"))),

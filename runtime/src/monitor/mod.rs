@@ -531,9 +531,9 @@ impl WorldMonitor {
             if last_drain.elapsed() >= DRAIN_INTERVAL {
                 last_drain = Instant::now();
                 self.drain_rings(&mut state)?;
+                self.write_kernel_leftovers(&mut state, false)?;
             }
             self.retire(&mut state, false)?;
-            self.write_kernel_leftovers(&mut state, false)?;
             self.trace.flush()?;
         }
         // The last messages (hellos of processes that are gone by now),
@@ -713,14 +713,6 @@ impl WorldMonitor {
         for _ in 0..read.malformed {
             self.trace.reject("bad_kernel_record");
         }
-        if read.dropped > 0 {
-            self.trace.lost += read.dropped;
-            self.trace.write_loss(serde_json::json!({
-                "source": "ebpf",
-                "events": read.dropped,
-                "reason": "ring full",
-            }))?;
-        }
         for event in read.execs {
             let tgid = event.header.tgid;
             // An exec whose connector event was handled before this record
@@ -743,14 +735,11 @@ impl WorldMonitor {
                 });
             match late {
                 Some(exec) => fill_from_sensor(exec, &event),
-                None => {
-                    // The kernel attributes it to the world: a process
-                    // exec'd into it is adopted, whatever /proc says later.
-                    if state.tree.adopt(tgid) {
-                        state.current.insert(tgid, self.trace.world_span);
-                    }
-                    self.sensor.hold_exec(event);
-                }
+                // Held for the connector's exec event, which adopts a
+                // process exec'd into the world on the record's word (after
+                // the forks before it are applied: a child's span is its
+                // parent's until it execs).
+                None => self.sensor.hold_exec(event),
             }
         }
         for event in read.nets {
@@ -805,8 +794,17 @@ impl WorldMonitor {
     }
 
     /// Writes the kernel's records whose wait for a counterpart is over
-    /// (all of them when `all`).
+    /// (all of them when `all`), and what the kernel dropped.
     fn write_kernel_leftovers(&mut self, state: &mut Follow, all: bool) -> Result<(), MonitorError> {
+        let dropped = self.sensor.dropped();
+        if dropped > 0 {
+            self.trace.lost += dropped;
+            self.trace.write_loss(serde_json::json!({
+                "source": "ebpf",
+                "events": dropped,
+                "reason": "ring full",
+            }))?;
+        }
         for event in self.sensor.expired_execs(all) {
             self.write_unmatched_exec(state, event)?;
         }

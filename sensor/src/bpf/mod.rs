@@ -82,14 +82,12 @@ impl SensorError {
     }
 }
 
-/// What the sensor's programs reported and lost since the last read.
+/// What the sensor's programs reported since the last read.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub events: Vec<KernelEvent>,
     /// Records that could not be decoded (each one a bug or a forgery).
     pub malformed: u64,
-    /// Records the kernel dropped: the world's ring was full.
-    pub dropped: u64,
 }
 
 /// A world registered with the host's sensor; unregistered when dropped.
@@ -176,7 +174,8 @@ impl WorldWatch {
         self.ring.epoll_fd()
     }
 
-    /// What the kernel has written since the last read.
+    /// What the kernel has written since the last read (see also
+    /// [`WorldWatch::dropped`]).
     pub fn read(&mut self) -> Batch {
         let _ = self.ring.consume();
         let records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|e| e.into_inner()));
@@ -187,10 +186,17 @@ impl WorldWatch {
                 Err(_) => batch.malformed += 1,
             }
         }
-        let dropped = self.slot.dropped();
-        batch.dropped = dropped.saturating_sub(self.dropped_seen);
-        self.dropped_seen = dropped.max(self.dropped_seen);
         batch
+    }
+
+    /// Records the kernel dropped since the last call (the world's ring
+    /// was full). A map lookup (a syscall): callers ask on a timer, not on
+    /// every read.
+    pub fn dropped(&mut self) -> u64 {
+        let dropped = self.slot.dropped();
+        let new = dropped.saturating_sub(self.dropped_seen);
+        self.dropped_seen = dropped.max(self.dropped_seen);
+        new
     }
 }
 
