@@ -11,7 +11,7 @@ DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
                 runc crun podman uidmap fuse-overlayfs gcc make \
                 musl-tools strace python3 containerd bsdutils \
                 protobuf-compiler containernetworking-plugins libc6-dev \
-                libelf-dev e2fsprogs
+                libelf-dev e2fsprogs clang linux-libc-dev zlib1g-dev
 
 .PHONY: all deps build release bundles demo test fuzz bench install clean
 
@@ -85,6 +85,7 @@ bench: release bundles
 	bash bench/trace-build.sh $(TARGET_DIR)/release/substrate-cli
 	bash bench/trace-under-load.sh $(TARGET_DIR)/release/substrate-cli
 	bash bench/preload-calls.sh $(TARGET_DIR)/release/substrate-cli $(TARGET_DIR)/release/libsubstrate_preload.so
+	bash bench/sensor-exec.sh $(TARGET_DIR)/release/substrate-cli
 	bash bench/shim.sh $(TARGET_DIR)/shim $(BUNDLES)/busybox-image.tar $(TARGET_DIR)/release/libsubstrate_preload.so
 
 install: release

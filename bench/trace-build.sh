@@ -44,28 +44,29 @@ MAKE
 cp -a "$src" "$work/bare"
 
 now() { date +%s%N; }
-declare -a traced untraced bare
+declare -a traced nosensor untraced bare
 for r in $(seq "$runs"); do
-  for mode in traced untraced bare; do
+  for mode in traced nosensor untraced bare; do
     t0=$(now)
     case $mode in
       traced) "$cli" --root "$root" run -- make -s -C "$src" -j2 -B >"$work/log" 2>&1 ;;
+      nosensor) SUBSTRATE_SENSOR=off "$cli" --root "$root" run -- make -s -C "$src" -j2 -B >"$work/log" 2>&1 ;;
       untraced) SUBSTRATE_TRACE=off "$cli" --root "$root" run -- make -s -C "$src" -j2 -B >"$work/log" 2>&1 ;;
       bare) make -s -C "$work/bare" -j2 -B >"$work/log" 2>&1 ;;
     esac
     t1=$(now)
     ms=$(( (t1 - t0) / 1000000 ))
-    case $mode in traced) traced+=("$ms") ;; untraced) untraced+=("$ms") ;; bare) bare+=("$ms") ;; esac
+    case $mode in traced) traced+=("$ms") ;; nosensor) nosensor+=("$ms") ;; untraced) untraced+=("$ms") ;; bare) bare+=("$ms") ;; esac
   done
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-m_traced=$(median "${traced[@]}"); m_untraced=$(median "${untraced[@]}"); m_bare=$(median "${bare[@]}")
+m_traced=$(median "${traced[@]}"); m_nosensor=$(median "${nosensor[@]}"); m_untraced=$(median "${untraced[@]}"); m_bare=$(median "${bare[@]}")
 first=$(ls "$SUBSTRATE_STATE_DIR/worlds" | head -n1)
 execs=$(grep -c '"kind":"exec"' "$SUBSTRATE_STATE_DIR/worlds/$first/trace.jsonl" 2>/dev/null || echo "?")
 file_spans=$(grep -c '"kind":"file"' "$SUBSTRATE_STATE_DIR/worlds/$first/trace.jsonl" 2>/dev/null || echo "?")
 echo
 echo "== traced build: make -j2 -B of $((files + 1)) C files ($execs exec and $file_spans file spans per build), $runs interleaved rounds, median ms =="
-printf '%-22s %8s\n' "bare host" "$m_bare" "world, untraced" "$m_untraced" "world, traced" "$m_traced"
-awk -v t="$m_traced" -v u="$m_untraced" -v b="$m_bare" 'BEGIN {
-  printf "traced/untraced: %.3f (goal <= 1.05)   traced/bare: %.3f\n", t / u, t / b }'
+printf '%-22s %8s\n' "bare host" "$m_bare" "world, untraced" "$m_untraced" "world, traced" "$m_traced" "traced, sensor off" "$m_nosensor"
+awk -v t="$m_traced" -v u="$m_untraced" -v b="$m_bare" -v n="$m_nosensor" 'BEGIN {
+  printf "traced/untraced: %.3f (goal <= 1.05)   traced/bare: %.3f   sensor on/off: %.3f\n", t / u, t / b, t / n }'

@@ -106,7 +106,7 @@ pub fn doctor(_args: DoctorArgs, runtime: &Runtime) -> Result<u8> {
     // What nothing needs yet, and other ways to run worlds.
     checks.push(user_namespaces());
     checks.push(fanotify());
-    checks.push(bpf());
+    checks.extend(sensor());
     checks.extend(probes.lsms());
     checks.extend(["runc", "containerd", "podman"].map(engine));
 
@@ -453,24 +453,64 @@ fn fanotify() -> Check {
     }
 }
 
-fn bpf() -> Check {
-    let syscall = Path::new("/proc/sys/kernel/unprivileged_bpf_disabled").exists();
-    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
-    match (syscall, btf) {
-        (true, true) => Check::ok("bpf", "bpf(2) and BTF (/sys/kernel/btf/vmlinux)"),
-        (true, false) => Check::not_ok(
-            "bpf",
-            Status::Note,
-            "bpf(2), but no BTF",
-            "nothing needs it yet (the eBPF sensor will: CONFIG_DEBUG_INFO_BTF=y)",
-        ),
-        (false, _) => Check::not_ok(
-            "bpf",
-            Status::Note,
-            "no bpf(2)",
-            "nothing needs it yet (the eBPF sensor will: CONFIG_BPF_SYSCALL=y)",
-        ),
+/// The kernel sensor's sources, as this kernel takes them: each program
+/// kind is loaded (and unloaded) to know, since a kernel in lockdown lists
+/// what it then refuses.
+fn sensor() -> Vec<Check> {
+    use substrate_sensor::bpf::{probe, SENSOR_ENV};
+    if std::env::var(SENSOR_ENV).is_ok_and(|v| v == "off") {
+        return vec![Check::not_ok(
+            "ebpf sensor",
+            Status::Warn,
+            format!("turned off ({SENSOR_ENV}=off)"),
+            "worlds are traced by the proc connector and the preload only: a static program's \
+             argv and any raw connect are missed",
+        )];
     }
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    let probe = probe();
+    let mut checks = vec![match &probe.exec {
+        Ok(program) => Check::ok("ebpf sensor", format!("exec: {program} (argv, exe, cwd read in the kernel)")),
+        Err(why) => Check::not_ok(
+            "ebpf sensor",
+            Status::Warn,
+            format!("refused ({why}){}", if btf { "" } else { "; no BTF" }),
+            "worlds are traced by the proc connector and the preload only (CONFIG_BPF_SYSCALL, \
+             CONFIG_DEBUG_INFO_BTF, CAP_BPF)",
+        ),
+    }];
+    checks.push(match &probe.net {
+        Ok(()) => Check::ok("ebpf sockets", "connect, bind, listen, accept, sendto (syscall tracepoints)"),
+        Err(why) => Check::not_ok(
+            "ebpf sockets",
+            Status::Warn,
+            format!("refused ({why})"),
+            "socket calls are seen by the preload only (CONFIG_FTRACE_SYSCALLS, tracefs)",
+        ),
+    });
+    checks.push(match &probe.lsm {
+        Ok(()) => Check::ok("bpf lsm", "a BPF LSM program loads"),
+        Err(why) => Check::not_ok(
+            "bpf lsm",
+            Status::Note,
+            format!("refused ({why})"),
+            "nothing needs it: kernel-enforced policy uses fanotify permission events",
+        ),
+    });
+    checks.push(Check::ok(
+        "sensor pins",
+        if probe.pinned.is_empty() {
+            format!("none: nothing loaded (loaded with the first world, removed with the last; {})", substrate_sensor::bpf::SENSOR_DIR)
+        } else {
+            format!(
+                "{} program(s) loaded for {} world(s): {}",
+                probe.pinned.len(),
+                probe.worlds,
+                probe.pinned.join(" ")
+            )
+        },
+    ));
+    checks
 }
 
 /// Other runtimes and engines, found on PATH (worlds under them need them;
@@ -712,7 +752,7 @@ impl Probes {
         }
     }
 
-    /// Landlock and BPF LSM, from the kernel's list of active LSMs
+    /// Landlock, from the kernel's list of active LSMs
     /// (securityfs; mounted in the private namespace when the host has not).
     fn lsms(&self) -> Vec<Check> {
         let list = read_trimmed("/sys/kernel/security/lsm").or_else(|| {
@@ -735,24 +775,14 @@ impl Probes {
                 "lsm",
                 Status::Note,
                 "the active LSMs cannot be read (no securityfs)",
-                "nothing needs Landlock or BPF LSM yet",
+                "nothing needs Landlock yet",
             )];
         };
         let active: Vec<&str> = list.split(',').collect();
         let lsm = |name: &'static str, lsm: &str, boot: &str, later: &str| {
-            if active.contains(&lsm) && lsm == "bpf" {
-                // Listed is not attachable: a kernel in lockdown, or one
-                // whose BPF LSM programs need what it withholds (this kind
-                // of host refuses them with EPERM), lists it all the same.
-                Check::ok(
-                    name,
-                    format!(
-                        "listed (LSMs: {}); whether a BPF LSM program may attach is only \
-                         known by loading one, which nothing does yet",
-                        active.join(" ")
-                    ),
-                )
-            } else if active.contains(&lsm) {
+            // (BPF LSM is listed even where its programs are refused: the
+            // sensor's probe loads one to know.)
+            if active.contains(&lsm) {
                 Check::ok(name, format!("active (LSMs: {})", active.join(" ")))
             } else {
                 Check::not_ok(
@@ -769,12 +799,6 @@ impl Probes {
                 "landlock",
                 "landlock",
                 "in-world path rules will use it",
-            ),
-            lsm(
-                "bpf lsm",
-                "bpf",
-                "bpf",
-                "kernel-enforced policy will use it",
             ),
         ]
     }

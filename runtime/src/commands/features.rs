@@ -115,9 +115,45 @@ pub fn features() -> Result<()> {
             "unbindable",
         ]))
         .linux(linux)
+        .annotations(sensor_annotations())
         .build()?;
     println!("{}", serde_json::to_string_pretty(&features)?);
     Ok(())
+}
+
+/// The kernel sensor's sources on this host (runc reports its own
+/// `io.github.seccomp.libseccomp.version` and such the same way): each
+/// program kind loaded (and unloaded) to know.
+fn sensor_annotations() -> std::collections::HashMap<String, String> {
+    use substrate_sensor::bpf::{probe, SENSOR_ENV};
+    let state = |r: Result<String, String>| match r {
+        Ok(what) => what,
+        Err(why) => format!("unavailable: {why}"),
+    };
+    let mut annotations = std::collections::HashMap::new();
+    if std::env::var(SENSOR_ENV).is_ok_and(|v| v == "off") {
+        let off = format!("off ({SENSOR_ENV}=off)");
+        annotations.insert("io.substrate.sensor.exec".into(), format!("proc_connector; ebpf {off}"));
+        annotations.insert("io.substrate.sensor.net".into(), off);
+        return annotations;
+    }
+    let probe = probe();
+    annotations.insert(
+        "io.substrate.sensor.exec".into(),
+        match probe.exec {
+            Ok(program) => format!("ebpf:{program}"),
+            Err(why) => format!("proc_connector; ebpf unavailable: {why}"),
+        },
+    );
+    annotations.insert(
+        "io.substrate.sensor.net".into(),
+        state(probe.net.map(|()| "ebpf".into())),
+    );
+    annotations.insert(
+        "io.substrate.sensor.bpf_lsm".into(),
+        state(probe.lsm.map(|()| "loads".into())),
+    );
+    annotations
 }
 
 fn caps_all() -> Vec<String> {

@@ -381,6 +381,8 @@ pub struct WorldMonitor {
     network: crate::record::WorldNetwork,
     /// The eBPF sensor's view of the world (or why there is none).
     sensor: kernel::KernelSensor,
+    /// Socket records not yet placed (see `place_kernel_nets`).
+    kernel_nets: Vec<substrate_sensor::bpf::NetEvent>,
 }
 
 /// What following a world produced.
@@ -458,6 +460,7 @@ impl WorldMonitor {
             stop: None,
             network: store.record(id).map(|r| r.network).unwrap_or_default(),
             sensor,
+            kernel_nets: Vec::new(),
         })
     }
 
@@ -506,6 +509,7 @@ impl WorldMonitor {
             if kernel_ready {
                 self.take_kernel_events(&mut state)?;
             }
+            self.place_kernel_nets(&state);
             // Checked on a clock, not only when the kernel is quiet: on a
             // busy host other processes' events never stop arriving.
             if stop {
@@ -521,6 +525,7 @@ impl WorldMonitor {
             // of a socket call is written before the call returns, so it is
             // held by the time the preload's account of it is read.
             self.take_sensor_events(&mut state)?;
+            self.place_kernel_nets(&state);
             // After the kernel's events: a hello's sender is then known.
             if socket_ready {
                 self.accept(&mut state);
@@ -540,6 +545,7 @@ impl WorldMonitor {
         // then everything that is still open or retiring.
         self.take_sensor_events(&mut state)?;
         self.take_kernel_events(&mut state)?;
+        self.place_kernel_nets(&state);
         self.accept(&mut state);
         self.take_messages(&mut state, None)?;
         self.drain_rings(&mut state)?;
@@ -742,7 +748,15 @@ impl WorldMonitor {
                 None => self.sensor.hold_exec(event),
             }
         }
-        for event in read.nets {
+        self.kernel_nets.extend(read.nets);
+        Ok(())
+    }
+
+    /// Turns the socket records taken so far into `net` spans of their
+    /// process's current image: after the connector's events are applied,
+    /// so that the exec (or fork) before the call is known.
+    fn place_kernel_nets(&mut self, state: &Follow) {
+        for event in std::mem::take(&mut self.kernel_nets) {
             // The preload's own connection to the span socket is the
             // tracer's machinery, not the program's (a program that
             // connects there on its own is refused and counted by the
@@ -754,14 +768,25 @@ impl WorldMonitor {
                 continue;
             }
             let time = Timestamp::from_unix_nanos(event.header.ktime_ns as i64 + self.clock_offset_ns);
-            let parent = state.current.get(&event.header.tgid).copied();
+            // The image that made the call: the process's latest exec
+            // before it (it may have exec'd again since), else the span it
+            // runs under (a child not yet exec'd: its parent's).
+            let tgid = event.header.tgid;
+            let image = state
+                .open
+                .get(&tgid)
+                .into_iter()
+                .chain(state.retiring.iter().filter(|r| r.pid == tgid).filter_map(|r| r.exec.as_ref()))
+                .filter(|e| e.start <= time)
+                .max_by_key(|e| e.start)
+                .map(|e| e.id);
+            let parent = image.or_else(|| state.current.get(&tgid).copied());
             let mut span = kernel::net_span(&self.trace.world_id, &event, time, parent);
             if self.network == crate::record::WorldNetwork::LoopbackOnly {
                 mark_refused_for_no_network(&mut span);
             }
             self.sensor.hold_net(span);
         }
-        Ok(())
     }
 
     /// An exec the sensor saw and the connector did not report (its events

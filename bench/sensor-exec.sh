@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# What the kernel sensor adds to an exec: a static program forks and execs a
+# static `true` BENCH_EXECS times (default 2000), timed inside the world,
+# side by side and interleaved round by round:
+#   untraced   SUBSTRATE_TRACE=off (the anchor)
+#   connector  traced, eBPF sensor off (SUBSTRATE_SENSOR=off): the proc
+#              connector and /proc
+#   sensor     traced, eBPF sensor on (the default)
+# Prints medians in µs per exec, what each adds (goal: the sensor adds
+# <= 10 µs), and how many of the execs' spans have their argv.
+#
+#   bench/sensor-exec.sh PATH-TO-substrate-cli
+set -euo pipefail
+
+cli=${1:?usage: $0 PATH-TO-substrate-cli}
+runs=${BENCH_RUNS:-7}
+execs=${BENCH_EXECS:-2000}
+command -v musl-gcc >/dev/null || { echo "bench: needs musl-gcc (musl-tools)" >&2; exit 1; }
+
+work=$(mktemp -d /var/tmp/substrate-execbench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+export SUBSTRATE_STATE_DIR=$work/state
+root=$work/root
+here=$(cd "$(dirname "$0")" && pwd)
+musl-gcc -static -O2 -o "$work/exec_loop" "$here/exec_loop.c"
+printf 'int main(void) { return 0; }\n' > "$work/true.c"
+musl-gcc -static -O2 -o "$work/true" "$work/true.c"
+
+declare -a untraced connector sensor with_argv_c with_argv_s
+argv_of() { grep '"kind":"exec"' "$SUBSTRATE_STATE_DIR/worlds/$1/trace.jsonl" | grep -c "\"argv\":\[\"$work/true\",\"x\"\]" || true; }
+for r in $(seq "$runs"); do
+  untraced+=("$(SUBSTRATE_TRACE=off "$cli" --root "$root" run -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
+  connector+=("$(SUBSTRATE_SENSOR=off "$cli" --root "$root" run --name "c$r" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
+  sensor+=("$("$cli" --root "$root" run --name "s$r" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
+  with_argv_c+=("$(argv_of "c$r")")
+  with_argv_s+=("$(argv_of "s$r")")
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+mu=$(median "${untraced[@]}"); mc=$(median "${connector[@]}"); ms=$(median "${sensor[@]}")
+echo "exec benchmark: $execs fork+exec+wait of a static program per world, $runs interleaved rounds, medians"
+printf '  %-10s %8.1f µs/exec\n' untraced "$mu" connector "$mc" sensor "$ms"
+awk -v u="$mu" -v c="$mc" -v s="$ms" 'BEGIN {
+  printf "  added by tracing with the sensor: %.1f µs/exec (sensor - untraced; goal <= 10)\n", s - u
+  printf "  added by the sensor over the connector alone: %.1f µs/exec\n", s - c
+}'
+echo "  spans with their argv: sensor $(median "${with_argv_s[@]}") of $execs, connector alone $(median "${with_argv_c[@]}") of $execs"
