@@ -153,6 +153,22 @@ open_enum! {
         Chmod = "chmod",
         Fchmodat = "fchmodat",
         Truncate = "truncate",
+        // What the kernel sensor saw happen to a file (fanotify on the
+        // world's upper filesystem), whatever call did it.
+        /// A regular file was made.
+        Create = "create",
+        /// Written or truncated (once per process and file until closed).
+        Write = "write",
+        Delete = "delete",
+        Chown = "chown",
+        Link = "link",
+        Symlink = "symlink",
+        /// A fifo, socket or device node was made.
+        Mknod = "mknod",
+        /// Times or xattrs changed, or a mode/owner change not told apart.
+        Metadata = "metadata",
+        /// A file of the upper layer was opened to be run.
+        Exec = "exec",
     }
 }
 

@@ -285,6 +285,7 @@ fn writes(file: &substrate_trace::FileDetail) -> bool {
         FileOp::Open | FileOp::Openat | FileOp::Fopen => file
             .flags
             .is_some_and(|f| f & O_ACCMODE != 0 || f & (O_CREAT | O_TRUNC | O_APPEND) != 0),
+        FileOp::Exec => false,
         _ => true,
     }
 }

@@ -1,20 +1,32 @@
-//! The eBPF sensor in the monitor: its exec records give the proc
-//! connector's exec spans their argv, exe and cwd as the kernel read them
-//! at exec time; its socket records become `net` spans, which the preload's
-//! account of the same call joins rather than repeats.
+//! The kernel sensor in the monitor. The eBPF source's exec records give
+//! the proc connector's exec spans their argv, exe and cwd as the kernel
+//! read them at exec time; its socket records become `net` spans. The
+//! file source (fanotify on the world's own upper filesystem) makes `file`
+//! spans of what programs did to the world's files.
 //!
 //! The kernel is the authority. The proc connector still says who forks
 //! and exits (exact, and the tree the monitor follows); the sensor says
-//! what each exec was. A preload `net` span whose call the kernel also
-//! reported is dropped, the kernel's span marked `"preload": true`; one the
-//! kernel did not report (while its socket programs are attached) is
-//! written marked `"kernel": "unseen"`.
+//! what each exec was, and what happened to sockets and files. The
+//! preload's account of the same call joins the kernel's span rather than
+//! repeating it: the preload span is dropped and the kernel's marked
+//! `"preload": true` (a socket call) or `"preload": "<call>"` (a file
+//! change). A preload `net` span the kernel did not report (while its
+//! socket programs are attached) is written marked `"kernel": "unseen"`.
+//! (A preload file call without a kernel span is not marked: the file
+//! source watches the world's root filesystem only, not `/dev` or
+//! `/dev/shm`, and sees changes, not calls that changed nothing.)
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use std::path::{Path, PathBuf};
+
 use substrate_sensor::bpf::{ExecEvent, NetCall, NetEvent, SockAddr, WorldWatch};
-use substrate_trace::{Detail, Errno, Family, NetDetail, NetOp, Source, Span, SpanId, Timestamp, Transport};
+use substrate_sensor::files::{FileChange, FileEvent, FileWatch};
+use substrate_trace::{
+    Detail, Errno, Family, FileDetail, FileOp, NetDetail, NetOp, Source, Span, SpanId, Timestamp,
+    Transport,
+};
 
 /// How far before the proc connector's exec event the sensor's may be
 /// stamped and still be the same exec (both fire in `exec_binprm`,
@@ -32,13 +44,16 @@ pub(super) struct SensorState {
     pub exec: String,
     /// `ebpf` or `off`.
     pub net: String,
+    /// `fanotify`, or why not.
+    pub files: String,
     /// Why the eBPF sensor is not active, when it is not.
     pub ebpf_unavailable: Option<String>,
 }
 
 impl SensorState {
     pub(super) fn to_json(&self) -> serde_json::Value {
-        let mut value = serde_json::json!({ "exec": self.exec, "net": self.net });
+        let mut value =
+            serde_json::json!({ "exec": self.exec, "net": self.net, "files": self.files });
         if let Some(why) = &self.ebpf_unavailable {
             value["ebpf_unavailable"] = why.clone().into();
         }
@@ -46,11 +61,44 @@ impl SensorState {
     }
 }
 
-/// A kernel socket span waiting for the preload's account of the call.
-struct PendingNet {
+/// A kernel span waiting for the preload's account of the same call.
+struct Held {
     due: Instant,
-    key: NetKey,
+    key: JoinKey,
     span: Span,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum JoinKey {
+    Net(NetKey),
+    File(FileKey),
+    /// Already joined: one preload account per kernel span.
+    Joined,
+}
+
+/// What makes a file change and a preload file call the same: the
+/// process, the kind of change, the path (the kernel's is absolute in the
+/// world; the preload's is what the program passed, maybe relative).
+#[derive(Clone, PartialEq, Eq)]
+struct FileKey {
+    pid: u32,
+    change: &'static str,
+    path: Vec<u8>,
+}
+
+impl FileKey {
+    fn matches(&self, pid: u32, change: &str, path: &[u8]) -> bool {
+        if self.pid != pid || self.change != change {
+            return false;
+        }
+        let path = path.strip_prefix(b"./").unwrap_or(path);
+        if path.first() == Some(&b'/') {
+            return self.path == path;
+        }
+        self.path.len() > path.len()
+            && self.path.ends_with(path)
+            && self.path[self.path.len() - path.len() - 1] == b'/'
+    }
 }
 
 /// What makes two accounts of a socket call the same call.
@@ -89,7 +137,8 @@ pub(super) struct KernelSensor {
     pub(super) state: SensorState,
     /// Exec records not yet matched with the connector's exec, by tgid.
     execs: HashMap<i32, VecDeque<(Instant, ExecEvent)>>,
-    nets: Vec<PendingNet>,
+    held: Vec<Held>,
+    files: Option<FileWatch>,
     /// The first datagram to each peer is all the kernel reports (and all
     /// the preload does): later ones are neither's.
     sendto_peers: HashSet<NetKey>,
@@ -97,8 +146,10 @@ pub(super) struct KernelSensor {
 
 impl KernelSensor {
     /// Registers the world whose init (`init_pid`) is held before its
-    /// first exec; where the sensor cannot run, says why and stays off.
-    pub(super) fn start(init_pid: i32) -> KernelSensor {
+    /// first exec, and watches its upper filesystem (`layer`, with the
+    /// lower dirs, when it has one of its own); where a source cannot run,
+    /// says why and goes without it.
+    pub(super) fn start(init_pid: i32, layer: Option<(PathBuf, Vec<PathBuf>)>) -> KernelSensor {
         let (watch, state) = match WorldWatch::start(init_pid) {
             Ok(watch) => {
                 let exec = watch
@@ -111,6 +162,7 @@ impl KernelSensor {
                 let state = SensorState {
                     exec,
                     net: net.into(),
+                    files: String::new(),
                     ebpf_unavailable: None,
                 };
                 (Some(watch), state)
@@ -119,18 +171,114 @@ impl KernelSensor {
                 let state = SensorState {
                     exec: "proc_connector".into(),
                     net: "off".into(),
+                    files: String::new(),
                     ebpf_unavailable: Some(error_chain(&e)),
                 };
                 (None, state)
             }
         };
+        let mut state = state;
+        let files = match layer {
+            _ if std::env::var(substrate_sensor::bpf::SENSOR_ENV).is_ok_and(|v| v == "off") => {
+                state.files = "off (SUBSTRATE_SENSOR=off)".into();
+                None
+            }
+            None => {
+                state.files = "off: the world has no upper filesystem of its own".into();
+                None
+            }
+            Some((layer, lowers)) => match watch_files(&layer, lowers) {
+                Ok(watch) => {
+                    state.files = "fanotify".into();
+                    Some(watch)
+                }
+                Err(e) => {
+                    state.files = format!("off: {}", error_chain(&e));
+                    None
+                }
+            },
+        };
         KernelSensor {
             watch,
             state,
             execs: HashMap::new(),
-            nets: Vec::new(),
+            held: Vec::new(),
+            files,
             sendto_peers: HashSet::new(),
         }
+    }
+
+    pub(super) fn files_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.files.as_ref().map(|w| w.as_fd())
+    }
+
+    /// What the file source has read since the last call, and how many
+    /// times the kernel's queue overflowed (events lost), and how many
+    /// events could not be placed or parsed.
+    pub(super) fn read_files(&mut self) -> (Vec<FileEvent>, u64, u64) {
+        let Some(watch) = &mut self.files else {
+            return (Vec::new(), 0, 0);
+        };
+        match watch.read() {
+            Ok(read) => (
+                read.events,
+                u64::from(read.overflows),
+                u64::from(read.unplaced) + read.garbled.len() as u64,
+            ),
+            // A read that fails is a loss like an overflow, said so.
+            Err(_) => (Vec::new(), 1, 0),
+        }
+    }
+
+    /// Holds a kernel file span for the preload's account of the call.
+    pub(super) fn hold_file(&mut self, span: Span) {
+        let key = match (&span.detail, span.process.pid) {
+            (Detail::File(file), Some(pid)) => join_class(&file.op).map(|change| FileKey {
+                pid,
+                change,
+                path: file.new_path.clone().unwrap_or_else(|| file.path.clone()),
+            }),
+            _ => None,
+        };
+        self.held.push(Held {
+            due: Instant::now() + KERNEL_GRACE,
+            key: key.map_or(JoinKey::Joined, JoinKey::File),
+            span,
+        });
+    }
+
+    /// Joins a preload `file` span to the kernel's span of the change it
+    /// made: `true` when the kernel has it (the preload span is not
+    /// written).
+    pub(super) fn join_preload_file(&mut self, span: &Span) -> bool {
+        let (Detail::File(file), Some(pid)) = (&span.detail, span.process.pid) else {
+            return false;
+        };
+        if !matches!(span.result, Some(substrate_trace::Outcome::Returned { errno: None, .. })) {
+            return false;
+        }
+        let path = file.new_path.as_deref().unwrap_or(&file.path);
+        for change in preload_classes(file) {
+            if let Some(held) = self.held.iter_mut().find(|h| match &h.key {
+                JoinKey::File(key) => key.matches(pid, change, path),
+                _ => false,
+            }) {
+                held.span.extra.insert(
+                    "preload".into(),
+                    serde_json::Value::String(file.op.as_str().to_owned()),
+                );
+                // What only the call says: its open flags, mode and return.
+                if let Detail::File(kernel) = &mut held.span.detail {
+                    kernel.flags = kernel.flags.or(file.flags);
+                    kernel.mode = kernel.mode.or(file.mode);
+                }
+                held.span.result = held.span.result.or(span.result);
+                held.key = JoinKey::Joined;
+                return true;
+            }
+        }
+        false
     }
 
     pub(super) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
@@ -232,9 +380,9 @@ impl KernelSensor {
         if key.op == NetOp::Sendto {
             self.sendto_peers.insert(key.clone());
         }
-        self.nets.push(PendingNet {
+        self.held.push(Held {
             due: Instant::now() + KERNEL_GRACE,
-            key,
+            key: JoinKey::Net(key),
             span,
         });
     }
@@ -250,13 +398,15 @@ impl KernelSensor {
         let Some(key) = NetKey::of(span) else {
             return false;
         };
-        if let Some(pending) = self.nets.iter_mut().find(|p| p.key == key) {
-            pending
-                .span
+        if let Some(held) = self
+            .held
+            .iter_mut()
+            .find(|h| h.key == JoinKey::Net(key.clone()))
+        {
+            held.span
                 .extra
                 .insert("preload".into(), serde_json::Value::Bool(true));
-            // One preload account per kernel record.
-            pending.key.pid = u32::MAX;
+            held.key = JoinKey::Joined;
             return true;
         }
         if key.op == NetOp::Sendto && self.sendto_peers.contains(&key) {
@@ -267,14 +417,15 @@ impl KernelSensor {
         false
     }
 
-    /// Kernel socket spans whose wait is over (all when `all`).
-    pub(super) fn due_nets(&mut self, all: bool) -> Vec<Span> {
+    /// Kernel socket and file spans whose wait is over (all when `all`),
+    /// in the order they were seen.
+    pub(super) fn due_spans(&mut self, all: bool) -> Vec<Span> {
         let now = Instant::now();
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.nets)
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|p| all || p.due <= now);
-        self.nets = waiting;
-        due.into_iter().map(|p| p.span).collect()
+            .partition(|h| all || h.due <= now);
+        self.held = waiting;
+        due.into_iter().map(|h| h.span).collect()
     }
 }
 
@@ -334,6 +485,101 @@ pub(super) fn net_span(
         span.returned(event.ret)
     }
     .build()
+}
+
+/// The world's upper filesystem watched, the lower dirs given so that a
+/// chmod of a lower file is told from a touch.
+fn watch_files(
+    layer: &Path,
+    lowers: Vec<PathBuf>,
+) -> Result<FileWatch, substrate_sensor::files::FileWatchError> {
+    Ok(FileWatch::new(layer, &layer.join("upper"), &layer.join("work"))?.with_lower_dirs(lowers))
+}
+
+/// A file change as a `file` span of the process that made it.
+pub(super) fn file_span(
+    world_id: &str,
+    event: &FileEvent,
+    time: Timestamp,
+    parent: Option<SpanId>,
+    world_pid: Option<u32>,
+) -> Span {
+    let (op, mode) = match event.op {
+        FileChange::Create => (FileOp::Create, None),
+        FileChange::Mkdir => (FileOp::Mkdir, None),
+        FileChange::Symlink => (FileOp::Symlink, None),
+        FileChange::Link => (FileOp::Link, None),
+        FileChange::Mknod => (FileOp::Mknod, None),
+        FileChange::Write => (FileOp::Write, None),
+        FileChange::Delete => (FileOp::Delete, None),
+        FileChange::Rmdir => (FileOp::Rmdir, None),
+        FileChange::Rename => (FileOp::Rename, None),
+        FileChange::Chmod { mode } => (FileOp::Chmod, Some(mode)),
+        FileChange::Chown { .. } => (FileOp::Chown, None),
+        FileChange::Metadata => (FileOp::Metadata, None),
+        FileChange::ExecOpen => (FileOp::Exec, None),
+    };
+    let mut detail = match &event.new_path {
+        Some(to) => FileDetail::rename(op, event.path.clone(), to.clone()),
+        None => FileDetail::new(op, event.path.clone()),
+    };
+    if let Some(mode) = mode {
+        detail = detail.with_mode(mode);
+    }
+    let mut span = Span::file(world_id, Source::Kernel, time, detail).pid(event.pid as u32);
+    if let Some(parent) = parent {
+        span = span.parent(parent);
+    }
+    if let Some(world_pid) = world_pid {
+        span = span.world_pid(world_pid);
+    }
+    let mut span = span.build();
+    if let FileChange::Chown { uid, gid } = event.op {
+        span.extra.insert("owner".into(), serde_json::json!({ "uid": uid, "gid": gid }));
+    }
+    span
+}
+
+/// The kind of change a kernel file span is, for joining (`None`: no
+/// preload call makes it on its own).
+fn join_class(op: &FileOp) -> Option<&'static str> {
+    Some(match op {
+        FileOp::Create => "create",
+        FileOp::Write => "write",
+        FileOp::Delete => "delete",
+        FileOp::Rmdir => "rmdir",
+        FileOp::Mkdir => "mkdir",
+        FileOp::Rename => "rename",
+        FileOp::Chmod => "chmod",
+        _ => return None,
+    })
+}
+
+/// The changes a preload file call may have made, likeliest first.
+fn preload_classes(file: &FileDetail) -> Vec<&'static str> {
+    const O_ACCMODE: u32 = 0o3;
+    const O_CREAT: u32 = 0o100;
+    const O_TRUNC: u32 = 0o1000;
+    match file.op {
+        FileOp::Open | FileOp::Openat | FileOp::Creat | FileOp::Fopen => {
+            let flags = file.flags.unwrap_or(0);
+            let mut classes = Vec::new();
+            if flags & O_CREAT != 0 || file.op == FileOp::Creat {
+                classes.push("create");
+            }
+            if flags & O_ACCMODE != 0 || flags & O_TRUNC != 0 || file.op == FileOp::Creat {
+                classes.push("write");
+            }
+            classes
+        }
+        FileOp::Unlink | FileOp::Unlinkat => vec!["delete", "rmdir"],
+        FileOp::Rmdir => vec!["rmdir"],
+        FileOp::Mkdir | FileOp::Mkdirat => vec!["mkdir"],
+        FileOp::Rename | FileOp::Renameat => vec!["rename"],
+        FileOp::Chmod | FileOp::Fchmodat => vec!["chmod"],
+        FileOp::Truncate => vec!["write"],
+        _ => Vec::new(),
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

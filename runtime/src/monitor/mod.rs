@@ -381,8 +381,10 @@ pub struct WorldMonitor {
     network: crate::record::WorldNetwork,
     /// The eBPF sensor's view of the world (or why there is none).
     sensor: kernel::KernelSensor,
-    /// Socket records not yet placed (see `place_kernel_nets`).
+    /// Socket records and file events not yet placed (see
+    /// `place_kernel_nets`).
     kernel_nets: Vec<substrate_sensor::bpf::NetEvent>,
+    kernel_files: Vec<substrate_sensor::files::FileEvent>,
 }
 
 /// What following a world produced.
@@ -439,7 +441,17 @@ impl WorldMonitor {
         })?;
         let mut trace = TraceFile::open(&store.trace_path(id), id.as_str(), lease)?;
         let events = ProcEvents::subscribe()?;
-        let sensor = kernel::KernelSensor::start(init_pid);
+        let world_dir = store.world_dir(id);
+        let record = store.record(id).ok();
+        // The world's own upper filesystem, when it has one (CLI worlds,
+        // and runtime worlds Substrate stacks an overlay for).
+        let layer = crate::upper_fs::mount_point(&world_dir);
+        let layer = record
+            .as_ref()
+            .and_then(|r| r.upper.as_ref())
+            .filter(|upper| upper.path.parent() == Some(layer.as_path()))
+            .map(|_| (layer.clone(), record.as_ref().map(|r| r.lower.clone()).unwrap_or_default()));
+        let sensor = kernel::KernelSensor::start(init_pid, layer);
         trace.sensor = Some(sensor.state.to_json());
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
@@ -461,6 +473,7 @@ impl WorldMonitor {
             network: store.record(id).map(|r| r.network).unwrap_or_default(),
             sensor,
             kernel_nets: Vec::new(),
+            kernel_files: Vec::new(),
         })
     }
 
@@ -570,10 +583,13 @@ impl WorldMonitor {
     /// pending connections.
     fn wait(&self, state: &Follow, timeout: Duration) -> Result<Polled, MonitorError> {
         let mut fds = vec![PollFd::new(self.events.as_fd(), PollFlags::POLLIN)];
-        // Readable once the sensor's ring holds a lot: it is read on
-        // every pass anyway.
+        // Readable once the sensor's ring holds a lot, or file events are
+        // queued: both are read on every pass anyway.
         if let Some(sensor) = self.sensor.fd() {
             fds.push(PollFd::new(sensor, PollFlags::POLLIN));
+        }
+        if let Some(files) = self.sensor.files_fd() {
+            fds.push(PollFd::new(files, PollFlags::POLLIN));
         }
         let socket_at = fds.len();
         if let Some(socket) = &self.socket {
@@ -749,6 +765,20 @@ impl WorldMonitor {
             }
         }
         self.kernel_nets.extend(read.nets);
+        let (files, overflows, unplaced) = self.sensor.read_files();
+        for _ in 0..unplaced {
+            self.trace.reject("unplaced_file_event");
+        }
+        if overflows > 0 {
+            state.lost = true;
+            self.trace.write_loss(serde_json::json!({
+                "source": "fanotify",
+                "events": "unknown",
+                "overflows": overflows,
+                "reason": "queue overflow",
+            }))?;
+        }
+        self.kernel_files.extend(files);
         Ok(())
     }
 
@@ -786,6 +816,18 @@ impl WorldMonitor {
                 mark_refused_for_no_network(&mut span);
             }
             self.sensor.hold_net(span);
+        }
+        let now = Timestamp::now();
+        for event in std::mem::take(&mut self.kernel_files) {
+            // fanotify does not date its events: they are placed at the
+            // time they are read (within a pass of the monitor, ~20 ms).
+            let image = state.open.get(&event.pid);
+            let parent = image
+                .map(|e| e.id)
+                .or_else(|| state.current.get(&event.pid).copied());
+            let world_pid = image.and_then(|e| e.world_pid);
+            let span = kernel::file_span(&self.trace.world_id, &event, now, parent, world_pid);
+            self.sensor.hold_file(span);
         }
     }
 
@@ -833,7 +875,7 @@ impl WorldMonitor {
         for event in self.sensor.expired_execs(all) {
             self.write_unmatched_exec(state, event)?;
         }
-        for span in self.sensor.due_nets(all) {
+        for span in self.sensor.due_spans(all) {
             self.trace.write(&span)?;
         }
         Ok(())
@@ -934,7 +976,7 @@ impl WorldMonitor {
         for span in spans {
             match span {
                 Ok(mut span) => {
-                    if self.sensor.join_preload_net(&mut span) {
+                    if self.sensor.join_preload_net(&mut span) || self.sensor.join_preload_file(&span) {
                         continue;
                     }
                     if self.network == crate::record::WorldNetwork::LoopbackOnly {

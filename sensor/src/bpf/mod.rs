@@ -210,10 +210,10 @@ impl AsFd for WorldWatch {
 
 impl Drop for WorldWatch {
     fn drop(&mut self) {
-        match HostSensor::lock(Path::new(SENSOR_DIR)) {
-            Ok(host) => host.unregister(&self.slot),
-            // Left for the next registration's sweep: our pid is gone by then.
-            Err(_) => {}
+        // On failure, left for the next registration's sweep (the owner's
+        // pid is gone by then).
+        if let Ok(host) = HostSensor::lock(Path::new(SENSOR_DIR)) {
+            host.unregister(&self.slot);
         }
     }
 }
