@@ -60,6 +60,9 @@ demo: deps
 
 test: build
 	$(CARGO) test --workspace -- --test-threads=$${TEST_THREADS:-4}
+	# The tracing suites again with the kernel sensor off: the fallback
+	# (proc connector and preload) a host that refuses BPF gets.
+	SUBSTRATE_SENSOR=off $(CARGO) test -p substrate-tests --test trace --test preload --test procevents -- --test-threads=$${TEST_THREADS:-4}
 	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) test --manifest-path preload/Cargo.toml
 
 # The property tests of every parser of untrusted input (trace lines, hello

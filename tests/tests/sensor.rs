@@ -13,12 +13,17 @@ use std::process::Command;
 use serde_json::Value;
 use substrate_tests::{unique_id, workspace_root, Runtime};
 
-/// Compiles tests/programs/<source> static with musl-gcc into `dir`.
+/// Compiles `<source>` (under the workspace) static with musl-gcc into `dir`.
 fn compile_static(source: &str, dir: &Path) -> PathBuf {
-    let src = workspace_root().join("tests/programs").join(source);
+    let src = workspace_root().join(source);
+    let source = Path::new(source).file_name().unwrap().to_str().unwrap();
     let out = dir.join(source.trim_end_matches(".c"));
+    // The kernel headers (<linux/io_uring.h>) are not in musl's path;
+    // after it, they add only what musl lacks.
     let status = Command::new("musl-gcc")
-        .args(["-static", "-O2", "-o"])
+        .args(["-static", "-O2"])
+        .args(["-idirafter", "/usr/include", "-idirafter", "/usr/include/x86_64-linux-gnu"])
+        .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()
@@ -102,7 +107,7 @@ fn a_static_shell_exec_has_argv_exe_and_cwd() {
 #[test]
 fn musl_and_a_loader_copy_without_the_preload_are_named() {
     let dir = programs_dir();
-    let musl = compile_static("musl_hello.c", dir.path());
+    let musl = compile_static("tests/programs/musl_hello.c", dir.path());
     let loader = dir.path().join("ld-copy");
     fs::copy("/lib64/ld-linux-x86-64.so.2", &loader).unwrap();
     let rt = Runtime::new();
@@ -137,7 +142,7 @@ fn musl_and_a_loader_copy_without_the_preload_are_named() {
 #[test]
 fn a_raw_connect_is_a_net_span_of_its_program() {
     let dir = programs_dir();
-    let program = compile_static("raw_connect.c", dir.path());
+    let program = compile_static("tests/programs/raw_connect.c", dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -210,4 +215,172 @@ fn a_world_cannot_reach_the_sensor() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("No such file or directory"), "{stdout}");
     assert!(stdout.contains(&format!("bpf -1 {}", nix::libc::EPERM)), "{stdout}");
+}
+
+/// The kernel's file spans of a world, as (op, path, new_path, pid).
+fn file_changes(spans: &[Value]) -> Vec<(String, String, Option<String>, u64)> {
+    spans
+        .iter()
+        .filter(|s| s["kind"] == "file" && s["source"] == "kernel")
+        .map(|s| {
+            (
+                s["detail"]["op"].as_str().unwrap().to_owned(),
+                s["detail"]["path"].as_str().unwrap().to_owned(),
+                s["detail"]["new_path"].as_str().map(str::to_owned),
+                s["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn change(op: &str, path: &str, pid: u64) -> (String, String, Option<String>, u64) {
+    (op.into(), path.into(), None, pid)
+}
+
+/// Row 1 (files): a static shell's redirect is a create and a write of
+/// that shell, with the path inside the world.
+#[test]
+fn a_static_shells_redirect_is_a_create_and_a_write() {
+    let rt = Runtime::new();
+    let name = unique_id("sensor-redirect");
+    rt.cli_run_ok(&name, "cd /tmp && /bin/busybox sh -c 'echo x > f'");
+    let spans = rt.spans(&name);
+    assert_eq!(world_span(&spans)["sensor"]["files"], "fanotify");
+    let [shell] = execs_with_argv0(&spans, "/bin/busybox")[..] else {
+        panic!("one busybox exec: {spans:#?}");
+    };
+    let pid = shell["pid"].as_u64().unwrap();
+    assert_eq!(
+        file_changes(&spans),
+        [change("create", "/tmp/f", pid), change("write", "/tmp/f", pid)]
+    );
+    for span in spans.iter().filter(|s| s["kind"] == "file") {
+        assert_eq!(span["parent_span_id"], shell["span_id"], "{span}");
+    }
+}
+
+/// Row 3: raw `syscall(SYS_openat)` + `write` from a static program: the
+/// create and the write, its pid, the exec span its parent.
+#[test]
+fn raw_syscall_writes_are_file_spans() {
+    let dir = programs_dir();
+    let program = compile_static("sensor/tests/programs/raw_write.c", dir.path());
+    let rt = Runtime::new();
+    let name = unique_id("sensor-raw-write");
+    rt.cli_run_ok(&name, &format!("{} /tmp/raw-out", program.display()));
+    let spans = rt.spans(&name);
+    let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
+        panic!("one exec of the program: {spans:#?}");
+    };
+    let pid = exec["pid"].as_u64().unwrap();
+    assert_eq!(
+        file_changes(&spans),
+        [change("create", "/tmp/raw-out", pid), change("write", "/tmp/raw-out", pid)]
+    );
+    let create = spans.iter().find(|s| s["detail"]["op"] == "create").unwrap();
+    assert_eq!(create["parent_span_id"], exec["span_id"]);
+    assert_eq!(create["world_pid"], exec["world_pid"]);
+}
+
+/// Row 4: io_uring `OP_OPENAT` + `OP_WRITE` (no open or write system
+/// call at all). io_uring is refused by the default seccomp profile, so
+/// the world runs unconfined for this row.
+#[test]
+fn io_uring_writes_are_file_spans() {
+    let dir = programs_dir();
+    let program = compile_static("sensor/tests/programs/uring_write.c", dir.path());
+    let rt = Runtime::new();
+    let name = unique_id("sensor-uring");
+    let out = rt
+        .cli(&[
+            "run", "--name", &name, "--seccomp", "unconfined", "--",
+            program.to_str().unwrap(), "/tmp/uring-out",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spans = rt.spans(&name);
+    let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
+        panic!("one exec of the program: {spans:#?}");
+    };
+    let pid = exec["pid"].as_u64().unwrap();
+    assert_eq!(
+        file_changes(&spans),
+        [change("create", "/tmp/uring-out", pid), change("write", "/tmp/uring-out", pid)]
+    );
+}
+
+/// Row 8: a static program that creates, writes and deletes a file at once:
+/// nothing in the diff, all of it in the trace.
+#[test]
+fn a_file_created_then_deleted_is_in_the_trace_not_the_diff() {
+    let dir = programs_dir();
+    let program = compile_static("sensor/tests/programs/create_delete.c", dir.path());
+    let rt = Runtime::new();
+    let name = unique_id("sensor-ephemeral");
+    rt.cli_run_ok(&name, &format!("{} /tmp/ephemeral", program.display()));
+    let spans = rt.spans(&name);
+    let world = world_span(&spans);
+    assert_eq!(world["detail"]["fs"]["added"], 0, "{world}");
+    let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
+        panic!("one exec of the program: {spans:#?}");
+    };
+    let pid = exec["pid"].as_u64().unwrap();
+    assert_eq!(
+        file_changes(&spans),
+        [
+            change("create", "/tmp/ephemeral", pid),
+            change("write", "/tmp/ephemeral", pid),
+            change("delete", "/tmp/ephemeral", pid),
+        ]
+    );
+}
+
+/// A rename, a chmod and a delete of files of the image (the lower layer)
+/// by static busybox: what the program did, not the overlay's copy-ups
+/// and whiteouts.
+#[test]
+fn changes_to_image_files_are_what_the_program_did() {
+    let rt = Runtime::new();
+    let name = unique_id("sensor-lower");
+    rt.cli_run_ok(
+        &name,
+        "/bin/busybox sh -c 'chmod 600 /etc/hostname && mv /etc/hostname /etc/hostname.old && rm /etc/motd'",
+    );
+    let spans = rt.spans(&name);
+    let changes: Vec<(String, String, Option<String>)> = file_changes(&spans)
+        .into_iter()
+        .map(|(op, path, new_path, _)| (op, path, new_path))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("chmod".into(), "/etc/hostname".into(), None),
+            ("rename".into(), "/etc/hostname".into(), Some("/etc/hostname.old".into())),
+            ("delete".into(), "/etc/motd".into(), None),
+        ]
+    );
+    let chmod = spans.iter().find(|s| s["detail"]["op"] == "chmod").unwrap();
+    assert_eq!(chmod["detail"]["mode"], 0o600);
+}
+
+/// With the sensor off, the world says so and is traced as before (the
+/// proc connector and the preload).
+#[test]
+fn with_the_sensor_off_the_world_says_so() {
+    let rt = Runtime::new();
+    let name = unique_id("sensor-off");
+    let out = rt
+        .cli(&["run", "--name", &name, "--", "/bin/busybox", "true", "off"])
+        .env("SUBSTRATE_SENSOR", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spans = rt.spans(&name);
+    let sensor = &world_span(&spans)["sensor"];
+    assert_eq!(sensor["exec"], "proc_connector", "{sensor}");
+    assert_eq!(sensor["net"], "off", "{sensor}");
+    assert!(sensor["ebpf_unavailable"].as_str().unwrap().contains("SUBSTRATE_SENSOR=off"));
+    assert!(sensor["files"].as_str().unwrap().starts_with("off"), "{sensor}");
+    assert_eq!(execs_with_argv0(&spans, "/.substrate-init").len(), 1, "{spans:#?}");
 }
