@@ -169,6 +169,29 @@ fn two_worlds_keep_their_events_apart() {
     assert_eq!(first_args(&drain(&mut watch_b)), ["b1", "b2", "b3", "b4", "b5"]);
 }
 
+/// A world that floods its ring (its monitor not reading) loses its own
+/// records, counted; another world's ring is its own: nothing lost.
+#[test]
+fn a_busy_world_cannot_make_another_lose_events() {
+    let _host = host();
+    let busy = HeldWorld::new(
+        "i=0; while [ $i -lt 5000 ]; do /bin/busybox true $i $i $i $i $i $i $i $i; i=$((i+1)); done",
+    );
+    let quiet = HeldWorld::new("for i in $(/bin/busybox seq 100); do /bin/busybox true q$i; done");
+    let mut busy_watch = WorldWatch::start(busy.init).unwrap();
+    let mut quiet_watch = WorldWatch::start(quiet.init).unwrap();
+    let (tb, tq) = (std::thread::spawn(|| busy.run()), std::thread::spawn(|| quiet.run()));
+    tb.join().unwrap();
+    tq.join().unwrap();
+    // 5000 records of ~2 KiB do not fit the busy world's 4 MiB ring.
+    let busy_batch = busy_watch.read();
+    let busy_dropped = busy_watch.dropped();
+    assert!(busy_dropped > 0, "the busy ring overflowed");
+    assert_eq!(execs(&busy_batch.events).len() as u64 + busy_dropped, 5000);
+    let quiet_events = drain(&mut quiet_watch);
+    assert_eq!(execs(&quiet_events).len(), 100);
+}
+
 /// A second monitor cannot take over a world already watched.
 #[test]
 fn a_world_is_watched_once() {
