@@ -177,7 +177,9 @@ fn a_busy_world_cannot_make_another_lose_events() {
     let busy = HeldWorld::new(
         "i=0; while [ $i -lt 5000 ]; do /bin/busybox true $i $i $i $i $i $i $i $i; i=$((i+1)); done",
     );
-    let quiet = HeldWorld::new("for i in $(/bin/busybox seq 100); do /bin/busybox true q$i; done");
+    let quiet = HeldWorld::new(
+        "i=0; while [ $i -lt 100 ]; do /bin/busybox true q$i; i=$((i+1)); done",
+    );
     let mut busy_watch = WorldWatch::start(busy.init).unwrap();
     let mut quiet_watch = WorldWatch::start(quiet.init).unwrap();
     let (tb, tq) = (std::thread::spawn(|| busy.run()), std::thread::spawn(|| quiet.run()));
