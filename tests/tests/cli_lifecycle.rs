@@ -603,8 +603,13 @@ fn a_detached_world_whose_monitor_is_killed_is_ended_by_the_next_command() {
     assert_eq!(monitors.len(), 1, "one monitor process: {monitors:?}");
     let monitor = nix::unistd::Pid::from_raw(monitors[0]);
     nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Gone means a zombie or reaped: a dying process's cmdline is empty
+    // before its files (the lease's lock among them; the kernel sensor's
+    // fanotify group and ring take a while) are released, which is only
+    // done once it is a zombie.
     wait_until("the monitor to be gone", || {
-        processes_mentioning(&format!("monitor {id}")).is_empty()
+        let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'))
     });
     // The world itself still runs: nothing has looked at it yet.
     assert!(!running("sleep 3041").is_empty());

@@ -441,13 +441,13 @@ fn preload() -> Check {
 
 fn fanotify() -> Check {
     if Path::new("/proc/sys/fs/fanotify").exists() {
-        Check::ok("fanotify", "available")
+        Check::ok("fanotify", "available (the kernel sensor's file source)")
     } else {
         Check::not_ok(
             "fanotify",
-            Status::Note,
+            Status::Warn,
             "not in this kernel",
-            "nothing needs it yet (file events and permission checks will: CONFIG_FANOTIFY=y, \
+            "file changes are seen by the preload only (CONFIG_FANOTIFY=y, \
              CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y)",
         )
     }

@@ -149,6 +149,16 @@ fn sensor_annotations() -> std::collections::HashMap<String, String> {
         "io.substrate.sensor.net".into(),
         state(probe.net.map(|()| "ebpf".into())),
     );
+    // Marks are made per world, on its own upper filesystem: the kernel's
+    // fanotify is what there is to report here.
+    annotations.insert(
+        "io.substrate.sensor.files".into(),
+        if std::path::Path::new("/proc/sys/fs/fanotify").exists() {
+            "fanotify".into()
+        } else {
+            "unavailable: no fanotify in this kernel".into()
+        },
+    );
     annotations.insert(
         "io.substrate.sensor.bpf_lsm".into(),
         state(probe.lsm.map(|()| "loads".into())),
