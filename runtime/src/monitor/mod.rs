@@ -821,7 +821,16 @@ impl WorldMonitor {
         for event in std::mem::take(&mut self.kernel_files) {
             // fanotify does not date its events: they are placed at the
             // time they are read (within a pass of the monitor, ~20 ms).
-            let image = state.open.get(&event.pid);
+            // The process's image now: open, or retiring (it has exited
+            // or exec'd again since; its latest).
+            let image = state.open.get(&event.pid).or_else(|| {
+                state
+                    .retiring
+                    .iter()
+                    .filter(|r| r.pid == event.pid)
+                    .filter_map(|r| r.exec.as_ref())
+                    .max_by_key(|e| e.start)
+            });
             let parent = image
                 .map(|e| e.id)
                 .or_else(|| state.current.get(&event.pid).copied());
