@@ -1263,7 +1263,7 @@ fn describe_exec(
     };
     if exec.from_sensor {
         // Only the environment is left for /proc to give.
-        exec.env = proc.read("environ").map(nul_list);
+        exec.env = proc.environ();
         return exec;
     }
     // Read first: a short-lived process's argv is what is most often gone.
@@ -1275,7 +1275,7 @@ fn describe_exec(
         .map(nul_list);
     exec.exe = proc.link("exe");
     exec.cwd = proc.link("cwd");
-    exec.env = proc.read("environ").map(nul_list);
+    exec.env = proc.environ();
     exec.world_pid = proc
         .read("status")
         .and_then(|status| innermost_pid(&String::from_utf8_lossy(&status)));
@@ -1310,6 +1310,25 @@ impl ProcDir {
         let mut bytes = Vec::new();
         File::from(fd).read_to_end(&mut bytes).ok()?;
         Some(bytes)
+    }
+
+    /// The process's environment, whole or not at all: a process that
+    /// exits while it is read leaves a part, which would pass for the
+    /// whole (the preload's account fills an unknown one). Whole means as
+    /// long as the env area `stat` gives (fields 50 and 51) before the
+    /// read and still gives after it.
+    fn environ(&self) -> Option<Vec<Vec<u8>>> {
+        let env_area = || -> Option<u64> {
+            let stat = self.read("stat")?;
+            let stat = String::from_utf8_lossy(&stat);
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(47);
+            let start: u64 = fields.next()?.parse().ok()?;
+            let end: u64 = fields.next()?.parse().ok()?;
+            (end > start).then_some(end - start)
+        };
+        let before = env_area()?;
+        let bytes = self.read("environ")?;
+        (bytes.len() as u64 == before && env_area() == Some(before)).then(|| nul_list(bytes))
     }
 
     fn link(&self, name: &str) -> Option<Vec<u8>> {
