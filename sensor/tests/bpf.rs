@@ -31,7 +31,14 @@ impl HeldWorld {
     fn new(script: &str) -> HeldWorld {
         let script = format!("read go; {script}");
         let mut unshare = Command::new("unshare")
-            .args(["--pid", "--fork", "--mount-proc", "/bin/busybox", "sh", "-c"])
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "/bin/busybox",
+                "sh",
+                "-c",
+            ])
             .arg(&script)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -124,9 +131,17 @@ fn every_short_static_exec_has_its_argv() {
         assert_eq!(exec.argc, 4);
         assert_eq!(exec.filename, b"/bin/busybox");
         let exe = exec.exe.as_deref().expect("exe");
-        assert!(exe.ends_with(b"/busybox"), "exe {}", String::from_utf8_lossy(exe));
+        assert!(
+            exe.ends_with(b"/busybox"),
+            "exe {}",
+            String::from_utf8_lossy(exe)
+        );
         assert_eq!(exec.cwd.as_deref(), Some(&b"/tmp"[..]));
-        assert_eq!(exec.header.world_ppid, Some(1), "the shell is the world's pid 1");
+        assert_eq!(
+            exec.header.world_ppid,
+            Some(1),
+            "the shell is the world's pid 1"
+        );
         assert!(exec.header.world_pid > 1);
         assert!(!exec.argv_truncated && !exec.argv_unreadable);
     }
@@ -156,7 +171,10 @@ fn two_worlds_keep_their_events_apart() {
     let b = HeldWorld::new("for i in 1 2 3 4 5; do /bin/busybox true b$i; done");
     let mut watch_a = WorldWatch::start(a.init).unwrap();
     let mut watch_b = WorldWatch::start(b.init).unwrap();
-    let (ta, tb) = (std::thread::spawn(|| a.run()), std::thread::spawn(|| b.run()));
+    let (ta, tb) = (
+        std::thread::spawn(|| a.run()),
+        std::thread::spawn(|| b.run()),
+    );
     ta.join().unwrap();
     tb.join().unwrap();
     let first_args = |events: &[KernelEvent]| -> Vec<String> {
@@ -166,7 +184,10 @@ fn two_worlds_keep_their_events_apart() {
             .collect()
     };
     assert_eq!(first_args(&drain(&mut watch_a)), ["a1", "a2", "a3"]);
-    assert_eq!(first_args(&drain(&mut watch_b)), ["b1", "b2", "b3", "b4", "b5"]);
+    assert_eq!(
+        first_args(&drain(&mut watch_b)),
+        ["b1", "b2", "b3", "b4", "b5"]
+    );
 }
 
 /// A world that floods its ring (its monitor not reading) loses its own
@@ -177,12 +198,14 @@ fn a_busy_world_cannot_make_another_lose_events() {
     let busy = HeldWorld::new(
         "i=0; while [ $i -lt 5000 ]; do /bin/busybox true $i $i $i $i $i $i $i $i; i=$((i+1)); done",
     );
-    let quiet = HeldWorld::new(
-        "i=0; while [ $i -lt 100 ]; do /bin/busybox true q$i; i=$((i+1)); done",
-    );
+    let quiet =
+        HeldWorld::new("i=0; while [ $i -lt 100 ]; do /bin/busybox true q$i; i=$((i+1)); done");
     let mut busy_watch = WorldWatch::start(busy.init).unwrap();
     let mut quiet_watch = WorldWatch::start(quiet.init).unwrap();
-    let (tb, tq) = (std::thread::spawn(|| busy.run()), std::thread::spawn(|| quiet.run()));
+    let (tb, tq) = (
+        std::thread::spawn(|| busy.run()),
+        std::thread::spawn(|| quiet.run()),
+    );
     tb.join().unwrap();
     tq.join().unwrap();
     // 5000 records of ~2 KiB do not fit the busy world's 4 MiB ring.
@@ -227,9 +250,15 @@ fn a_static_connect_is_seen_with_its_address_and_result() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let world = HeldWorld::new(&format!("/bin/busybox nc 127.0.0.1 {port} </dev/null; true"));
+    let world = HeldWorld::new(&format!(
+        "/bin/busybox nc 127.0.0.1 {port} </dev/null; true"
+    ));
     let mut watch = WorldWatch::start(world.init).unwrap();
-    assert!(watch.sees_sockets(), "socket programs: {:?}", watch.sources());
+    assert!(
+        watch.sees_sockets(),
+        "socket programs: {:?}",
+        watch.sources()
+    );
     world.run();
     let events = drain(&mut watch);
     let connects: Vec<_> = nets(&events)

@@ -609,7 +609,11 @@ fn a_detached_world_whose_monitor_is_killed_is_ended_by_the_next_command() {
     // done once it is a zombie.
     wait_until("the monitor to be gone", || {
         let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap_or_default();
-        stat.is_empty() || stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'))
+        stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
     });
     // The world itself still runs: nothing has looked at it yet.
     assert!(!running("sleep 3041").is_empty());

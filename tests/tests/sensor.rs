@@ -22,7 +22,12 @@ fn compile_static(source: &str, dir: &Path) -> PathBuf {
     // after it, they add only what musl lacks.
     let status = Command::new("musl-gcc")
         .args(["-static", "-O2"])
-        .args(["-idirafter", "/usr/include", "-idirafter", "/usr/include/x86_64-linux-gnu"])
+        .args([
+            "-idirafter",
+            "/usr/include",
+            "-idirafter",
+            "/usr/include/x86_64-linux-gnu",
+        ])
         .arg("-o")
         .arg(&out)
         .arg(&src)
@@ -38,12 +43,19 @@ fn programs_dir() -> tempfile::TempDir {
         .prefix("substrate-sensor")
         .tempdir_in("/var/tmp")
         .unwrap();
-    fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     dir
 }
 
 fn world_span(spans: &[Value]) -> &Value {
-    spans.iter().find(|s| s["kind"] == "world").expect("a world span")
+    spans
+        .iter()
+        .find(|s| s["kind"] == "world")
+        .expect("a world span")
 }
 
 fn execs_with_argv0<'a>(spans: &'a [Value], argv0: &str) -> Vec<&'a Value> {
@@ -95,8 +107,14 @@ fn a_static_shell_exec_has_argv_exe_and_cwd() {
     let [shell] = execs_with_argv0(&spans, "/bin/busybox")[..] else {
         panic!("one busybox exec: {spans:#?}");
     };
-    assert_eq!(shell["argv"], serde_json::json!(["/bin/busybox", "sh", "-c", "echo x > f"]));
-    assert!(shell["exe"].as_str().unwrap().ends_with("/busybox"), "{shell}");
+    assert_eq!(
+        shell["argv"],
+        serde_json::json!(["/bin/busybox", "sh", "-c", "echo x > f"])
+    );
+    assert!(
+        shell["exe"].as_str().unwrap().ends_with("/busybox"),
+        "{shell}"
+    );
     assert_eq!(shell["cwd"], "/tmp", "{shell}");
     assert_eq!(shell["uid"], 0, "{shell}");
 }
@@ -214,7 +232,10 @@ fn a_world_cannot_reach_the_sensor() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("No such file or directory"), "{stdout}");
-    assert!(stdout.contains(&format!("bpf -1 {}", nix::libc::EPERM)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("bpf -1 {}", nix::libc::EPERM)),
+        "{stdout}"
+    );
 }
 
 /// The kernel's file spans of a world, as (op, path, new_path, pid).
@@ -252,7 +273,10 @@ fn a_static_shells_redirect_is_a_create_and_a_write() {
     let pid = shell["pid"].as_u64().unwrap();
     assert_eq!(
         file_changes(&spans),
-        [change("create", "/tmp/f", pid), change("write", "/tmp/f", pid)]
+        [
+            change("create", "/tmp/f", pid),
+            change("write", "/tmp/f", pid)
+        ]
     );
     for span in spans.iter().filter(|s| s["kind"] == "file") {
         assert_eq!(span["parent_span_id"], shell["span_id"], "{span}");
@@ -275,9 +299,15 @@ fn raw_syscall_writes_are_file_spans() {
     let pid = exec["pid"].as_u64().unwrap();
     assert_eq!(
         file_changes(&spans),
-        [change("create", "/tmp/raw-out", pid), change("write", "/tmp/raw-out", pid)]
+        [
+            change("create", "/tmp/raw-out", pid),
+            change("write", "/tmp/raw-out", pid)
+        ]
     );
-    let create = spans.iter().find(|s| s["detail"]["op"] == "create").unwrap();
+    let create = spans
+        .iter()
+        .find(|s| s["detail"]["op"] == "create")
+        .unwrap();
     assert_eq!(create["parent_span_id"], exec["span_id"]);
     assert_eq!(create["world_pid"], exec["world_pid"]);
 }
@@ -293,12 +323,22 @@ fn io_uring_writes_are_file_spans() {
     let name = unique_id("sensor-uring");
     let out = rt
         .cli(&[
-            "run", "--name", &name, "--seccomp", "unconfined", "--",
-            program.to_str().unwrap(), "/tmp/uring-out",
+            "run",
+            "--name",
+            &name,
+            "--seccomp",
+            "unconfined",
+            "--",
+            program.to_str().unwrap(),
+            "/tmp/uring-out",
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let spans = rt.spans(&name);
     let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
         panic!("one exec of the program: {spans:#?}");
@@ -306,7 +346,10 @@ fn io_uring_writes_are_file_spans() {
     let pid = exec["pid"].as_u64().unwrap();
     assert_eq!(
         file_changes(&spans),
-        [change("create", "/tmp/uring-out", pid), change("write", "/tmp/uring-out", pid)]
+        [
+            change("create", "/tmp/uring-out", pid),
+            change("write", "/tmp/uring-out", pid)
+        ]
     );
 }
 
@@ -356,7 +399,11 @@ fn changes_to_image_files_are_what_the_program_did() {
         changes,
         [
             ("chmod".into(), "/etc/hostname".into(), None),
-            ("rename".into(), "/etc/hostname".into(), Some("/etc/hostname.old".into())),
+            (
+                "rename".into(),
+                "/etc/hostname".into(),
+                Some("/etc/hostname.old".into())
+            ),
             ("delete".into(), "/etc/motd".into(), None),
         ]
     );
@@ -375,12 +422,26 @@ fn with_the_sensor_off_the_world_says_so() {
         .env("SUBSTRATE_SENSOR", "off")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let spans = rt.spans(&name);
     let sensor = &world_span(&spans)["sensor"];
     assert_eq!(sensor["exec"], "proc_connector", "{sensor}");
     assert_eq!(sensor["net"], "off", "{sensor}");
-    assert!(sensor["ebpf_unavailable"].as_str().unwrap().contains("SUBSTRATE_SENSOR=off"));
-    assert!(sensor["files"].as_str().unwrap().starts_with("off"), "{sensor}");
-    assert_eq!(execs_with_argv0(&spans, "/.substrate-init").len(), 1, "{spans:#?}");
+    assert!(sensor["ebpf_unavailable"]
+        .as_str()
+        .unwrap()
+        .contains("SUBSTRATE_SENSOR=off"));
+    assert!(
+        sensor["files"].as_str().unwrap().starts_with("off"),
+        "{sensor}"
+    );
+    assert_eq!(
+        execs_with_argv0(&spans, "/.substrate-init").len(),
+        1,
+        "{spans:#?}"
+    );
 }

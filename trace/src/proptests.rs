@@ -492,6 +492,11 @@ proptest! {
         let written = t.to_string();
         prop_assert_eq!(written.len(), 30, "{}", written);
         prop_assert_eq!(written.parse::<Timestamp>(), Ok(t));
+        // The hand-written formatter writes what chrono does.
+        prop_assert_eq!(
+            &written,
+            &t.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        );
     }
 
     #[test]

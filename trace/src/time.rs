@@ -16,7 +16,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::format::ParseErrorKind;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A point in time with nanosecond precision, 1677-09-21 to 2262-04-11
@@ -98,15 +98,48 @@ impl From<Timestamp> for DateTime<Utc> {
 }
 
 impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with nine fractional digits, as chrono's
+    /// `to_rfc3339_opts(SecondsFormat::Nanos, true)` writes it (years
+    /// 1677..2262, all an i64 of nanoseconds holds, have four digits).
+    /// Written by hand into a stack buffer: the monitor formats two per
+    /// span, hundreds of thousands of spans a second.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `Nanos` always writes nine digits, `true` writes `Z` for UTC; years
-        // 1677..2262 always have four digits.
-        f.write_str(
-            &self
-                .to_datetime()
-                .to_rfc3339_opts(SecondsFormat::Nanos, true),
-        )
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000) as u32;
+        let days = secs.div_euclid(86_400);
+        let of_day = secs.rem_euclid(86_400) as u32;
+        let (year, month, day) = civil_from_days(days);
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |at: usize, width: usize, mut value: u32| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year as u32);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3600);
+        put(14, 2, of_day / 60 % 60);
+        put(17, 2, of_day % 60);
+        put(20, 9, nanos);
+        f.write_str(std::str::from_utf8(&out).expect("ASCII digits"))
     }
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 impl FromStr for Timestamp {
@@ -154,6 +187,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::SecondsFormat;
 
     fn ts(text: &str) -> Timestamp {
         text.parse().unwrap_or_else(|e| panic!("{e}"))
@@ -389,5 +423,33 @@ mod tests {
     fn millis_round_down() {
         assert_eq!(Timestamp::from_unix_nanos(1_999_999).unix_millis(), 1);
         assert_eq!(Timestamp::from_unix_nanos(-1).unix_millis(), -1);
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+    use chrono::SecondsFormat;
+
+    /// The edges of what an i64 of nanoseconds holds, the epoch and the
+    /// instant before it, leap days: written as chrono writes them.
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let cases = [
+            i64::MIN,
+            i64::MAX,
+            0,
+            -1,
+            951_782_400_000_000_000,   // 2000-02-29
+            4_107_542_399_999_999_999, // 2100-02-28T23:59:59.999999999
+        ];
+        for nanos in cases {
+            let t = Timestamp::from_unix_nanos(nanos);
+            assert_eq!(
+                t.to_string(),
+                t.to_datetime().to_rfc3339_opts(SecondsFormat::Nanos, true),
+                "{nanos}"
+            );
+        }
     }
 }

@@ -470,7 +470,10 @@ fn sensor() -> Vec<Check> {
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
     let probe = probe();
     let mut checks = vec![match &probe.exec {
-        Ok(program) => Check::ok("ebpf sensor", format!("exec: {program} (argv, exe, cwd read in the kernel)")),
+        Ok(program) => Check::ok(
+            "ebpf sensor",
+            format!("exec: {program} (argv, exe, cwd read in the kernel)"),
+        ),
         Err(why) => Check::not_ok(
             "ebpf sensor",
             Status::Warn,
@@ -480,7 +483,10 @@ fn sensor() -> Vec<Check> {
         ),
     }];
     checks.push(match &probe.net {
-        Ok(()) => Check::ok("ebpf sockets", "connect, bind, listen, accept, sendto (syscall tracepoints)"),
+        Ok(()) => Check::ok(
+            "ebpf sockets",
+            "connect, bind, listen, accept, sendto (syscall tracepoints)",
+        ),
         Err(why) => Check::not_ok(
             "ebpf sockets",
             Status::Warn,
@@ -500,7 +506,10 @@ fn sensor() -> Vec<Check> {
     checks.push(Check::ok(
         "sensor pins",
         if probe.pinned.is_empty() {
-            format!("none: nothing loaded (loaded with the first world, removed with the last; {})", substrate_sensor::bpf::SENSOR_DIR)
+            format!(
+                "none: nothing loaded (loaded with the first world, removed with the last; {})",
+                substrate_sensor::bpf::SENSOR_DIR
+            )
         } else {
             format!(
                 "{} program(s) loaded for {} world(s): {}",
@@ -793,14 +802,12 @@ impl Probes {
                 )
             }
         };
-        vec![
-            lsm(
-                "landlock",
-                "landlock",
-                "landlock",
-                "in-world path rules will use it",
-            ),
-        ]
+        vec![lsm(
+            "landlock",
+            "landlock",
+            "landlock",
+            "in-world path rules will use it",
+        )]
     }
 }
 

@@ -133,7 +133,10 @@ fn sensor_annotations() -> std::collections::HashMap<String, String> {
     let mut annotations = std::collections::HashMap::new();
     if std::env::var(SENSOR_ENV).is_ok_and(|v| v == "off") {
         let off = format!("off ({SENSOR_ENV}=off)");
-        annotations.insert("io.substrate.sensor.exec".into(), format!("proc_connector; ebpf {off}"));
+        annotations.insert(
+            "io.substrate.sensor.exec".into(),
+            format!("proc_connector; ebpf {off}"),
+        );
         annotations.insert("io.substrate.sensor.net".into(), off);
         return annotations;
     }

@@ -255,7 +255,10 @@ impl KernelSensor {
         let (Detail::File(file), Some(pid)) = (&span.detail, span.process.pid) else {
             return false;
         };
-        if !matches!(span.result, Some(substrate_trace::Outcome::Returned { errno: None, .. })) {
+        if !matches!(
+            span.result,
+            Some(substrate_trace::Outcome::Returned { errno: None, .. })
+        ) {
             return false;
         }
         let path = file.new_path.as_deref().unwrap_or(&file.path);
@@ -329,7 +332,11 @@ impl KernelSensor {
     /// The exec record of the connector's exec of `tgid` at `event_ns`;
     /// older records of the same process are execs the connector did not
     /// report (lost events), returned for spans of their own.
-    pub(super) fn take_exec(&mut self, tgid: i32, event_ns: u64) -> (Option<ExecEvent>, Vec<ExecEvent>) {
+    pub(super) fn take_exec(
+        &mut self,
+        tgid: i32,
+        event_ns: u64,
+    ) -> (Option<ExecEvent>, Vec<ExecEvent>) {
         let Some(queue) = self.execs.get_mut(&tgid) else {
             return (None, Vec::new());
         };
@@ -535,7 +542,10 @@ pub(super) fn file_span(
     }
     let mut span = span.build();
     if let FileChange::Chown { uid, gid } = event.op {
-        span.extra.insert("owner".into(), serde_json::json!({ "uid": uid, "gid": gid }));
+        span.extra.insert(
+            "owner".into(),
+            serde_json::json!({ "uid": uid, "gid": gid }),
+        );
     }
     span
 }

@@ -180,10 +180,14 @@ impl TraceFile {
         if self.pending.len() >= WRITE_BATCH {
             self.flush()?;
         }
-        *self
-            .counts
-            .entry(span.kind().as_str().to_owned())
-            .or_default() += 1;
+        // Looked up before inserting: a new String per span would cost.
+        let kind = span.kind();
+        match self.counts.get_mut(kind.as_str()) {
+            Some(count) => *count += 1,
+            None => {
+                self.counts.insert(kind.as_str().to_owned(), 1);
+            }
+        }
         Ok(())
     }
 
@@ -450,7 +454,12 @@ impl WorldMonitor {
             .as_ref()
             .and_then(|r| r.upper.as_ref())
             .filter(|upper| upper.path.parent() == Some(layer.as_path()))
-            .map(|_| (layer.clone(), record.as_ref().map(|r| r.lower.clone()).unwrap_or_default()));
+            .map(|_| {
+                (
+                    layer.clone(),
+                    record.as_ref().map(|r| r.lower.clone()).unwrap_or_default(),
+                )
+            });
         let sensor = kernel::KernelSensor::start(init_pid, layer);
         trace.sensor = Some(sensor.state.to_json());
         let inject_dir = store.inject_dir(id);
@@ -797,7 +806,8 @@ impl WorldMonitor {
             {
                 continue;
             }
-            let time = Timestamp::from_unix_nanos(event.header.ktime_ns as i64 + self.clock_offset_ns);
+            let time =
+                Timestamp::from_unix_nanos(event.header.ktime_ns as i64 + self.clock_offset_ns);
             // The image that made the call: the process's latest exec
             // before it (it may have exec'd again since), else the span it
             // runs under (a child not yet exec'd: its parent's).
@@ -806,7 +816,13 @@ impl WorldMonitor {
                 .open
                 .get(&tgid)
                 .into_iter()
-                .chain(state.retiring.iter().filter(|r| r.pid == tgid).filter_map(|r| r.exec.as_ref()))
+                .chain(
+                    state
+                        .retiring
+                        .iter()
+                        .filter(|r| r.pid == tgid)
+                        .filter_map(|r| r.exec.as_ref()),
+                )
                 .filter(|e| e.start <= time)
                 .max_by_key(|e| e.start)
                 .map(|e| e.id);
@@ -842,7 +858,11 @@ impl WorldMonitor {
 
     /// An exec the sensor saw and the connector did not report (its events
     /// were lost): a span of its own, from the kernel's record alone.
-    fn write_unmatched_exec(&mut self, state: &Follow, event: ExecEvent) -> Result<(), MonitorError> {
+    fn write_unmatched_exec(
+        &mut self,
+        state: &Follow,
+        event: ExecEvent,
+    ) -> Result<(), MonitorError> {
         let tgid = event.header.tgid;
         let mut exec = OpenExec {
             id: SpanId::new(),
@@ -871,7 +891,11 @@ impl WorldMonitor {
 
     /// Writes the kernel's records whose wait for a counterpart is over
     /// (all of them when `all`), and what the kernel dropped.
-    fn write_kernel_leftovers(&mut self, state: &mut Follow, all: bool) -> Result<(), MonitorError> {
+    fn write_kernel_leftovers(
+        &mut self,
+        state: &mut Follow,
+        all: bool,
+    ) -> Result<(), MonitorError> {
         let dropped = self.sensor.dropped();
         if dropped > 0 {
             self.trace.lost += dropped;
@@ -985,7 +1009,9 @@ impl WorldMonitor {
         for span in spans {
             match span {
                 Ok(mut span) => {
-                    if self.sensor.join_preload_net(&mut span) || self.sensor.join_preload_file(&span) {
+                    if self.sensor.join_preload_net(&mut span)
+                        || self.sensor.join_preload_file(&span)
+                    {
                         continue;
                     }
                     if self.network == crate::record::WorldNetwork::LoopbackOnly {
@@ -1154,7 +1180,8 @@ fn fill_from_sensor(exec: &mut OpenExec, event: &ExecEvent) {
     exec.filled_by_preload = false;
     exec.from_sensor = true;
     exec.extra.insert("uid".into(), event.header.uid.into());
-    exec.extra.insert("exe_inode".into(), event.exe_inode.into());
+    exec.extra
+        .insert("exe_inode".into(), event.exe_inode.into());
     if event.filename != event.exe.as_deref().unwrap_or_default() {
         exec.extra.insert(
             "filename".into(),

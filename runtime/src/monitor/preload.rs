@@ -347,8 +347,11 @@ impl MappedRing {
     ) -> u64 {
         let ring = self.mapping.ring;
         let mut tail = self.tail;
+        // Once per drain, not per record: "not in the future" within a
+        // minute does not need the clock read again.
+        let now = Timestamp::now().unix_nanos();
         ring.drain(&mut tail, DRAIN_BATCH, |record| {
-            sink(self.span_of(world_id, &record))
+            sink(self.span_of(world_id, &record, now))
         });
         self.tail = tail;
         let dropped = ring.dropped();
@@ -357,10 +360,9 @@ impl MappedRing {
         new
     }
 
-    fn span_of(&self, world_id: &str, record: &Record) -> Result<Span, &'static str> {
+    fn span_of(&self, world_id: &str, record: &Record, now: i64) -> Result<Span, &'static str> {
         let start =
             Timestamp::from_unix_nanos(i64::try_from(record.start_ns).map_err(|_| "bad_time")?);
-        let now = Timestamp::now().unix_nanos();
         // A process's clock claim within reason: not before the world, not
         // in the future.
         if start.unix_nanos() > now + 60_000_000_000 || record.duration_ns > 86_400_000_000_000 {

@@ -192,10 +192,20 @@ fn parse_exec(record: &[u8], header: Header, flags: u32) -> Result<ExecEvent, Ev
         }
         Ok(&record[at..end])
     };
-    let filename = field("filename", EXEC_FILENAME, u32_at(record, 84), EXEC_FILENAME_MAX)?;
+    let filename = field(
+        "filename",
+        EXEC_FILENAME,
+        u32_at(record, 84),
+        EXEC_FILENAME_MAX,
+    )?;
     let exe = field("exe", EXEC_EXE, u32_at(record, 88), EXEC_PATH_MAX)?;
     let cwd = field("cwd", EXEC_CWD, u32_at(record, 92), EXEC_PATH_MAX)?;
-    let argv = field("argv", EXEC_ARGV, u32_at(record, 76), record.len() - EXEC_ARGV)?;
+    let argv = field(
+        "argv",
+        EXEC_ARGV,
+        u32_at(record, 76),
+        record.len() - EXEC_ARGV,
+    )?;
     Ok(ExecEvent {
         header,
         cgroup_id: u64_at(record, 48),
@@ -295,10 +305,7 @@ fn nul_separated(bytes: &[u8]) -> Vec<Vec<u8>> {
 /// A path the sensor wrote leaf first (`c\0b\0a\0`) as `/a/b/c`.
 fn leaf_first_path(bytes: &[u8]) -> Vec<u8> {
     let mut path = Vec::with_capacity(bytes.len() + 1);
-    let components: Vec<&[u8]> = bytes
-        .split(|&b| b == 0)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let components: Vec<&[u8]> = bytes.split(|&b| b == 0).filter(|c| !c.is_empty()).collect();
     for component in components.iter().rev() {
         path.push(b'/');
         path.extend_from_slice(component);
@@ -333,10 +340,7 @@ mod tests {
     fn socket_addresses_decode() {
         let mut v4 = vec![2, 0, 0x1f, 0x90, 127, 0, 0, 1];
         v4.extend([0; 8]);
-        assert_eq!(
-            sockaddr(&v4),
-            SockAddr::Inet(Ipv4Addr::LOCALHOST, 8080)
-        );
+        assert_eq!(sockaddr(&v4), SockAddr::Inet(Ipv4Addr::LOCALHOST, 8080));
         let mut unix = vec![1, 0];
         unix.extend(b"/run/x.sock\0junk");
         assert_eq!(sockaddr(&unix), SockAddr::Unix(b"/run/x.sock".to_vec()));

@@ -251,6 +251,9 @@ fn read_counter(map: &MapHandle, slot: u32) -> u64 {
     map.lookup(&slot.to_ne_bytes(), MapFlags::ANY)
         .ok()
         .flatten()
-        .and_then(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes"))))
+        .and_then(|v| {
+            v.get(..8)
+                .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+        })
         .unwrap_or(0)
 }

@@ -113,8 +113,8 @@ impl HostSensor {
             .custom_flags(libc::O_CLOEXEC)
             .open(&lock_path)
             .map_err(setup(&lock_path))?;
-        let lock = Flock::lock(lock, FlockArg::LockExclusive)
-            .map_err(|(_, e)| SensorError::Setup {
+        let lock =
+            Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| SensorError::Setup {
                 path: lock_path.clone(),
                 source: e.into(),
             })?;
@@ -162,11 +162,7 @@ impl HostSensor {
                 let _ = self.rings.delete(&entry.slot.to_ne_bytes());
             }
         }
-        let used: BTreeSet<u32> = self
-            .entries()
-            .iter()
-            .map(|(_, entry)| entry.slot)
-            .collect();
+        let used: BTreeSet<u32> = self.entries().iter().map(|(_, entry)| entry.slot).collect();
         let slot = (0..SLOTS)
             .find(|s| !used.contains(s))
             .ok_or(SensorError::NoSlot(SLOTS))?;
@@ -183,9 +179,9 @@ impl HostSensor {
             owner,
             owner_start,
         };
-        if let Err(e) = self
-            .worlds
-            .update(&key.to_ne_bytes(), &entry.to_bytes(), MapFlags::NO_EXIST)
+        if let Err(e) =
+            self.worlds
+                .update(&key.to_ne_bytes(), &entry.to_bytes(), MapFlags::NO_EXIST)
         {
             let _ = self.rings.delete(&slot.to_ne_bytes());
             return Err(if self.lookup(key).is_some() {
@@ -249,7 +245,10 @@ fn object_digest() -> String {
 
 /// Mounts a bpffs of the sensor's own at `path` unless one is there.
 fn ensure_bpffs(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
     if nix::sys::statfs::statfs(path)?.filesystem_type().0 as i64 == BPF_FS_MAGIC {
         return Ok(());
     }
@@ -266,9 +265,12 @@ fn ensure_bpffs(path: &Path) -> io::Result<()> {
 /// The syscall tracepoints attach through tracefs; hosts that have not
 /// mounted it yet get it mounted where the kernel expects it.
 fn ensure_tracefs() {
-    let mounted = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
-        .iter()
-        .any(|p| Path::new(p).is_dir());
+    let mounted = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|p| Path::new(p).is_dir());
     if !mounted {
         let _ = mount(
             Some("tracefs"),
@@ -292,7 +294,9 @@ fn load_and_pin(pins: &Path) -> Result<(), SensorError> {
                 Ok((mut object, links)) => {
                     return pin_all(pins, &mut object, links);
                 }
-                Err(e) => refusals.push(format!("{exec}{}: {e}", if with_net { "+net" } else { "" })),
+                Err(e) => {
+                    refusals.push(format!("{exec}{}: {e}", if with_net { "+net" } else { "" }))
+                }
             }
         }
     }
@@ -336,7 +340,8 @@ fn pin_all(
             source,
         })?;
     for (name, mut link) in links {
-        link.pin(pins.join(format!("link_{name}"))).map_err(pin_failed)?;
+        link.pin(pins.join(format!("link_{name}")))
+            .map_err(pin_failed)?;
     }
     // The worlds map last: its pin is what says the sensor is ready.
     for name in ["rings", "dropped", "worlds"] {
@@ -344,7 +349,8 @@ fn pin_all(
             .maps_mut()
             .find(|m| m.name() == name)
             .ok_or_else(|| SensorError::Map(format!("the object has no map {name}")))?;
-        map.pin(pins.join(format!("map_{name}"))).map_err(pin_failed)?;
+        map.pin(pins.join(format!("map_{name}")))
+            .map_err(pin_failed)?;
     }
     Ok(())
 }
