@@ -404,7 +404,6 @@ pub struct MonitorReport {
 
 /// What one poll of the monitor's fds found ready.
 struct Polled {
-    kernel: bool,
     socket: bool,
     stop: bool,
     connections: Vec<bool>,
@@ -520,7 +519,6 @@ impl WorldMonitor {
         let mut last_drain = Instant::now();
         while !state.tree.is_empty() {
             let Polled {
-                kernel: kernel_ready,
                 socket: socket_ready,
                 connections: ready,
                 stop,
@@ -528,9 +526,12 @@ impl WorldMonitor {
             // Before the connector's events: an exec's record is then held
             // when its connector event comes (the sensor's fires first).
             self.take_sensor_events(&mut state)?;
-            if kernel_ready {
-                self.take_kernel_events(&mut state)?;
-            }
+            // Whether or not poll saw it readable: a connector event that
+            // came after the poll (an exec before a file change the sensor
+            // read just now) must be applied before what the sensor read is
+            // placed on its process's image (a read that finds nothing
+            // costs one syscall).
+            self.take_kernel_events(&mut state)?;
             self.place_kernel_nets(&state);
             // Checked on a clock, not only when the kernel is quiet: on a
             // busy host other processes' events never stop arriving.
@@ -547,6 +548,7 @@ impl WorldMonitor {
             // of a socket call is written before the call returns, so it is
             // held by the time the preload's account of it is read.
             self.take_sensor_events(&mut state)?;
+            self.take_kernel_events(&mut state)?;
             self.place_kernel_nets(&state);
             // After the kernel's events: a hello's sender is then known.
             if socket_ready {
@@ -628,7 +630,6 @@ impl WorldMonitor {
         let socket = self.socket.is_some() && is_ready(&fds[socket_at]);
         let stop = self.stop.is_some() && is_ready(&fds[first_connection - 1]);
         Ok(Polled {
-            kernel: is_ready(&fds[0]),
             socket,
             stop,
             connections: fds[first_connection..].iter().map(is_ready).collect(),
