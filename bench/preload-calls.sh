@@ -36,10 +36,16 @@ declare -a bare inert untraced traced nosensor strace_ns recorded lost
 for r in $(seq "$runs"); do
   bare+=("$("$loop" "$calls")")
   inert+=("$(LD_PRELOAD=$lib "$loop" "$calls")")
+  # Each traced world writes ~300 MB of trace: the last round's are removed
+  # and flushed first, or the kernel's writeback of them competes for the
+  # CPU with this round's monitor (on 2 cores, the losses then grow round
+  # by round: that measures the disk, not the monitor).
+  "$cli" --root "$root" rm "calls-$((r - 1))" "nosensor-$((r - 1))" >/dev/null 2>&1 || true
+  sync
   untraced+=("$(SUBSTRATE_TRACE=off "$cli" --root "$root" run -- "$loop" "$calls" 2>/dev/null)")
   name=calls-$r
   traced+=("$("$cli" --root "$root" run --name "$name" -- "$loop" "$calls" 2>/dev/null)")
-  nosensor+=("$(SUBSTRATE_SENSOR=off "$cli" --root "$root" run -- "$loop" "$calls" 2>/dev/null)")
+  nosensor+=("$(SUBSTRATE_SENSOR=off "$cli" --root "$root" run --name "nosensor-$r" -- "$loop" "$calls" 2>/dev/null)")
   world=$(grep '"kind":"world"' "$SUBSTRATE_STATE_DIR/worlds/$name/trace.jsonl")
   recorded+=("$(sed -n 's/.*"file":\([0-9]*\).*/\1/p' <<<"$world")")
   lost+=("$(sed -n 's/.*"lost":\([0-9]*\).*/\1/p' <<<"$world")")
@@ -58,4 +64,4 @@ awk -v t="$mt" -v u="$mu" -v i="$mi" -v b="$mb" -v s="$ms" -v n="$mn" 'BEGIN {
   printf "  added by an inert hook: %.1f ns (inert - bare)\n", i - b
   printf "  strace -f / traced: %.0fx\n", s / t
 }'
-echo "  traced world: ${mr:-0} of $calls calls in the trace (+ the program's own start-up opens), ${ml:-0} counted lost"
+echo "  traced world: ${mr:-0} of $calls calls in the trace (+ the program's own start-up opens), ${ml:-0} counted lost (median; by round: ${lost[*]:-0})"
