@@ -101,6 +101,22 @@ pub fn base_bundles() -> &'static BaseBundles {
     })
 }
 
+/// A dir for test programs that a host-rootfs world can see (its lower is
+/// the host's /, and /tmp is not the host's in a world): under /var/tmp,
+/// mode 0755, removed when dropped.
+pub fn programs_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("substrate-programs")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
 /// A unique container id: the test's name plus this process and a counter.
 pub fn unique_id(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

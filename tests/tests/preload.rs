@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use substrate_tests::{unique_id, workspace_root, Runtime};
+use substrate_tests::{programs_dir, unique_id, workspace_root, Runtime};
 
 fn world_span(spans: &[Value]) -> &Value {
     let worlds: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "world").collect();
@@ -72,20 +72,6 @@ fn compile(cc: &str, source: &str, dir: &Path, extra: &[&str]) -> PathBuf {
         });
     assert!(status.success(), "{cc} {}", src.display());
     out
-}
-
-/// A dir the host-rootfs world can see (its lower is the host's /).
-fn programs_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("substrate-programs")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use substrate_tests::{unique_id, workspace_root, Runtime};
+use substrate_tests::{programs_dir, unique_id, workspace_root, Runtime};
 
 /// Compiles `<source>` (under the workspace) static with musl-gcc into `dir`.
 fn compile_static(source: &str, dir: &Path) -> PathBuf {
@@ -37,20 +37,6 @@ fn compile_static(source: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// A dir the host-rootfs world can see (its lower is the host's /).
-fn programs_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("substrate-sensor")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
-}
-
 fn world_span(spans: &[Value]) -> &Value {
     spans
         .iter()
@@ -63,6 +49,15 @@ fn execs_with_argv0<'a>(spans: &'a [Value], argv0: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|s| s["kind"] == "exec" && s["argv"][0] == argv0)
         .collect()
+}
+
+/// The one exec span whose argv[0] is `argv0`.
+#[track_caller]
+fn one_exec_of<'a>(spans: &'a [Value], argv0: &str) -> &'a Value {
+    match execs_with_argv0(spans, argv0)[..] {
+        [exec] => exec,
+        _ => panic!("one exec of {argv0}: {spans:#?}"),
+    }
 }
 
 fn assert_sensor_on(spans: &[Value]) {
@@ -104,9 +99,7 @@ fn a_static_shell_exec_has_argv_exe_and_cwd() {
     let name = unique_id("sensor-static");
     rt.cli_run_ok(&name, "cd /tmp && /bin/busybox sh -c 'echo x > f'");
     let spans = rt.spans(&name);
-    let [shell] = execs_with_argv0(&spans, "/bin/busybox")[..] else {
-        panic!("one busybox exec: {spans:#?}");
-    };
+    let shell = one_exec_of(&spans, "/bin/busybox");
     assert_eq!(
         shell["argv"],
         serde_json::json!(["/bin/busybox", "sh", "-c", "echo x > f"])
@@ -139,15 +132,11 @@ fn musl_and_a_loader_copy_without_the_preload_are_named() {
         ),
     );
     let spans = rt.spans(&name);
-    let [musl_exec] = execs_with_argv0(&spans, musl.to_str().unwrap())[..] else {
-        panic!("one musl exec: {spans:#?}");
-    };
+    let musl_exec = one_exec_of(&spans, musl.to_str().unwrap());
     assert_eq!(musl_exec["argv"][1], "one");
     assert_eq!(musl_exec["exe"], musl.to_str().unwrap());
     assert!(musl_exec["filled_by"].is_null(), "{musl_exec}");
-    let [loader_exec] = execs_with_argv0(&spans, loader.to_str().unwrap())[..] else {
-        panic!("one exec of the loader copy: {spans:#?}");
-    };
+    let loader_exec = one_exec_of(&spans, loader.to_str().unwrap());
     assert_eq!(
         loader_exec["argv"],
         serde_json::json!([loader.to_str().unwrap(), "/usr/bin/true", "two"])
@@ -173,9 +162,7 @@ fn a_raw_connect_is_a_net_span_of_its_program() {
         &format!("{} {port}; test $? -eq 111", program.display()),
     );
     let spans = rt.spans(&name);
-    let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
-        panic!("one exec of the program: {spans:#?}");
-    };
+    let exec = one_exec_of(&spans, program.to_str().unwrap());
     let nets: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "net").collect();
     let [connect] = nets[..] else {
         panic!("one net span: {nets:#?}");
@@ -267,9 +254,7 @@ fn a_static_shells_redirect_is_a_create_and_a_write() {
     rt.cli_run_ok(&name, "cd /tmp && /bin/busybox sh -c 'echo x > f'");
     let spans = rt.spans(&name);
     assert_eq!(world_span(&spans)["sensor"]["files"], "fanotify");
-    let [shell] = execs_with_argv0(&spans, "/bin/busybox")[..] else {
-        panic!("one busybox exec: {spans:#?}");
-    };
+    let shell = one_exec_of(&spans, "/bin/busybox");
     let pid = shell["pid"].as_u64().unwrap();
     assert_eq!(
         file_changes(&spans),
@@ -293,9 +278,7 @@ fn raw_syscall_writes_are_file_spans() {
     let name = unique_id("sensor-raw-write");
     rt.cli_run_ok(&name, &format!("{} /tmp/raw-out", program.display()));
     let spans = rt.spans(&name);
-    let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
-        panic!("one exec of the program: {spans:#?}");
-    };
+    let exec = one_exec_of(&spans, program.to_str().unwrap());
     let pid = exec["pid"].as_u64().unwrap();
     assert_eq!(
         file_changes(&spans),
@@ -340,9 +323,7 @@ fn io_uring_writes_are_file_spans() {
         String::from_utf8_lossy(&out.stderr)
     );
     let spans = rt.spans(&name);
-    let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
-        panic!("one exec of the program: {spans:#?}");
-    };
+    let exec = one_exec_of(&spans, program.to_str().unwrap());
     let pid = exec["pid"].as_u64().unwrap();
     assert_eq!(
         file_changes(&spans),
@@ -365,9 +346,7 @@ fn a_file_created_then_deleted_is_in_the_trace_not_the_diff() {
     let spans = rt.spans(&name);
     let world = world_span(&spans);
     assert_eq!(world["detail"]["fs"]["added"], 0, "{world}");
-    let [exec] = execs_with_argv0(&spans, program.to_str().unwrap())[..] else {
-        panic!("one exec of the program: {spans:#?}");
-    };
+    let exec = one_exec_of(&spans, program.to_str().unwrap());
     let pid = exec["pid"].as_u64().unwrap();
     assert_eq!(
         file_changes(&spans),
