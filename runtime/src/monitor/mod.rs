@@ -760,11 +760,15 @@ impl WorldMonitor {
                         .filter(|r| r.pid == tgid)
                         .filter_map(|r| r.exec.as_mut()),
                 )
-                .find(|e| {
+                // The record's own exec is the first the connector reported
+                // after it: a process that exec'd again at once (`env` into
+                // `sh` into `cat`) has later images within the window too.
+                .filter(|e| {
                     !e.from_sensor
                         && e.event_ns >= event.header.ktime_ns
                         && e.event_ns - event.header.ktime_ns <= 10_000_000
-                });
+                })
+                .min_by_key(|e| e.event_ns);
             match late {
                 Some(exec) => fill_from_sensor(exec, &event),
                 // Held for the connector's exec event, which adopts a
