@@ -31,7 +31,7 @@ use substrate_trace::{
 /// How far before the proc connector's exec event the sensor's may be
 /// stamped and still be the same exec (both fire in `exec_binprm`,
 /// microseconds apart).
-const MATCH_WINDOW_NS: u64 = 10_000_000;
+pub(super) const MATCH_WINDOW_NS: u64 = 10_000_000;
 /// How long a kernel record waits for its counterpart (the connector's
 /// exec, the preload's account of a socket call) before it is written on
 /// its own.

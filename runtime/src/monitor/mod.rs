@@ -749,26 +749,14 @@ impl WorldMonitor {
             let tgid = event.header.tgid;
             // An exec whose connector event was handled before this record
             // was read: fill its span now.
-            let late = state
-                .open
-                .get_mut(&tgid)
-                .into_iter()
-                .chain(
-                    state
-                        .retiring
-                        .iter_mut()
-                        .filter(|r| r.pid == tgid)
-                        .filter_map(|r| r.exec.as_mut()),
-                )
-                // The record's own exec is the first the connector reported
-                // after it: a process that exec'd again at once (`env` into
-                // `sh` into `cat`) has later images within the window too.
-                .filter(|e| {
-                    !e.from_sensor
-                        && e.event_ns >= event.header.ktime_ns
-                        && e.event_ns - event.header.ktime_ns <= 10_000_000
-                })
-                .min_by_key(|e| e.event_ns);
+            let images = state.open.get_mut(&tgid).into_iter().chain(
+                state
+                    .retiring
+                    .iter_mut()
+                    .filter(|r| r.pid == tgid)
+                    .filter_map(|r| r.exec.as_mut()),
+            );
+            let late = image_of_record(images, event.header.ktime_ns);
             match late {
                 Some(exec) => fill_from_sensor(exec, &event),
                 // Held for the connector's exec event, which adopts a
@@ -1168,6 +1156,25 @@ fn image_at(state: &mut Follow, pid: i32, time_ns: u64) -> Option<&mut OpenExec>
         .max_by_key(|e| e.start)
 }
 
+/// The image an exec record (stamped `ktime_ns`) is about, among a
+/// process's images the connector reported and no record has filled: the
+/// first exec reported after the record, within the window both events
+/// fire in. A process that exec'd again at once (`env` into `sh` into
+/// `cat`) has later images within the window too: the earliest is the
+/// record's own.
+fn image_of_record<'a>(
+    images: impl Iterator<Item = &'a mut OpenExec>,
+    ktime_ns: u64,
+) -> Option<&'a mut OpenExec> {
+    images
+        .filter(|e| {
+            !e.from_sensor
+                && e.event_ns >= ktime_ns
+                && e.event_ns - ktime_ns <= kernel::MATCH_WINDOW_NS
+        })
+        .min_by_key(|e| e.event_ns)
+}
+
 /// What the sensor read in the kernel at exec time: the authority for the
 /// program's argv, exe, cwd and pids (it overrides what /proc said).
 fn fill_from_sensor(exec: &mut OpenExec, event: &ExecEvent) {
@@ -1440,6 +1447,51 @@ mod tests {
         assert!(!me.started_by(0), "not running at boot");
         let gone = ProcDir::open(i32::MAX);
         assert!(gone.is_none());
+    }
+
+    fn image(event_ns: u64) -> OpenExec {
+        OpenExec {
+            id: SpanId::new(),
+            parent: None,
+            start: Timestamp::from_unix_nanos(event_ns as i64),
+            pid: 7,
+            ppid: None,
+            world_pid: None,
+            world_ppid: None,
+            exe: None,
+            argv: None,
+            cwd: None,
+            env: None,
+            filled_by_preload: false,
+            event_ns,
+            from_sensor: false,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// `env` exec'd `sh` exec'd `cat` in one process, all reported by the
+    /// connector before any record was read: each record fills its own
+    /// image, not the next one within the window.
+    #[test]
+    fn an_exec_record_fills_its_own_image_in_an_exec_chain() {
+        // As the monitor offers them: the open image (the latest) first,
+        // then the retiring ones.
+        let mut images = [image(3_000), image(2_000), image(1_000)];
+        let env = image_of_record(images.iter_mut(), 900).map(|e| e.event_ns);
+        assert_eq!(env, Some(1_000));
+        images[2].from_sensor = true;
+        let sh = image_of_record(images.iter_mut(), 1_900).map(|e| e.event_ns);
+        assert_eq!(sh, Some(2_000));
+        images[1].from_sensor = true;
+        // A record after every reported exec is none of theirs (its exec's
+        // event is still to come).
+        assert!(image_of_record(images.iter_mut(), 3_001).is_none());
+        // Nor is one further before an exec than the window.
+        images[0].event_ns = 3_000 + kernel::MATCH_WINDOW_NS + 1;
+        assert!(image_of_record(images.iter_mut(), 2_999).is_none());
+        // At the window's edge, it is.
+        let cat = image_of_record(images.iter_mut(), 3_001).map(|e| e.event_ns);
+        assert_eq!(cat, Some(3_000 + kernel::MATCH_WINDOW_NS + 1));
     }
 
     #[test]
