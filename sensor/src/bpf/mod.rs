@@ -93,6 +93,9 @@ pub struct Batch {
 /// A world registered with the host's sensor; unregistered when dropped.
 pub struct WorldWatch {
     ring: RingBuffer<'static>,
+    /// The ring's map: libbpf maps it and needs no fd after, but it is the
+    /// map the slot names, and held for as long as the watch is.
+    _ring_map: MapHandle,
     records: Arc<Mutex<Vec<Vec<u8>>>>,
     slot: WorldSlot,
     /// Kernel drops already reported.
@@ -146,11 +149,12 @@ impl WorldWatch {
                 0
             })
             .map_err(|e| SensorError::map("cannot map the world's ring", e))?;
-        let ring = builder
+        let reader = builder
             .build()
             .map_err(|e| SensorError::map("cannot map the world's ring", e))?;
         Ok(WorldWatch {
-            ring,
+            ring: reader,
+            _ring_map: ring,
             records,
             slot,
             dropped_seen: 0,
