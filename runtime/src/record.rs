@@ -166,7 +166,12 @@ impl WorldRecord {
 pub(crate) fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // One temp file per write: two threads of one process (a world's
+    // monitor and its owner) may replace the same file at once, and a
+    // shared temp name let one rename the other's away (ENOENT).
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let existed = durable && path.exists();
         let mut file = fs::File::create(&tmp)?;

@@ -184,6 +184,15 @@ impl WorldStore {
     /// Deletes the files of a finished world's upper layer (if Substrate
     /// owns it), keeping record and diff, and notes it in the record.
     pub fn discard_upper(&self, id: &WorldId) -> Result<()> {
+        // Under the lock, as every change to the record: the world's
+        // monitor may be adding the exit meanwhile (a read-modify-write
+        // beside it would lose that).
+        let Some(_lock) = self.lock(id)? else {
+            return Ok(());
+        };
+        if !self.has_record(id) {
+            return Ok(());
+        }
         let mut record = self.record(id)?;
         match &mut record.upper {
             Some(upper) if upper.owner == UpperOwner::World && upper.kept => {
