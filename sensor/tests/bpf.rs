@@ -290,3 +290,25 @@ fn nothing_stays_loaded_after_the_last_world() {
     assert_eq!(after.worlds, 0, "{after:?}");
     assert!(after.pinned.is_empty(), "{after:?}");
 }
+
+/// What a monitor killed while it loaded the programs left (a build's dir
+/// without its `map_worlds`) is swept by the next registration, whatever
+/// build it was: it would keep its links' programs attached, and block its
+/// build's next load.
+#[test]
+fn a_half_made_load_is_swept() {
+    let _host = host();
+    // The first registration mounts the sensor's bpffs.
+    let world = HeldWorld::new("true");
+    drop(WorldWatch::start(world.init).unwrap());
+    world.run();
+    let stale = std::path::Path::new(substrate_sensor::bpf::SENSOR_DIR)
+        .join("bpf")
+        .join("0000000000000000");
+    std::fs::create_dir(&stale).unwrap();
+    let world = HeldWorld::new("true");
+    let watch = WorldWatch::start(world.init).unwrap();
+    assert!(!stale.exists(), "{} is still there", stale.display());
+    world.run();
+    drop(watch);
+}

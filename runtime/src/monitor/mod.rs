@@ -1178,7 +1178,11 @@ fn image_of_record<'a>(
 /// What the sensor read in the kernel at exec time: the authority for the
 /// program's argv, exe, cwd and pids (it overrides what /proc said).
 fn fill_from_sensor(exec: &mut OpenExec, event: &ExecEvent) {
-    exec.argv = Some(event.argv.clone());
+    // An argv the kernel could not read is not an empty one: what /proc or
+    // the preload has stays.
+    if !event.argv_unreadable && !event.argv.is_empty() {
+        exec.argv = Some(event.argv.clone());
+    }
     if let Some(exe) = &event.exe {
         exec.exe = Some(exe.clone());
     }

@@ -121,6 +121,7 @@ impl HostSensor {
         let bpffs = dir.join("bpf");
         ensure_bpffs(&bpffs).map_err(setup(&bpffs))?;
         let pins = bpffs.join(object_digest());
+        sweep_stale_builds(&bpffs, &pins);
         if !pins.join("map_worlds").exists() {
             load_and_pin(&pins)?;
         }
@@ -225,13 +226,46 @@ impl HostSensor {
     }
 }
 
+/// Removes the pins of other builds of the sensor that no live monitor
+/// uses: a build whose load was cut short (its monitor killed while it
+/// pinned: no `map_worlds`), or whose worlds' monitors are all gone.
+/// Under the host lock, so no monitor is between its checks and its pins.
+fn sweep_stale_builds(bpffs: &Path, current: &Path) {
+    let Ok(builds) = fs::read_dir(bpffs) else {
+        return;
+    };
+    for build in builds.flatten() {
+        let path = build.path();
+        if path == current || !path.is_dir() {
+            continue;
+        }
+        let in_use = MapHandle::from_pinned_path(path.join("map_worlds")).is_ok_and(|worlds| {
+            worlds.keys().any(|key| {
+                worlds
+                    .lookup(&key, MapFlags::ANY)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| WorldEntry::from_bytes(&v))
+                    .is_some_and(|e| owner_alive(e.owner, e.owner_start))
+            })
+        });
+        if !in_use {
+            remove_pins(&path);
+        }
+    }
+}
+
 /// Removes every pin in `pins`, then the directory: the links' last
 /// references go, and the programs detach.
 fn remove_pins(pins: &Path) {
-    if let Ok(entries) = fs::read_dir(pins) {
-        for entry in entries.flatten() {
-            let _ = fs::remove_file(entry.path());
-        }
+    // Listed first, then unlinked: unlinking while reading a bpffs dir
+    // can skip entries, and a dir left behind without its `map_worlds`
+    // would keep its links' programs attached.
+    let entries: Vec<PathBuf> = fs::read_dir(pins)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for entry in entries {
+        let _ = fs::remove_file(entry);
     }
     let _ = fs::remove_dir(pins);
 }
@@ -332,6 +366,9 @@ fn pin_all(
         remove_pins(pins);
         SensorError::map("cannot pin the sensor", e)
     };
+    // What an earlier load left half made (a monitor killed while it
+    // pinned) is not the sensor: it goes, then the dir is made afresh.
+    remove_pins(pins);
     fs::DirBuilder::new()
         .mode(0o700)
         .create(pins)
