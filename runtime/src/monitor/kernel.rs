@@ -36,6 +36,9 @@ pub(super) const MATCH_WINDOW_NS: u64 = 10_000_000;
 /// exec, the preload's account of a socket call) before it is written on
 /// its own.
 const KERNEL_GRACE: Duration = Duration::from_millis(500);
+/// How long a preload span waits for the kernel's span of its call (read
+/// within a pass of the monitor, ~20 ms).
+const PRELOAD_WAIT: Duration = Duration::from_millis(200);
 
 /// Which kernel sources trace this world, for its world span.
 #[derive(Debug, Clone)]
@@ -139,6 +142,8 @@ pub(super) struct KernelSensor {
     execs: HashMap<i32, VecDeque<(Instant, ExecEvent)>>,
     held: Vec<Held>,
     files: Option<FileWatch>,
+    /// Preload spans waiting for the kernel's span of the same call.
+    waiting_preload: Vec<(Instant, Span)>,
     /// The first datagram to each peer is all the kernel reports (and all
     /// the preload does): later ones are neither's.
     sendto_peers: HashSet<NetKey>,
@@ -204,6 +209,7 @@ impl KernelSensor {
             execs: HashMap::new(),
             held: Vec::new(),
             files,
+            waiting_preload: Vec::new(),
             sendto_peers: HashSet::new(),
         }
     }
@@ -251,7 +257,7 @@ impl KernelSensor {
     /// Joins a preload `file` span to the kernel's span of the change it
     /// made: `true` when the kernel has it (the preload span is not
     /// written).
-    pub(super) fn join_preload_file(&mut self, span: &Span) -> bool {
+    fn join_preload_file(&mut self, span: &Span) -> bool {
         let (Detail::File(file), Some(pid)) = (&span.detail, span.process.pid) else {
             return false;
         };
@@ -398,7 +404,7 @@ impl KernelSensor {
     /// `true` when the kernel has it (the preload span is not written);
     /// otherwise marks it unseen by the kernel (when the kernel watches
     /// sockets).
-    pub(super) fn join_preload_net(&mut self, span: &mut Span) -> bool {
+    fn join_preload_net(&mut self, span: &Span) -> bool {
         if !self.sees_sockets() {
             return false;
         }
@@ -416,12 +422,72 @@ impl KernelSensor {
             held.key = JoinKey::Joined;
             return true;
         }
-        if key.op == NetOp::Sendto && self.sendto_peers.contains(&key) {
-            return true;
+        key.op == NetOp::Sendto && self.sendto_peers.contains(&key)
+    }
+
+    /// Takes a preload span: joined to the kernel's span of the same call
+    /// (`None`: not written), held a little while the kernel's may still be
+    /// unread (`None` too; see [`KernelSensor::due_preload`]), or given
+    /// back to be written as it is. The kernel's record of a call is queued
+    /// before the call returns, but may be read after the preload's: the
+    /// monitor reads the kernel's sources once a pass, the preload's rings
+    /// whenever they ring.
+    pub(super) fn offer_preload(&mut self, span: Span) -> Option<Span> {
+        if self.join_preload_net(&span) || self.join_preload_file(&span) {
+            return None;
         }
-        span.extra
-            .insert("kernel".into(), serde_json::Value::String("unseen".into()));
-        false
+        if self.kernel_may_join(&span) {
+            self.waiting_preload
+                .push((Instant::now() + PRELOAD_WAIT, span));
+            return None;
+        }
+        Some(span)
+    }
+
+    /// Tries the held preload spans again, once the kernel's sources have
+    /// been read and placed.
+    pub(super) fn retry_preload(&mut self) {
+        for (due, span) in std::mem::take(&mut self.waiting_preload) {
+            if !(self.join_preload_net(&span) || self.join_preload_file(&span)) {
+                self.waiting_preload.push((due, span));
+            }
+        }
+    }
+
+    /// Held preload spans no kernel span joined in time (all when `all`):
+    /// a socket call the kernel did not see says so.
+    pub(super) fn due_preload(&mut self, all: bool) -> Vec<Span> {
+        let now = Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting_preload)
+            .into_iter()
+            .partition(|(at, _)| all || *at <= now);
+        self.waiting_preload = waiting;
+        due.into_iter()
+            .map(|(_, mut span)| {
+                if matches!(span.detail, Detail::Net(_)) {
+                    span.extra
+                        .insert("kernel".into(), serde_json::Value::String("unseen".into()));
+                }
+                span
+            })
+            .collect()
+    }
+
+    /// Whether a kernel span could still join this preload span: a socket
+    /// call while the socket programs run, a file call that changed
+    /// something while the file source runs.
+    fn kernel_may_join(&self, span: &Span) -> bool {
+        let succeeded = matches!(
+            span.result,
+            Some(substrate_trace::Outcome::Returned { errno: None, .. })
+        );
+        match &span.detail {
+            Detail::Net(_) => self.sees_sockets(),
+            Detail::File(file) => {
+                self.files.is_some() && succeeded && !preload_classes(file).is_empty()
+            }
+            _ => false,
+        }
     }
 
     /// Kernel socket and file spans whose wait is over (all when `all`),

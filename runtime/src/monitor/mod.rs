@@ -847,6 +847,7 @@ impl WorldMonitor {
             let span = kernel::file_span(&self.trace.world_id, &event, now, parent, world_pid);
             self.sensor.hold_file(span);
         }
+        self.sensor.retry_preload();
     }
 
     /// An exec the sensor saw and the connector did not report (its events
@@ -902,6 +903,12 @@ impl WorldMonitor {
             self.write_unmatched_exec(state, event)?;
         }
         for span in self.sensor.due_spans(all) {
+            self.trace.write(&span)?;
+        }
+        for mut span in self.sensor.due_preload(all) {
+            if self.network == crate::record::WorldNetwork::LoopbackOnly {
+                mark_refused_for_no_network(&mut span);
+            }
             self.trace.write(&span)?;
         }
         Ok(())
@@ -1001,12 +1008,10 @@ impl WorldMonitor {
         let dropped = ring.drain(&world_id, &mut |span| spans.push(span));
         for span in spans {
             match span {
-                Ok(mut span) => {
-                    if self.sensor.join_preload_net(&mut span)
-                        || self.sensor.join_preload_file(&span)
-                    {
+                Ok(span) => {
+                    let Some(mut span) = self.sensor.offer_preload(span) else {
                         continue;
-                    }
+                    };
                     if self.network == crate::record::WorldNetwork::LoopbackOnly {
                         mark_refused_for_no_network(&mut span);
                     }
