@@ -117,6 +117,16 @@ pub fn programs_dir() -> tempfile::TempDir {
     dir
 }
 
+/// A TCP port of 127.0.0.1 nothing listens on: one the kernel gave a
+/// listener of this test's, closed again.
+pub fn unused_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A unique container id: the test's name plus this process and a counter.
 pub fn unique_id(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use substrate_tests::{programs_dir, unique_id, workspace_root, Runtime};
+use substrate_tests::{programs_dir, unique_id, unused_loopback_port, workspace_root, Runtime};
 
 /// Compiles `<source>` (under the workspace) static with musl-gcc into `dir`.
 fn compile_static(source: &str, dir: &Path) -> PathBuf {
@@ -150,11 +150,7 @@ fn musl_and_a_loader_copy_without_the_preload_are_named() {
 fn a_raw_connect_is_a_net_span_of_its_program() {
     let dir = programs_dir();
     let program = compile_static("tests/programs/raw_connect.c", dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_loopback_port();
     let rt = Runtime::new();
     let name = unique_id("sensor-connect");
     rt.cli_run_ok(
@@ -183,11 +179,7 @@ fn a_raw_connect_is_a_net_span_of_its_program() {
 /// preload's account (never twice).
 #[test]
 fn a_libc_connect_is_one_span_seen_by_both() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_loopback_port();
     let rt = Runtime::new();
     let name = unique_id("sensor-libc-connect");
     rt.cli_run_ok(

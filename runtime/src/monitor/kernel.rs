@@ -25,7 +25,6 @@ use substrate_sensor::bpf::{ExecEvent, NetCall, NetEvent, SockAddr, WorldWatch};
 use substrate_sensor::files::{FileChange, FileEvent, FileWatch};
 use substrate_trace::{
     Detail, Errno, Family, FileDetail, FileOp, NetDetail, NetOp, Source, Span, SpanId, Timestamp,
-    Transport,
 };
 
 /// How far before the proc connector's exec event the sensor's may be
@@ -177,7 +176,7 @@ impl KernelSensor {
                     exec: "proc_connector".into(),
                     net: "off".into(),
                     files: String::new(),
-                    ebpf_unavailable: Some(error_chain(&e)),
+                    ebpf_unavailable: Some(crate::one_line(&e)),
                 };
                 (None, state)
             }
@@ -198,7 +197,7 @@ impl KernelSensor {
                     Some(watch)
                 }
                 Err(e) => {
-                    state.files = format!("off: {}", error_chain(&e));
+                    state.files = format!("off: {}", crate::one_line(&e));
                     None
                 }
             },
@@ -516,11 +515,7 @@ pub(super) fn net_span(
         NetCall::Accept => NetOp::Accept,
         NetCall::Sendto => NetOp::Sendto,
     };
-    let transport = match i32::from(event.sock_type) & 0xf {
-        libc::SOCK_STREAM => Some(Transport::Tcp),
-        libc::SOCK_DGRAM => Some(Transport::Udp),
-        _ => None,
-    };
+    let transport = super::preload::transport_of(u32::from(event.sock_type));
     let mut detail = match &event.address {
         SockAddr::Inet(ip, port) => {
             let mut d = NetDetail::new(op, Family::Inet);
@@ -656,15 +651,4 @@ fn preload_classes(file: &FileDetail) -> Vec<&'static str> {
         FileOp::Truncate => vec!["write"],
         _ => Vec::new(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

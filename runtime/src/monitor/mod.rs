@@ -348,6 +348,30 @@ struct OpenExec {
     extra: BTreeMap<String, serde_json::Value>,
 }
 
+impl OpenExec {
+    /// An image of process `pid` the kernel reported at `start` (`event_ns`
+    /// on CLOCK_MONOTONIC), with nothing yet known of what it runs.
+    fn new(pid: i32, parent: Option<SpanId>, start: Timestamp, event_ns: u64) -> OpenExec {
+        OpenExec {
+            id: SpanId::new(),
+            parent,
+            start,
+            pid,
+            ppid: None,
+            world_pid: None,
+            world_ppid: None,
+            exe: None,
+            argv: None,
+            cwd: None,
+            env: None,
+            filled_by_preload: false,
+            event_ns,
+            from_sensor: false,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
 /// A program image that has ended (exit or a new exec), written once the
 /// grace period for its late messages is over.
 struct Retiring {
@@ -858,23 +882,14 @@ impl WorldMonitor {
         event: ExecEvent,
     ) -> Result<(), MonitorError> {
         let tgid = event.header.tgid;
-        let mut exec = OpenExec {
-            id: SpanId::new(),
-            parent: state.current.get(&tgid).copied(),
-            start: Timestamp::from_unix_nanos(event.header.ktime_ns as i64 + self.clock_offset_ns),
-            pid: tgid,
-            ppid: Some(event.header.ppid),
-            world_pid: None,
-            world_ppid: None,
-            exe: None,
-            argv: None,
-            cwd: None,
-            env: None,
-            filled_by_preload: false,
-            event_ns: event.header.ktime_ns,
-            from_sensor: false,
-            extra: BTreeMap::new(),
-        };
+        let start = Timestamp::from_unix_nanos(event.header.ktime_ns as i64 + self.clock_offset_ns);
+        let mut exec = OpenExec::new(
+            tgid,
+            state.current.get(&tgid).copied(),
+            start,
+            event.header.ktime_ns,
+        );
+        exec.ppid = Some(event.header.ppid);
         fill_from_sensor(&mut exec, &event);
         exec.extra.insert(
             "proc_connector".into(),
@@ -1284,23 +1299,9 @@ fn describe_exec(
     event_ns: u64,
     record: Option<&ExecEvent>,
 ) -> OpenExec {
-    let mut exec = OpenExec {
-        id: SpanId::new(),
-        parent,
-        start,
-        pid: tgid,
-        ppid,
-        world_pid: None,
-        world_ppid: ppid.and_then(world_pid_of),
-        exe: None,
-        argv: None,
-        cwd: None,
-        env: None,
-        filled_by_preload: false,
-        event_ns,
-        from_sensor: false,
-        extra: BTreeMap::new(),
-    };
+    let mut exec = OpenExec::new(tgid, parent, start, event_ns);
+    exec.ppid = ppid;
+    exec.world_ppid = ppid.and_then(world_pid_of);
     if let Some(record) = record {
         fill_from_sensor(&mut exec, record);
     }
@@ -1459,23 +1460,12 @@ mod tests {
     }
 
     fn image(event_ns: u64) -> OpenExec {
-        OpenExec {
-            id: SpanId::new(),
-            parent: None,
-            start: Timestamp::from_unix_nanos(event_ns as i64),
-            pid: 7,
-            ppid: None,
-            world_pid: None,
-            world_ppid: None,
-            exe: None,
-            argv: None,
-            cwd: None,
-            env: None,
-            filled_by_preload: false,
+        OpenExec::new(
+            7,
+            None,
+            Timestamp::from_unix_nanos(event_ns as i64),
             event_ns,
-            from_sensor: false,
-            extra: BTreeMap::new(),
-        }
+        )
     }
 
     /// `env` exec'd `sh` exec'd `cat` in one process, all reported by the

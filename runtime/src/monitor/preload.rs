@@ -459,6 +459,16 @@ fn file_detail(call: FileCall, a: Vec<u8>, b: &[u8], record: &Record) -> FileDet
     }
 }
 
+/// The transport of a socket of type `sotype` (`SOCK_STREAM`... with any
+/// `SOCK_NONBLOCK`/`SOCK_CLOEXEC` bits): TCP, UDP, or none said.
+pub(super) fn transport_of(sotype: u32) -> Option<Transport> {
+    match sotype as i32 & 0xf {
+        libc::SOCK_STREAM => Some(Transport::Tcp),
+        libc::SOCK_DGRAM => Some(Transport::Udp),
+        _ => None,
+    }
+}
+
 /// A `sockaddr` as the process passed it.
 fn net_detail(call: NetCall, addr: &[u8], sotype: u32) -> Option<NetDetail> {
     let op = match call {
@@ -467,11 +477,7 @@ fn net_detail(call: NetCall, addr: &[u8], sotype: u32) -> Option<NetDetail> {
         NetCall::Accept => NetOp::Accept,
         NetCall::Sendto => NetOp::Sendto,
     };
-    let transport = match sotype as i32 & 0xf {
-        libc::SOCK_STREAM => Some(Transport::Tcp),
-        libc::SOCK_DGRAM => Some(Transport::Udp),
-        _ => None,
-    };
+    let transport = transport_of(sotype);
     if addr.len() < 2 {
         // accept without a peer address (an unnamed unix peer).
         return Some(NetDetail::new(op, Family::Unix));
