@@ -11,7 +11,8 @@ DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
                 runc crun podman uidmap fuse-overlayfs gcc make \
                 musl-tools strace python3 containerd bsdutils \
                 protobuf-compiler containernetworking-plugins libc6-dev \
-                libelf-dev e2fsprogs clang linux-libc-dev zlib1g-dev
+                libelf-dev e2fsprogs clang linux-libc-dev zlib1g-dev \
+                libnftnl-dev libmnl-dev dnsmasq-base
 
 .PHONY: all deps build release bundles demo test fuzz bench install clean
 

@@ -13,6 +13,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("network: {what}: {source}")]
+    Network {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("invalid container id {id:?}: {reason}")]
     InvalidId { id: String, reason: &'static str },
 

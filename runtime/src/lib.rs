@@ -46,7 +46,7 @@ mod world;
 pub use bundle::Bundle;
 pub use error::{one_line, Error, ErrorKind, Result};
 pub use id::WorldId;
-pub use record::{ExitStatus, WorldNetwork, WorldRecord, WorldSource};
+pub use record::{ExitStatus, WorldEgress, WorldNetwork, WorldRecord, WorldSource};
 pub use runtime::{Runtime, DEFAULT_ROOT};
 
 /// Fail points (`FAILPOINTS=world.start=return`) for the tests, which fail

@@ -310,6 +310,7 @@ fn world_record() -> impl Strategy<Value = WorldRecord> {
                     diff: None,
                     limits_hit: Vec::new(),
                     network: Default::default(),
+                    egress: None,
                 }
             },
         )

@@ -63,6 +63,38 @@ pub struct WorldRecord {
     /// What network the world had.
     #[serde(default)]
     pub network: WorldNetwork,
+    /// The egress policy its network was governed by, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<WorldEgress>,
+}
+
+/// A world's egress policy and what enforces it, as its caller (never its
+/// bundle) decided: the caller's options at create, and the record after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorldEgress {
+    /// The network section in force: the node's, narrowed by the world's.
+    pub policy: substrate_policy::network::NetworkPolicy,
+    /// The bridge a [`WorldNetwork::Bridge`] world joins, as
+    /// `NAME,V4/LEN,V6/LEN` (see [`substrate_net::link::Bridge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// Where the world's resolver forwards the names it allows; `None`:
+    /// the first nameserver of the host's `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_upstream: Option<std::net::SocketAddr>,
+}
+
+impl WorldEgress {
+    /// The bridge this world joins (the default one unless named).
+    pub fn bridge(&self) -> Result<substrate_net::link::Bridge> {
+        match &self.bridge {
+            None => Ok(substrate_net::link::Bridge::default()),
+            Some(text) => text.parse().map_err(|e| Error::Network {
+                what: "bad bridge".into(),
+                source: Box::new(e),
+            }),
+        }
+    }
 }
 
 /// What network a world has, as its caller (never its bundle) decided.
@@ -74,9 +106,12 @@ pub enum WorldNetwork {
     #[default]
     Spec,
     /// A network namespace of its own with only the loopback, up: nothing
-    /// outside the world is reachable (`substrate-cli run`'s worlds; `--net
-    /// none` once worlds can have a network).
+    /// outside the world is reachable (`substrate-cli run --net none`).
     LoopbackOnly,
+    /// A network namespace of its own joined to the host bridge by a veth
+    /// pair, NATed to the host's uplink, and governed by its egress table
+    /// (`substrate-cli run --net bridge`).
+    Bridge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! `substrate-cli run`: run a command in a new world, then record it.
 
 use std::fs;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -10,10 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use substrate_policy::network::Entry;
+use substrate_policy::Policy;
 use substrate_runtime::foreground::SignalForwarder;
 use substrate_runtime::monitor::Monitoring;
 use substrate_runtime::{
-    AfterExit, CreateOptions, Layering, RunOptions, Runtime, Stdio, WorldId, WorldNetwork,
+    AfterExit, CreateOptions, Layering, RunOptions, Runtime, Stdio, WorldEgress, WorldId,
+    WorldNetwork,
 };
 
 use crate::spec::env::EnvArgs;
@@ -46,7 +50,10 @@ A world starts from least privilege (README: \"A CLI world's defaults\"):
   network    none: the world's own network namespace, loopback only. Name
              lookups fail (EAI_AGAIN) and connections out get ENETUNREACH;
              the trace marks them [refused: the world has no network].
-             (Networking for worlds, --net and --allow, is not there yet.)
+             With --allow or a --policy that allows something, the world
+             joins the bridge (--net bridge) and reaches only what its
+             policy allows; names are answered by Substrate's resolver,
+             which admits what allowed names resolve to for their TTL.
 A --bundle keeps its own config.json: only --hide, --env, the limits it does
 not set and the seccomp filter if it has none are added.";
 
@@ -131,6 +138,24 @@ struct DefaultsArgs {
     /// filesystem [default: 10g].
     #[arg(long, value_name = "SIZE")]
     disk: Option<Limit<Bytes>>,
+    /// The world's network: `none` (loopback only) or `bridge` (a veth pair
+    /// on the host bridge, governed by the egress policy) [default: bridge
+    /// when the policy allows something, else none].
+    #[arg(long, value_name = "MODE", value_parser = ["none", "bridge"])]
+    net: Option<String>,
+    /// Allow the world to reach ENTRY: an address or CIDR, `HOST:PORT`,
+    /// `CIDR:PORT-PORT`, a name or `*.suffix`, with `/tcp`, `/udp` or
+    /// `/icmp` (docs/egress-policy.md). Repeatable; implies --net bridge.
+    #[arg(long, value_name = "ENTRY")]
+    allow: Vec<String>,
+    /// The world's policy (YAML, docs/egress-policy.md); --allow entries are
+    /// added to its network allow-list.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Where the world's resolver forwards the names its policy allows
+    /// (IP or IP:PORT) [default: the first nameserver of /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR")]
+    dns_upstream: Option<String>,
     /// `default`: Docker's default seccomp profile; `unconfined`: no filter.
     #[arg(long, value_name = "PROFILE", default_value = "default", value_parser = ["default", "unconfined"])]
     seccomp: String,
@@ -154,6 +179,55 @@ impl DefaultsArgs {
         }
     }
 }
+
+/// The world's network and egress policy, from `--net`, `--allow`,
+/// `--policy` and `--dns-upstream`: every entry is checked (and a bad one
+/// named) before anything of the world exists.
+fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgress>)> {
+    let mut policy = match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    for text in &args.allow {
+        let entry: Entry = text.parse().with_context(|| format!("--allow {text:?}"))?;
+        policy.network.allow.push(entry);
+    }
+    let dns_upstream = args
+        .dns_upstream
+        .as_deref()
+        .map(|text| {
+            text.parse::<SocketAddr>()
+                .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .with_context(|| format!("--dns-upstream {text:?}: expected IP or IP:PORT"))
+        })
+        .transpose()?;
+    let wants_bridge = policy.network.allows_anything();
+    let network = match args.net.as_deref() {
+        Some("bridge") => WorldNetwork::Bridge,
+        Some(_) if wants_bridge => {
+            bail!("--net none reaches nothing, but the policy allows destinations: use --net bridge (or drop --allow)")
+        }
+        Some(_) => WorldNetwork::LoopbackOnly,
+        None if wants_bridge => WorldNetwork::Bridge,
+        None => WorldNetwork::LoopbackOnly,
+    };
+    let egress = (network == WorldNetwork::Bridge).then(|| WorldEgress {
+        policy: policy.network,
+        bridge: std::env::var(BRIDGE_ENV).ok().filter(|b| !b.is_empty()),
+        dns_upstream,
+    });
+    if let Some(bridge) = egress.as_ref().and_then(|e| e.bridge.as_deref()) {
+        bridge
+            .parse::<substrate_net::link::Bridge>()
+            .with_context(|| format!("{BRIDGE_ENV}"))?;
+    }
+    Ok((network, egress))
+}
+
+/// The bridge worlds join, when not the default `substrate0`
+/// (`NAME,V4/LEN,V6/LEN`): a host setting, as the operator's environment
+/// gives it (tests give each their own).
+const BRIDGE_ENV: &str = "SUBSTRATE_BRIDGE";
 
 /// What a world may write: its upper layer is a filesystem of this size
 /// (sparse: only what is written takes room).
@@ -184,6 +258,7 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         Limit::Set(Bytes(bytes)) => Some(bytes),
         Limit::Unlimited => None,
     };
+    let (network, egress) = world_network(&args.defaults)?;
     let defaults = args.defaults.into_defaults();
     // A foreground run's token, which its guardian checks the world by.
     let owner = (!args.detach).then(|| uuid::Uuid::now_v7().simple().to_string());
@@ -214,13 +289,14 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         // deleted; the record and the diff stay.
         keep_upper: args.keep,
         // Substrate's own specs give the world a network namespace of its
-        // own and nothing in it but the loopback; a bundle's spec says
-        // what its network is.
-        network: if bundle.generated() {
-            WorldNetwork::LoopbackOnly
-        } else {
-            WorldNetwork::Spec
+        // own and nothing in it but the loopback (or its veth pair on the
+        // bridge); a bundle's spec says what its network is, unless a
+        // policy asks for the bridge.
+        network: match network {
+            WorldNetwork::LoopbackOnly if !bundle.generated() => WorldNetwork::Spec,
+            network => network,
         },
+        egress,
         preserve_fds: launch.init.as_ref().map_or(0, Init::preserve_fds),
         ..Default::default()
     };

@@ -24,6 +24,7 @@
 //! spans: silence never means "nothing happened".
 
 mod attach;
+mod egress;
 mod kernel;
 mod lease;
 pub mod preload;
@@ -91,6 +92,8 @@ pub enum MonitorError {
     NoInit,
     #[error("the world monitor panicked")]
     Panicked,
+    #[error("cannot watch the world's egress")]
+    Egress(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A world's `trace.jsonl`, with counts of what it holds, and the lease
@@ -112,6 +115,8 @@ pub struct TraceFile {
     world_span: SpanId,
     /// Which kernel sources traced the world (on the world span).
     sensor: Option<serde_json::Value>,
+    /// What the world reached and was refused (on the world span).
+    egress: Option<serde_json::Value>,
 }
 
 /// Lines are written once this many bytes are pending (and at every pass
@@ -161,6 +166,7 @@ impl TraceFile {
             pending,
             world_span: SpanId::new(),
             sensor: None,
+            egress: None,
         })
     }
 
@@ -237,6 +243,9 @@ impl TraceFile {
         let mut span = span.build();
         if let Some(sensor) = self.sensor.clone() {
             span.extra.insert("sensor".into(), sensor);
+        }
+        if let Some(egress) = self.egress.clone() {
+            span.extra.insert("egress".into(), egress);
         }
         self.write(&span)?;
         self.flush()
@@ -413,6 +422,8 @@ pub struct WorldMonitor {
     /// `place_kernel_nets`).
     kernel_nets: Vec<substrate_sensor::bpf::NetEvent>,
     kernel_files: Vec<substrate_sensor::files::FileEvent>,
+    /// The world's resolver and egress log, when it has an egress policy.
+    egress: Option<egress::EgressWatch>,
 }
 
 /// What following a world produced.
@@ -485,6 +496,12 @@ impl WorldMonitor {
             });
         let sensor = kernel::KernelSensor::start(init_pid, layer);
         trace.sensor = Some(sensor.state.to_json());
+        let egress = record
+            .as_ref()
+            .and_then(|r| r.egress.as_ref())
+            .map(|policy| egress::EgressWatch::start(init_pid, policy))
+            .transpose()
+            .map_err(MonitorError::Egress)?;
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
             .is_dir()
@@ -506,6 +523,7 @@ impl WorldMonitor {
             sensor,
             kernel_nets: Vec::new(),
             kernel_files: Vec::new(),
+            egress,
         })
     }
 
@@ -917,16 +935,36 @@ impl WorldMonitor {
         for event in self.sensor.expired_execs(all) {
             self.write_unmatched_exec(state, event)?;
         }
-        for span in self.sensor.due_spans(all) {
+        if let Some(egress) = &mut self.egress {
+            egress.read_log();
+        }
+        for mut span in self.sensor.due_spans(all) {
+            self.annotate_egress(&mut span);
             self.trace.write(&span)?;
         }
         for mut span in self.sensor.due_preload(all) {
             if self.network == crate::record::WorldNetwork::LoopbackOnly {
                 mark_refused_for_no_network(&mut span);
             }
+            self.annotate_egress(&mut span);
             self.trace.write(&span)?;
         }
+        let world_span = self.trace.world_span;
+        let world_id = self.trace.world_id.clone();
+        if let Some(egress) = &mut self.egress {
+            for span in egress.due_spans(&world_id, world_span, all) {
+                self.trace.write(&span)?;
+            }
+            self.trace.egress = Some(egress.summary());
+        }
         Ok(())
+    }
+
+    /// Gives a socket call's span the egress verdict of the packet it sent.
+    fn annotate_egress(&mut self, span: &mut Span) {
+        if let Some(egress) = &mut self.egress {
+            egress.annotate(span);
+        }
     }
 
     fn accept(&mut self, state: &mut Follow) {
@@ -1029,6 +1067,10 @@ impl WorldMonitor {
                     };
                     if self.network == crate::record::WorldNetwork::LoopbackOnly {
                         mark_refused_for_no_network(&mut span);
+                    }
+                    if let Some(egress) = &mut self.egress {
+                        egress.read_log();
+                        egress.annotate(&mut span);
                     }
                     self.trace.write(&span)?
                 }

@@ -14,7 +14,8 @@ use crate::id::WorldId;
 use crate::inject;
 use crate::overlay::{self, PrivateMounts, RootfsLayers};
 use crate::record::{
-    redact_env, UpperLayer, UpperOwner, WorldNetwork, WorldRecord, WorldSource, RECORD_SCHEMA,
+    redact_env, UpperLayer, UpperOwner, WorldEgress, WorldNetwork, WorldRecord, WorldSource,
+    RECORD_SCHEMA,
 };
 use crate::runtime::{ensure_single_threaded, Runtime};
 use crate::upper_fs::UpperFs;
@@ -73,6 +74,10 @@ pub struct CreateOptions {
     /// own spec: `substrate-cli`'s), whose loopback [`Runtime::launch`]
     /// brings up before the world starts.
     pub network: WorldNetwork,
+    /// The world's egress policy: its table, installed by
+    /// [`Runtime::launch`], and its resolver, which its `/etc/resolv.conf`
+    /// names, run by its monitor.
+    pub egress: Option<WorldEgress>,
 }
 
 /// Where a world's writes go, as the caller (never the bundle) chooses.
@@ -140,6 +145,7 @@ impl Runtime {
             cgroup_path: libcontainer::utils::get_cgroup_path(linux.cgroups_path(), id.as_str()),
             started_at: None,
             keep_upper: options.keep_upper,
+            link: None,
         };
         // An earlier world of the same id (containerd and podman reuse ids)
         // is gone from the runtime, since `dir` does not exist: its record
@@ -155,6 +161,7 @@ impl Runtime {
             options.source.take(),
             options.command.take(),
             options.network,
+            options.egress.clone(),
         );
         let prepared = store
             .create_world_dir(id)
@@ -220,6 +227,12 @@ impl Runtime {
         if let Some(mut root) = spec.root().clone() {
             root.set_path(bundle.rootfs().to_owned());
             spec.set_root(Some(root));
+        }
+        if options.egress.is_some() {
+            if let Err(e) = super::net::mount_resolv_conf(&mut spec, &store.world_dir(id)) {
+                drop(private_mounts);
+                return Err(self.discard(id, &dir, e));
+            }
         }
         let built = self.build(id, &bundle, spec, options);
         // The container's processes have their own copy of the overlay
@@ -310,6 +323,7 @@ impl Runtime {
             layering: _,
             keep_upper: _,
             network: _,
+            egress: _,
         } = options;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())
@@ -360,6 +374,7 @@ fn new_record(
     source: Option<WorldSource>,
     command: Option<Vec<String>>,
     network: WorldNetwork,
+    egress: Option<WorldEgress>,
 ) -> WorldRecord {
     let process = bundle.spec.process().as_ref();
     WorldRecord {
@@ -402,5 +417,6 @@ fn new_record(
         diff: None,
         limits_hit: Vec::new(),
         network,
+        egress,
     }
 }

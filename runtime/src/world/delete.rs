@@ -48,6 +48,12 @@ impl World {
         let container = &mut self.container;
         retry_procfs_race(|| container.delete(force))
             .map_err(|e| Error::libcontainer(&id, "delete", e))?;
+        // Its processes are gone: its end of the bridge goes too (the
+        // kernel would remove the veth pair with the netns, but not before
+        // every socket in it is closed, and not the address lease).
+        if let Some(link) = meta.as_ref().and_then(|m| m.link.clone()) {
+            super::net::release(link)?;
+        }
         // No meta: create was killed before it wrote it, long before start.
         if meta.as_ref().is_none_or(|m| m.started_at.is_none()) {
             return self.store.remove(&id);

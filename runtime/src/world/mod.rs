@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use create::{CreateOptions, Layering, Stdio};
 pub use exec::ExecOptions;
 pub use limits::{Limit, LimitHit};
+pub use net::{LOG_GROUP, RESOLVER};
 pub use run::{AfterExit, Finished, RunOptions, TraceSummary, WorldRun};
 
 use crate::error::{Error, Result};
@@ -50,6 +51,9 @@ struct WorldMeta {
     /// record and the diff are kept either way).
     #[serde(default)]
     keep_upper: bool,
+    /// The world's end of the host bridge, released when it is deleted.
+    #[serde(default)]
+    link: Option<net::LinkMeta>,
 }
 
 const META_FILE: &str = "substrate.json";

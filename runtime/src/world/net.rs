@@ -1,62 +1,194 @@
-//! A world's loopback interface.
+//! A world's network, set up between create and start: loopback only, or a
+//! veth pair on the host bridge; and, when it has an egress policy, its
+//! nftables table, in the world's own network namespace.
+//!
+//! The table is installed here, by whoever runs the world, not by its
+//! monitor: a world's policy holds whether or not it is traced. The monitor
+//! adds what only a running resolver can (the addresses allowed names
+//! resolve to) and reads what the table logs.
 
-use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
-use nix::sched::{setns, CloneFlags};
-use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+use substrate_net::egress::{EgressOptions, EgressTable};
+use substrate_net::link::{self, WorldLink};
+use substrate_net::netns::NetNs;
 
 use super::World;
 use crate::error::{Error, Result};
+use crate::record::{WorldEgress, WorldNetwork};
+
+/// The NFLOG group a world's table logs to: groups are per network
+/// namespace, so every world uses the same one.
+pub const LOG_GROUP: u16 = 1;
+
+/// Where a governed world's resolver listens, inside the world: an address
+/// on its own loopback, which its `/etc/resolv.conf` names.
+pub const RESOLVER: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53)), 53);
+
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Where bridge address leases live.
+const LEASES_DIR: &str = "/run/substrate/net";
+
+/// A world's end of the bridge, kept in its runtime state so whoever
+/// deletes the world releases it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LinkMeta {
+    bridge: String,
+    v4: Ipv4Addr,
+    v6: Ipv6Addr,
+    host_interface: String,
+    lease: PathBuf,
+}
+
+impl From<WorldLink> for LinkMeta {
+    fn from(link: WorldLink) -> Self {
+        LinkMeta {
+            bridge: link.bridge,
+            v4: link.v4,
+            v6: link.v6,
+            host_interface: link.host_interface,
+            lease: link.lease,
+        }
+    }
+}
+
+impl From<LinkMeta> for WorldLink {
+    fn from(meta: LinkMeta) -> Self {
+        WorldLink {
+            bridge: meta.bridge,
+            v4: meta.v4,
+            v6: meta.v6,
+            host_interface: meta.host_interface,
+            lease: meta.lease,
+        }
+    }
+}
+
+fn network_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |e| Error::Network {
+        what,
+        source: Box::new(e),
+    }
+}
 
 impl World {
-    /// Brings `lo` up in the world's network namespace when it has one of
-    /// its own, so that a world without a network still reaches itself on
-    /// 127.0.0.1 (as docker's and podman's `--network none` do; a new
-    /// network namespace starts with `lo` down). Done from a thread of its
-    /// own: entering the namespace moves only that thread.
-    pub fn bring_up_loopback(&self) -> Result<()> {
-        let Some(pid) = self.pid() else { return Ok(()) };
-        let path = format!("/proc/{pid}/ns/net");
-        let theirs = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
-        let ours = std::fs::metadata("/proc/thread-self/ns/net")
-            .map_err(|e| Error::io("cannot stat", "/proc/thread-self/ns/net", e))?;
-        let same = theirs.metadata().is_ok_and(|m| {
-            std::os::unix::fs::MetadataExt::ino(&m) == std::os::unix::fs::MetadataExt::ino(&ours)
-        });
-        if same {
+    /// Gives the world (created, its init waiting for `start`) the network
+    /// its caller chose and installs its egress table. A world given its
+    /// network by its spec (CNI's netns) only gets the table, and only in a
+    /// namespace of its own: a world on the host's network cannot be
+    /// governed, and says so.
+    pub fn connect(&self, network: WorldNetwork, egress: Option<&WorldEgress>) -> Result<()> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let netns = NetNs::of_pid(pid).map_err(network_error("cannot open the world's netns"))?;
+        let own_namespace = !netns
+            .is_current()
+            .map_err(network_error("cannot compare network namespaces"))?;
+        if !own_namespace {
+            if egress.is_some() {
+                return Err(Error::UnsupportedConfig {
+                    path: self.bundle().join("config.json"),
+                    reason: "an egress policy needs a network namespace of the world's own; \
+                             this spec shares the host's"
+                        .into(),
+                });
+            }
             return Ok(());
         }
-        std::thread::scope(|s| {
-            s.spawn(|| -> std::io::Result<()> {
-                setns(theirs.as_fd(), CloneFlags::CLONE_NEWNET)?;
-                let sock: OwnedFd = socket(
-                    AddressFamily::Inet,
-                    SockType::Datagram,
-                    SockFlag::SOCK_CLOEXEC,
-                    None,
-                )?;
-                // SAFETY: ifreq is plain data; all-zero is a valid value.
-                let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-                for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
-                    *dst = *src as libc::c_char;
-                }
-                // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq
-                // we own, on a socket we own.
-                unsafe {
-                    if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
-                        return Err(std::io::Error::last_os_error());
+        match network {
+            WorldNetwork::Spec => {}
+            WorldNetwork::LoopbackOnly => link::bring_up_loopback(&netns)
+                .map_err(network_error("cannot bring up lo in the world"))?,
+            WorldNetwork::Bridge => {
+                let bridge = match egress {
+                    Some(egress) => egress.bridge()?,
+                    None => link::Bridge::default(),
+                };
+                let world_link =
+                    link::attach(&netns, &bridge, LEASES_DIR.as_ref(), self.id().as_str())
+                        .map_err(|e| Error::Network {
+                            what: format!("cannot join the world to {}", bridge.name),
+                            source: Box::new(e),
+                        })?;
+                // Written by create before it returned the world.
+                let saved = match self.meta() {
+                    Some(mut meta) => {
+                        meta.link = Some(world_link.clone().into());
+                        self.save_meta(&meta)
                     }
-                    request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-                    if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    None => Err(network_error("the world has no runtime state")(
+                        std::io::ErrorKind::NotFound.into(),
+                    )),
+                };
+                if let Err(e) = saved {
+                    let _ = world_link.release();
+                    return Err(e);
                 }
-                Ok(())
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("loopback thread panicked")))
-        })
-        .map_err(|e| Error::io("cannot bring up lo in", &path, e))
+            }
+        }
+        if let Some(egress) = egress {
+            EgressTable::install(
+                &netns,
+                &egress.policy,
+                EgressOptions {
+                    log_group: LOG_GROUP,
+                },
+            )
+            .map_err(|e| Error::Network {
+                what: "cannot install the world's egress table".into(),
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
     }
+}
+
+/// Releases a world's end of the bridge (its veth pair and address), as
+/// its runtime state described it. Idempotent.
+pub(crate) fn release(link: LinkMeta) -> Result<()> {
+    WorldLink::from(link).release().map_err(|e| Error::Network {
+        what: "cannot release the world's link".into(),
+        source: Box::new(e),
+    })
+}
+
+/// Points the world's `/etc/resolv.conf` at its resolver: a file in the
+/// world's state dir bind-mounted read-only over it (replacing any mount
+/// there, such as the one CRI adds), never written into the image.
+pub(crate) fn mount_resolv_conf(
+    spec: &mut oci_spec::runtime::Spec,
+    world_dir: &std::path::Path,
+) -> Result<()> {
+    let file = world_dir.join("resolv.conf");
+    let text = format!(
+        "# Substrate: this world's names are resolved by its egress policy.\n\
+         nameserver {}\noptions edns0 trust-ad\n",
+        RESOLVER.ip()
+    );
+    std::fs::write(&file, text).map_err(|e| Error::io("cannot write", &file, e))?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.retain(|m| m.destination() != std::path::Path::new(RESOLV_CONF));
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination(RESOLV_CONF)
+            .source(&file)
+            .typ("bind")
+            .options(vec![
+                "rbind".into(),
+                "ro".into(),
+                "nosuid".into(),
+                "nodev".into(),
+                "noexec".into(),
+            ])
+            .build()
+            .expect("every field of a bind mount is set"),
+    );
+    spec.set_mounts(Some(mounts));
+    Ok(())
 }

@@ -18,7 +18,7 @@ use crate::error::{fail_point, Error, Result};
 use crate::foreground::SignalForwarder;
 use crate::id::WorldId;
 use crate::monitor::{AttachedMonitor, ClosedWorld, Monitoring};
-use crate::record::{WorldNetwork, WorldRecord};
+use crate::record::WorldRecord;
 use crate::runtime::Runtime;
 
 /// A world its caller runs, with its monitor. Dropped before
@@ -80,9 +80,9 @@ pub struct RunOptions {
 
 impl Runtime {
     /// Creates the world `id` from `bundle` and attaches its monitor, which
-    /// sees every fork and exec from here on; a world with
-    /// [`WorldNetwork::LoopbackOnly`] gets its loopback up (a new network
-    /// namespace starts with `lo` down). On failure nothing is left.
+    /// sees every fork and exec from here on, then gives it its network
+    /// ([`World::connect`]: its loopback up, its veth pair on the bridge,
+    /// its egress table). On failure nothing is left.
     pub fn launch(
         &self,
         id: &str,
@@ -91,12 +91,10 @@ impl Runtime {
         monitoring: Monitoring,
     ) -> Result<WorldRun> {
         let network = options.network;
+        let egress = options.egress.clone();
         let world = self.create(id, bundle, options)?;
         let run = WorldRun::attach(self, world, monitoring)?;
-        match network {
-            WorldNetwork::LoopbackOnly => run.prepare(World::bring_up_loopback),
-            WorldNetwork::Spec => Ok(run),
-        }
+        run.prepare(|world| world.connect(network, egress.as_ref()))
     }
 
     /// The whole sequence for a caller that waits in the foreground:
