@@ -200,11 +200,59 @@ pub fn attach(world: &NetNs, bridge: &Bridge, run_dir: &Path, owner: &str) -> Re
         host_interface: host_interface_name(v4),
         lease,
     };
-    match join(&mut rtnl, world, bridge, bridge_index, &link) {
+    match join(
+        &mut rtnl,
+        world,
+        (bridge.v4, bridge.v6),
+        bridge_index,
+        &link,
+    ) {
         Ok(()) => Ok(link),
         Err(e) => {
             let _ = rtnl.delete_link(&link.host_interface);
             let _ = fs::remove_file(&link.lease);
+            Err(e)
+        }
+    }
+}
+
+/// Joins a namespace that serves worlds (a test's hosts, a sidecar) to
+/// `bridge` on subnets of its own, outside the worlds' (whose addresses the
+/// worlds' resolvers never admit from an answer): `v4` and `v6` are its
+/// addresses with their subnets' lengths; the first address of each subnet
+/// is added to the bridge as its gateway, and the host routes between the
+/// subnets. No lease: the caller chooses the addresses.
+pub fn attach_service(
+    world: &NetNs,
+    bridge: &Bridge,
+    v4: Ipv4Net,
+    v6: Ipv6Net,
+) -> Result<WorldLink> {
+    let mut rtnl = Rtnl::open().map_err(netlink("cannot open a netlink socket"))?;
+    let bridge_index = ensure_bridge(&mut rtnl, bridge)?;
+    // The first address of each subnet.
+    let gateway4 = Ipv4Net::new(Ipv4Addr::from(u32::from(v4.network()) + 1), v4.prefix_len())
+        .expect("a valid length");
+    let gateway6 = Ipv6Net::new(
+        Ipv6Addr::from(u128::from(v6.network()) + 1),
+        v6.prefix_len(),
+    )
+    .expect("a valid length");
+    for gateway in [ipnet::IpNet::from(gateway4), gateway6.into()] {
+        rtnl.add_address(bridge_index, gateway.addr(), gateway.prefix_len())
+            .map_err(netlink(format!("cannot add {gateway} to {}", bridge.name)))?;
+    }
+    let link = WorldLink {
+        bridge: bridge.name.clone(),
+        v4: v4.addr(),
+        v6: v6.addr(),
+        host_interface: host_interface_name(v4.addr()),
+        lease: PathBuf::new(),
+    };
+    match join(&mut rtnl, world, (gateway4, gateway6), bridge_index, &link) {
+        Ok(()) => Ok(link),
+        Err(e) => {
+            let _ = rtnl.delete_link(&link.host_interface);
             Err(e)
         }
     }
@@ -217,6 +265,9 @@ impl WorldLink {
         let mut rtnl = Rtnl::open().map_err(netlink("cannot open a netlink socket"))?;
         rtnl.delete_link(&self.host_interface)
             .map_err(netlink(format!("cannot delete {}", self.host_interface)))?;
+        if self.lease.as_os_str().is_empty() {
+            return Ok(());
+        }
         match fs::remove_file(&self.lease) {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(LinkError::Io {
                 path: self.lease.clone(),
@@ -333,7 +384,7 @@ fn ensure_bridge(rtnl: &mut Rtnl, bridge: &Bridge) -> Result<u32> {
 fn join(
     rtnl: &mut Rtnl,
     world: &NetNs,
-    bridge: &Bridge,
+    (subnet4, subnet6): (Ipv4Net, Ipv6Net),
     bridge_index: u32,
     link: &WorldLink,
 ) -> Result<()> {
@@ -366,8 +417,8 @@ fn join(
     rtnl.set_up(host_index)
         .map_err(netlink(format!("cannot bring up {}", link.host_interface)))?;
     let (v4, v6) = (link.v4, link.v6);
-    let (v4_len, v6_len) = (bridge.v4.prefix_len(), bridge.v6.prefix_len());
-    let (gateway4, gateway6) = (bridge.v4.addr(), bridge.v6.addr());
+    let (v4_len, v6_len) = (subnet4.prefix_len(), subnet6.prefix_len());
+    let (gateway4, gateway6) = (subnet4.addr(), subnet6.addr());
     world
         .run(move || {
             let mut rtnl = Rtnl::open()?;

@@ -37,6 +37,15 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The egress policy a bundle's annotations ask for, refused by the
+    /// node's rule (see `world/policy.rs`).
+    #[error("bundle {}: egress policy", path.display())]
+    EgressPolicy {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::world::BundlePolicyError>,
+    },
+
     #[error("{}: unsupported config: {reason}", path.display())]
     UnsupportedConfig { path: PathBuf, reason: String },
 
@@ -234,6 +243,7 @@ impl Error {
             | Error::Bundle { .. }
             | Error::MalformedConfig { .. }
             | Error::UnsupportedConfig { .. }
+            | Error::EgressPolicy { .. }
             | Error::InvalidSignal(_)
             | Error::ProcessFile { .. }
             | Error::ResourcesFile { .. } => ErrorKind::InvalidInput,

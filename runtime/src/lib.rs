@@ -68,8 +68,9 @@ pub struct FailPoints {
 pub use state::{WorldState, WorldStatus, OCI_VERSION};
 pub use store::{WorldStore, DEFAULT_STATE_DIR};
 pub use world::{
-    AfterExit, CreateOptions, ExecOptions, Finished, Layering, Limit, LimitHit, RunOptions, Stdio,
-    TraceSummary, World, WorldRun,
+    AfterExit, BundlePolicyError, CreateOptions, ExecOptions, Finished, Layering, Limit, LimitHit,
+    NodeConfig, RunOptions, Stdio, TraceSummary, World, WorldRun, CONFIG_DIR_ENV,
+    DEFAULT_CONFIG_DIR, INLINE_ANNOTATION, POLICY_ANNOTATION,
 };
 
 pub use world::kill::parse_signal;

@@ -9,7 +9,7 @@ use libcontainer::error::LibcontainerError;
 use crate::error::{Error, Result};
 use crate::id::WorldId;
 use crate::store::WorldStore;
-use crate::world::{retry_procfs_race, World};
+use crate::world::{retry_procfs_race, NodeConfig, World};
 
 /// Default state root, as runc's is `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/substrate";
@@ -21,6 +21,7 @@ pub struct Runtime {
     root: PathBuf,
     systemd_cgroup: bool,
     store: WorldStore,
+    node: NodeConfig,
 }
 
 impl Runtime {
@@ -29,7 +30,20 @@ impl Runtime {
             root: root.into(),
             systemd_cgroup: false,
             store: WorldStore::from_env(),
+            node: NodeConfig::from_env(),
         }
+    }
+
+    /// Take the node's policies from `node` instead of the config dir
+    /// `SUBSTRATE_CONFIG_DIR` names.
+    pub fn with_node_config(mut self, node: NodeConfig) -> Self {
+        self.node = node;
+        self
+    }
+
+    /// Where the node's policies live (`/etc/substrate`).
+    pub fn node_config(&self) -> &NodeConfig {
+        &self.node
     }
 
     /// Keep world records (diffs, uppers) in `store` instead of the one

@@ -1,11 +1,14 @@
 """Network probes run inside a world by tests/tests/egress.rs: one line of
-output per probe, `PROBE RESULT MILLISECONDS`, RESULT `ok:...` or `err:ERRNO`.
+output per probe, `PROBE<tab>RESULT<tab>MILLISECONDS`, RESULT `ok:...` or `err:ERRNO`.
 
   tcp HOST PORT            connect, read what the server says
   udp HOST PORT            send "ping", wait 1 s for the echo
   resolve NAME             getaddrinfo through the world's resolv.conf
   dns SERVER NAME udp|tcp  a raw A query to SERVER:53, not the world's resolver
-  icmp HOST                a raw ICMP echo, wait 1 s for the reply
+  icmp HOST ping|raw       an ICMP echo, wait 1 s for the reply
+  send HOST PORT BYTES     connect and send BYTES bytes
+  until_refused HOST PORT SECONDS
+                           connect every 100 ms until refused: after how long
 """
 import errno
 import socket
@@ -66,27 +69,50 @@ def dns(server, name, transport):
     return "ok:rcode=%d" % (answer[3] & 15)
 
 
-def icmp(host):
+def icmp(host, kind):
+    """An ICMP echo: `ping` over an ICMP datagram socket (the kernel fills in
+    the id and checksum; allowed by ping_group_range), or `raw` (needs
+    CAP_NET_RAW)."""
     v6 = ":" in host
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
-    with socket.socket(family(host), socket.SOCK_RAW, proto) as s:
+    sock_type = socket.SOCK_RAW if kind == "raw" else socket.SOCK_DGRAM
+    with socket.socket(family(host), sock_type, proto) as s:
         s.settimeout(1)
-        kind = 128 if v6 else 8
-        body = struct.pack(">BBHHH", kind, 0, 0, 0x5b57, 1) + b"substrate"
-        if not v6:
-            total = sum(struct.unpack(">%dH" % (len(body) // 2), body + b"\0" * (len(body) % 2)))
-            total = (total >> 16) + (total & 0xFFFF)
-            checksum = ~(total + (total >> 16)) & 0xFFFF
-            body = body[:2] + struct.pack(">H", checksum) + body[4:]
+        echo = 128 if v6 else 8
+        body = struct.pack(">BBHHH", echo, 0, 0, 0x5b57, 1) + b"substrate"
         s.sendto(body, (host, 0))
         while True:
             reply = s.recv(256)
-            offset = 0 if v6 else (reply[0] & 15) * 4
+            offset = (reply[0] & 15) * 4 if kind == "raw" and not v6 else 0
             if reply[offset] == (129 if v6 else 0):
                 return "ok:echo-reply"
 
 
-PROBES = {"tcp": tcp, "udp": udp, "resolve": resolve, "dns": dns, "icmp": icmp}
+def send(host, port, count):
+    with socket.socket(family(host), socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect((host, int(port)))
+        chunk = b"x" * 4096
+        left = int(count)
+        while left > 0:
+            left -= s.send(chunk[:left])
+        return "ok:sent=" + count
+
+
+def until_refused(host, port, seconds):
+    start = time.monotonic()
+    while time.monotonic() - start < float(seconds):
+        try:
+            with socket.socket(family(host), socket.SOCK_STREAM) as s:
+                s.settimeout(1)
+                s.connect((host, int(port)))
+        except OSError as e:
+            return "ok:refused-after=%.1f:%s" % (time.monotonic() - start, err(e))
+        time.sleep(0.1)
+    return "err:never-refused"
+
+
+PROBES = {"send": send, "until_refused": until_refused, "tcp": tcp, "udp": udp, "resolve": resolve, "dns": dns, "icmp": icmp}
 
 args = sys.argv[1:]
 while args:
@@ -100,4 +126,4 @@ while args:
     except OSError as e:
         result = err(e)
     ms = (time.monotonic() - start) * 1000
-    print(name, " ".join(params), result, "%.1f" % ms, flush=True)
+    print(name + " " + " ".join(params), result, "%.1f" % ms, sep="\t", flush=True)

@@ -1,6 +1,8 @@
-/* Built static with musl-gcc: connects to 127.0.0.1:<port> with the raw
- * syscall (no libc wrapper, no preload: only the kernel sees it), and
- * exits with the errno it got (0 if connected). */
+/* Built static with musl-gcc: connects to <address>:<port> (address
+ * 127.0.0.1 unless given) with the raw syscall (no libc wrapper, no
+ * preload: only the kernel sees it), and exits with the errno it got (0 if
+ * connected). */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -20,6 +22,8 @@ int main(int argc, char **argv)
         .sin_port = htons(atoi(argv[1])),
         .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
     };
+    if (argc > 2 && inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1)
+        return 102;
     long ret = syscall(SYS_connect, fd, &addr, sizeof addr);
     return ret == 0 ? 0 : errno;
 }

@@ -69,14 +69,13 @@ pub struct CreateOptions {
     /// Keep the upper layer Substrate made (its files) when the world is
     /// deleted; by default they go, and the record and diff stay.
     pub keep_upper: bool,
-    /// The world's network. With [`WorldNetwork::LoopbackOnly`] the spec
-    /// must give the world a network namespace of its own (the caller's
-    /// own spec: `substrate-cli`'s), whose loopback [`Runtime::launch`]
-    /// brings up before the world starts.
+    /// The world's network, set up by create before it returns
+    /// ([`World::connect`]). With [`WorldNetwork::LoopbackOnly`] or
+    /// [`WorldNetwork::Bridge`] the spec must give the world a network
+    /// namespace of its own (the caller's own spec: `substrate-cli`'s).
     pub network: WorldNetwork,
-    /// The world's egress policy: its table, installed by
-    /// [`Runtime::launch`], and its resolver, which its `/etc/resolv.conf`
-    /// names, run by its monitor.
+    /// The world's egress policy: its table, installed by create, and its
+    /// resolver, which its `/etc/resolv.conf` names, run by its monitor.
     pub egress: Option<WorldEgress>,
 }
 
@@ -133,8 +132,22 @@ impl Runtime {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
         let layering = std::mem::take(&mut options.layering);
+        let network = options.network;
         let upper_limit = layering.upper_limit();
         let bundle = Bundle::load(bundle, layering.lower())?;
+        // The caller's own policy wins (`substrate-cli` is root on the
+        // node); otherwise the node's, as the bundle's annotations choose
+        // and narrow it. Refused here, before anything of the world exists.
+        let egress =
+            match options.egress.clone() {
+                Some(egress) => Some(egress),
+                None => super::policy::egress_of_bundle(&bundle, self.node_config()).map_err(
+                    |source| Error::EgressPolicy {
+                        path: bundle.path.clone(),
+                        source: Box::new(source),
+                    },
+                )?,
+            };
         let linux = bundle
             .spec
             .linux()
@@ -160,8 +173,8 @@ impl Runtime {
             &layers,
             options.source.take(),
             options.command.take(),
-            options.network,
-            options.egress.clone(),
+            network,
+            egress.clone(),
         );
         let prepared = store
             .create_world_dir(id)
@@ -228,7 +241,7 @@ impl Runtime {
             root.set_path(bundle.rootfs().to_owned());
             spec.set_root(Some(root));
         }
-        if options.egress.is_some() {
+        if egress.is_some() {
             if let Err(e) = super::net::mount_resolv_conf(&mut spec, &store.world_dir(id)) {
                 drop(private_mounts);
                 return Err(self.discard(id, &dir, e));
@@ -246,6 +259,13 @@ impl Runtime {
                 }
                 let world = World::from_container(id.clone(), container, store.clone());
                 super::save_meta(&dir, &meta).map_err(|e| self.discard(id, &dir, e))?;
+                // Before anything of the world runs: its network, and the
+                // egress table that governs it (whoever creates the world
+                // — the CLI, the runtime's CLI, the shim's helper — and
+                // whether or not it is traced).
+                world
+                    .connect(network, egress.as_ref())
+                    .map_err(|e| self.discard(id, &dir, e))?;
                 Ok(world)
             }
             Err(e) => Err(self.discard(id, &dir, e)),

@@ -13,6 +13,7 @@ mod limits;
 mod lost;
 mod net;
 mod pause;
+pub(crate) mod policy;
 mod run;
 mod start;
 mod stats;
@@ -30,6 +31,10 @@ pub use create::{CreateOptions, Layering, Stdio};
 pub use exec::ExecOptions;
 pub use limits::{Limit, LimitHit};
 pub use net::{LOG_GROUP, RESOLVER};
+pub use policy::{
+    BundlePolicyError, NodeConfig, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, INLINE_ANNOTATION,
+    POLICY_ANNOTATION,
+};
 pub use run::{AfterExit, Finished, RunOptions, TraceSummary, WorldRun};
 
 use crate::error::{Error, Result};

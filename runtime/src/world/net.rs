@@ -82,7 +82,11 @@ impl World {
     /// network by its spec (CNI's netns) only gets the table, and only in a
     /// namespace of its own: a world on the host's network cannot be
     /// governed, and says so.
-    pub fn connect(&self, network: WorldNetwork, egress: Option<&WorldEgress>) -> Result<()> {
+    pub(crate) fn connect(
+        &self,
+        network: WorldNetwork,
+        egress: Option<&WorldEgress>,
+    ) -> Result<()> {
         let Some(pid) = self.pid() else {
             return Ok(());
         };
@@ -130,6 +134,11 @@ impl World {
                     let _ = world_link.release();
                     return Err(e);
                 }
+                // `ping` without CAP_NET_RAW, as Docker's containers have
+                // it: ICMP echo sockets, which the egress table governs.
+                netns
+                    .run(|| std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"))
+                    .map_err(network_error("cannot allow ping sockets in the world"))?;
             }
         }
         if let Some(egress) = egress {

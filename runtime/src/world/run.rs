@@ -80,9 +80,7 @@ pub struct RunOptions {
 
 impl Runtime {
     /// Creates the world `id` from `bundle` and attaches its monitor, which
-    /// sees every fork and exec from here on, then gives it its network
-    /// ([`World::connect`]: its loopback up, its veth pair on the bridge,
-    /// its egress table). On failure nothing is left.
+    /// sees every fork and exec from here on. On failure nothing is left.
     pub fn launch(
         &self,
         id: &str,
@@ -90,11 +88,8 @@ impl Runtime {
         options: CreateOptions,
         monitoring: Monitoring,
     ) -> Result<WorldRun> {
-        let network = options.network;
-        let egress = options.egress.clone();
         let world = self.create(id, bundle, options)?;
-        let run = WorldRun::attach(self, world, monitoring)?;
-        run.prepare(|world| world.connect(network, egress.as_ref()))
+        WorldRun::attach(self, world, monitoring)
     }
 
     /// The whole sequence for a caller that waits in the foreground:
