@@ -89,6 +89,14 @@ pub fn trace(args: TraceArgs, runtime: &Runtime) -> Result<()> {
         );
     }
     roots.sort_by_key(|s| s.start);
+    // What the world's monitor saw for the world as a whole: its
+    // resolver's answers, packets no program's call claimed.
+    if let Some(world) = world {
+        let world_calls = calls.get(&Some(world.span_id)).map(Vec::as_slice).unwrap_or_default();
+        for line in summarise(world_calls) {
+            println!("· {line}");
+        }
+    }
     let tree = Tree { children, calls };
     tree.print(&roots, &mut std::io::stdout().lock())?;
     Ok(())
@@ -299,10 +307,37 @@ fn lossy(bytes: &[u8]) -> String {
 /// of a network refused says so.
 fn call_text(span: &Span) -> String {
     let text = call_words(span);
+    let field = |object: &str, key: &str| {
+        span.extra
+            .get(object)
+            .and_then(|v| v.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
     if span.extra.get("refused_by").and_then(|v| v.as_str()) == Some("network") {
-        format!("{text} [refused: the world has no network]")
-    } else {
-        text
+        return format!("{text} [refused: the world has no network]");
+    }
+    // What the egress table decided (net), what the world's resolver did
+    // (dns), and the rule.
+    match (field("egress", "verdict"), field("egress", "rule")) {
+        (Some(verdict), Some(rule)) if verdict == "deny" => {
+            return format!("{text} [refused by egress policy: {rule}]")
+        }
+        (Some(_), Some(rule)) => return format!("{text} [allowed: {rule}]"),
+        _ => {}
+    }
+    match field("resolver", "verdict").as_deref() {
+        Some("refused") => format!(
+            "{text} [refused by egress policy: {}]",
+            field("resolver", "reason").unwrap_or_default()
+        ),
+        Some("not_admitted") => format!(
+            "{text} [answer {} not admitted: {}]",
+            field("resolver", "address").unwrap_or_default(),
+            field("resolver", "reason").unwrap_or_default()
+        ),
+        Some("failed") => format!("{text} [failed: {}]", field("resolver", "reason").unwrap_or_default()),
+        _ => text,
     }
 }
 
@@ -325,6 +360,8 @@ fn call_words(span: &Span) -> String {
             Some(Outcome::Returned { ret, .. }) if *ret != 0 => {
                 format!("{} -> failed ({})", lossy(&dns.query), eai_name(*ret))
             }
+            // The world's resolver's account of a name it did not answer.
+            _ if dns.answers.is_empty() && span.result.is_none() => lossy(&dns.query),
             _ => format!("{} -> {}", lossy(&dns.query), dns.answers.join(" ")),
         },
         _ => String::new(),
