@@ -107,6 +107,7 @@ pub fn doctor(_args: DoctorArgs, runtime: &Runtime) -> Result<u8> {
     checks.push(user_namespaces());
     checks.push(fanotify());
     checks.extend(sensor());
+    checks.extend(egress());
     checks.extend(probes.lsms());
     checks.extend(["runc", "containerd", "podman"].map(engine));
 
@@ -524,6 +525,62 @@ fn sensor() -> Vec<Check> {
 
 /// Other runtimes and engines, found on PATH (worlds under them need them;
 /// the CLI's own do not).
+/// Networking for worlds (`--allow`, `--net bridge`): an egress table and
+/// its log in a scratch network namespace, and the host bridge as it is.
+fn egress() -> Vec<Check> {
+    use substrate_net::egress::{EgressOptions, EgressTable};
+    use substrate_net::netns::NetNs;
+    let fix = "worlds with --allow or --net bridge cannot start: the kernel needs nf_tables, nfnetlink_log and veth";
+    let table = NetNs::new_anonymous()
+        .map_err(|e| format!("no network namespace: {e}"))
+        .and_then(|netns| {
+            let policy = substrate_policy::network::NetworkPolicy {
+                allow: vec!["192.0.2.1:443/tcp".parse().expect("a valid entry")],
+                ..Default::default()
+            };
+            EgressTable::install(&netns, &policy, EgressOptions { log_group: 1 })
+                .map_err(|e| format!("nftables: {}", substrate_runtime::one_line(&e)))?;
+            substrate_net::nflog::NflogReader::open(&netns, 1)
+                .map_err(|e| format!("NFLOG: {e}"))?;
+            Ok(())
+        });
+    let mut checks = vec![match table {
+        Ok(()) => Check::ok(
+            "egress table",
+            "nftables sets, reject and quota, NFLOG, in a world's netns",
+        ),
+        Err(found) => Check::not_ok("egress table", Status::Warn, found, fix),
+    }];
+    let bridge = substrate_net::link::Bridge::default();
+    let forwarding = read_trimmed("/proc/sys/net/ipv4/ip_forward");
+    checks.push(
+        match Path::new("/sys/class/net").join(&bridge.name).exists() {
+            true => Check::ok(
+                "bridge",
+                format!(
+                    "{} ({}, {}); IPv4 forwarding {}",
+                    bridge.name,
+                    bridge.v4,
+                    bridge.v6,
+                    if forwarding.as_deref() == Some("1") {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                ),
+            ),
+            false => Check::ok(
+                "bridge",
+                format!(
+                    "{} not made yet: the first world with --allow makes it ({}, {})",
+                    bridge.name, bridge.v4, bridge.v6
+                ),
+            ),
+        },
+    );
+    checks
+}
+
 fn engine(name: &'static str) -> Check {
     match on_path(name) {
         Some(path) => Check::ok(name, path.display().to_string()),
