@@ -65,6 +65,7 @@ use substrate_policy::network::{Entry, NetworkPolicy, PortRange, Protocol, Targe
 
 use crate::netns::NetNs;
 use crate::nflog::{self, Family, LoggedPacket, NetfilterSocket};
+use crate::protected::Protected;
 
 /// The table's name, in family `inet` (IPv4 and IPv6 in one table).
 pub const TABLE: &str = "substrate";
@@ -79,6 +80,7 @@ const NDP_SET: &CStr = c"ndp";
 const PREFIX_QUOTA: &str = "q";
 const PREFIX_DNS: &str = "dns";
 const PREFIX_DEFAULT: &str = "dflt";
+const PREFIX_PROTECTED: &str = "prot";
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
@@ -110,11 +112,13 @@ const DEFAULT_SEND_BUFFER: usize = 128 << 10;
 const RECEIVE_BUFFER: usize = 1 << 20;
 
 /// How the table logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressOptions {
     /// The NFLOG group (inside the world's netns) the log statements use:
     /// what an [`crate::nflog::NflogReader`] binds.
     pub log_group: u16,
+    /// Refused before any allow entry but one within them.
+    pub protected: Protected,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +171,8 @@ pub enum DecidingRule {
     Dns,
     /// The `egress_bytes` quota is spent.
     Quota,
+    /// A protected network (see [`crate::protected`]) no allow entry names.
+    Protected(String),
 }
 
 impl fmt::Display for DecidingRule {
@@ -177,6 +183,7 @@ impl fmt::Display for DecidingRule {
             DecidingRule::Default => f.write_str("default"),
             DecidingRule::Dns => f.write_str("dns: only the world's resolver"),
             DecidingRule::Quota => f.write_str("egress quota"),
+            DecidingRule::Protected(net) => write!(f, "protected: {net}"),
         }
     }
 }
@@ -242,7 +249,7 @@ impl EgressTable {
         options: EgressOptions,
     ) -> Result<EgressTable, EgressError> {
         let table = EgressTable::open(netns, policy, options)?;
-        let batch = table_batch(&table.plan, &options, &[], 0);
+        let batch = table_batch(&table.plan, &table.options, &[], 0);
         commit(&table.lock().socket, &batch)?;
         Ok(table)
     }
@@ -256,7 +263,7 @@ impl EgressTable {
         policy: &NetworkPolicy,
         options: EgressOptions,
     ) -> Result<EgressTable, EgressError> {
-        let plan = Plan::compile(policy)?;
+        let plan = Plan::compile(policy, &options.protected)?;
         let netns = netns.try_clone().map_err(EgressError::Socket)?;
         let socket = netns
             .run(|| NetfilterSocket::open(false))
@@ -283,7 +290,7 @@ impl EgressTable {
     /// name entries the new policy still has stay admitted for what is
     /// left of their time.
     pub fn replace(&mut self, policy: &NetworkPolicy) -> Result<(), EgressError> {
-        let plan = Plan::compile(policy)?;
+        let plan = Plan::compile(policy, &self.options.protected)?;
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         // The new quota starts from what the old one counted (the kernel
         // refuses a start above the quota): replacing the policy must not
@@ -375,6 +382,15 @@ impl EgressTable {
             PREFIX_QUOTA => (Verdict::Deny, DecidingRule::Quota),
             PREFIX_DNS => (Verdict::Deny, DecidingRule::Dns),
             PREFIX_DEFAULT => (self.plan.default, DecidingRule::Default),
+            PREFIX_PROTECTED => (
+                Verdict::Deny,
+                DecidingRule::Protected(
+                    self.options
+                        .protected
+                        .containing(packet.destination)
+                        .map_or_else(|| packet.destination.to_string(), |net| net.to_string()),
+                ),
+            ),
             prefix => {
                 let group = self.plan.groups.iter().find(|g| g.prefix == prefix)?;
                 (
@@ -431,6 +447,11 @@ impl EgressTable {
         }
         add(PREFIX_DEFAULT, self.plan.default, Vec::new());
         Ok(EgressCounters { rules, quota_used })
+    }
+
+    /// How the table was built.
+    pub fn options(&self) -> &EgressOptions {
+        &self.options
     }
 
     /// The namespace the table is in.
@@ -508,10 +529,13 @@ struct Group {
     v6: Vec<(u128, u128)>,
     /// Whether any entry is a name (then both families get a timeout set).
     names: bool,
+    /// Allow entries within a protected net: their rules come before the
+    /// protected nets' refusal, the other allow rules after it.
+    within_protected: bool,
 }
 
 impl Plan {
-    fn compile(policy: &NetworkPolicy) -> Result<Plan, EgressError> {
+    fn compile(policy: &NetworkPolicy, protected: &Protected) -> Result<Plan, EgressError> {
         let mut groups = Vec::new();
         for (verdict, entries, letter) in [
             (Verdict::Deny, &policy.deny, 'd'),
@@ -524,9 +548,13 @@ impl Plan {
                         entry: entry.text().to_owned(),
                     });
                 }
-                let existing = groups[first..]
-                    .iter()
-                    .position(|g: &Group| g.protocol == entry.protocol && g.ports == entry.ports);
+                let within_protected = verdict == Verdict::Allow
+                    && matches!(&entry.target, Target::Net(net) if protected.names_explicitly(net));
+                let existing = groups[first..].iter().position(|g: &Group| {
+                    g.protocol == entry.protocol
+                        && g.ports == entry.ports
+                        && g.within_protected == within_protected
+                });
                 let index = match existing {
                     Some(index) => first + index,
                     None => {
@@ -539,6 +567,7 @@ impl Plan {
                             v4: Vec::new(),
                             v6: Vec::new(),
                             names: false,
+                            within_protected,
                         });
                         groups.len() - 1
                     }
@@ -827,7 +856,59 @@ fn table_batch(
     rule.add_expr(&refuse());
     batch.push(&rule, MsgType::Add, "rule: dns refused");
 
-    for group in &plan.groups {
+    // Deny wins; then the allow entries that name protected addresses,
+    // then the refusal of every other protected address, then the rest.
+    let deny = plan.groups.iter().filter(|g| g.verdict == Verdict::Deny);
+    let (within, beyond): (Vec<&Group>, Vec<&Group>) = plan
+        .groups
+        .iter()
+        .filter(|g| g.verdict == Verdict::Allow)
+        .partition(|g| g.within_protected);
+    let steps = deny
+        .map(Some)
+        .chain(within.into_iter().map(Some))
+        .chain([None])
+        .chain(beyond.into_iter().map(Some));
+    for step in steps {
+        let Some(group) = step else {
+            for family in Family::BOTH {
+                let ranges: Vec<(u128, u128)> = merge(
+                    options
+                        .protected
+                        .nets()
+                        .iter()
+                        .filter_map(|net| match (net, family) {
+                            (ipnet::IpNet::V4(net), Family::V4) => Some((
+                                u128::from(u32::from(net.network())),
+                                u128::from(u32::from(net.broadcast())),
+                            )),
+                            (ipnet::IpNet::V6(net), Family::V6) => {
+                                Some((u128::from(net.network()), u128::from(net.broadcast())))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                );
+                let name = set_name(format!("protected_{}", family.suffix()));
+                let set = new_family_set(&table, family, &name, next_id(), libc::NFT_SET_INTERVAL);
+                add_intervals(&set, family, &ranges);
+                set.push_to(&mut batch);
+                let mut rule = Rule::new(&output);
+                rule.add_expr(&Meta::NfProto);
+                rule.add_expr(&Cmp::new(CmpOp::Eq, family.nfproto()));
+                rule.add_expr(&family.daddr());
+                rule.add_expr(&set.lookup());
+                rule.add_expr(&Counter);
+                rule.add_expr(&log(PREFIX_PROTECTED));
+                rule.add_expr(&refuse());
+                batch.push(
+                    &rule,
+                    MsgType::Add,
+                    format!("rule: protected ({})", family.suffix()),
+                );
+            }
+            continue;
+        };
         for family in Family::BOTH {
             let ranges = group.ranges(family);
             let mut sets = Vec::new();
@@ -1567,16 +1648,19 @@ mod tests {
 
     #[test]
     fn entries_are_grouped_by_spec_deny_first() {
-        let plan = Plan::compile(&policy(
-            &[
-                "10.0.0.0/8",
-                "192.0.2.7:443/tcp",
-                "example.com:443/tcp",
-                "198.51.100.0/24:443",
-                "*",
-            ],
-            &["10.0.5.0/24"],
-        ))
+        let plan = Plan::compile(
+            &policy(
+                &[
+                    "10.0.0.0/8",
+                    "192.0.2.7:443/tcp",
+                    "example.com:443/tcp",
+                    "198.51.100.0/24:443",
+                    "*",
+                ],
+                &["10.0.5.0/24"],
+            ),
+            &Protected::default(),
+        )
         .unwrap();
         let summary: Vec<(&str, Verdict, usize, bool)> = plan
             .groups
@@ -1604,17 +1688,20 @@ mod tests {
 
     #[test]
     fn overlapping_and_adjacent_networks_merge() {
-        let plan = Plan::compile(&policy(
-            &[
-                "10.0.0.0/25",
-                "10.0.0.128/25",
-                "10.0.0.5",
-                "10.0.2.0/24",
-                "10.0.1.0/24",
-                "10.0.4.0/24",
-            ],
-            &[],
-        ))
+        let plan = Plan::compile(
+            &policy(
+                &[
+                    "10.0.0.0/25",
+                    "10.0.0.128/25",
+                    "10.0.0.5",
+                    "10.0.2.0/24",
+                    "10.0.1.0/24",
+                    "10.0.4.0/24",
+                ],
+                &[],
+            ),
+            &Protected::default(),
+        )
         .unwrap();
         assert_eq!(
             plan.groups[0].v4,
@@ -1628,15 +1715,18 @@ mod tests {
 
     #[test]
     fn a_packet_is_named_after_the_entry_that_decided_it() {
-        let plan = Plan::compile(&policy(
-            &[
-                "10.0.0.0/8:443/tcp",
-                "10.1.0.0/16:443/tcp",
-                "example.com:443/tcp",
-                "[2001:db8::/32]:443/tcp",
-            ],
-            &[],
-        ))
+        let plan = Plan::compile(
+            &policy(
+                &[
+                    "10.0.0.0/8:443/tcp",
+                    "10.1.0.0/16:443/tcp",
+                    "example.com:443/tcp",
+                    "[2001:db8::/32]:443/tcp",
+                ],
+                &[],
+            ),
+            &Protected::default(),
+        )
         .unwrap();
         let group = &plan.groups[0];
         let written = |addr: &str| group.written_entry(addr.parse().unwrap()).map(Entry::text);
@@ -1663,7 +1753,7 @@ mod tests {
             ..NetworkPolicy::default()
         };
         assert!(matches!(
-            Plan::compile(&policy),
+            Plan::compile(&policy, &Protected::default()),
             Err(EgressError::IcmpWithPorts { .. })
         ));
     }

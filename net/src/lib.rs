@@ -13,4 +13,5 @@ pub mod egress;
 pub mod link;
 pub mod netns;
 pub mod nflog;
+pub mod protected;
 pub mod resolver;

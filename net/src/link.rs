@@ -439,6 +439,30 @@ fn join(
         )))
 }
 
+/// The addresses of the calling thread's network namespace (the host's,
+/// from the host): what a world must not reach through a broad allow entry
+/// or a name's answer (see [`crate::protected`]).
+pub fn host_addresses() -> io::Result<Vec<IpAddr>> {
+    let mut rtnl = Rtnl::open()?;
+    let answers = rtnl.request(
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        netlink_packet_core::NLM_F_DUMP,
+    )?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|answer| match answer {
+            RouteNetlinkMessage::NewAddress(message) => {
+                message.attributes.into_iter().find_map(|a| match a {
+                    AddressAttribute::Local(ip) => Some(ip),
+                    AddressAttribute::Address(ip) => Some(ip),
+                    _ => None,
+                })
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 /// Brings `lo` up in `netns`: a new network namespace starts with it down,
 /// and a world without a network still reaches itself on 127.0.0.1 (as
 /// docker's and podman's `--network none` do).

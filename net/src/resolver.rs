@@ -50,6 +50,7 @@ use substrate_policy::network::{Entry, NameDecision, NetworkPolicy, Target};
 use tracing::{debug, warn};
 
 use crate::netns::NetNs;
+use crate::protected::Protected;
 
 /// The largest DNS message either transport carries: TCP's 2-byte length
 /// prefix (RFC 7766 §8), and more than any UDP datagram.
@@ -128,10 +129,11 @@ pub struct ResolverConfig {
     /// The shortest time an answered address stays admitted: a record's TTL
     /// of 0 or 1 s would otherwise expire before the world connects.
     pub ttl_floor: Duration,
-    /// Networks no name may resolve into unless an allow entry names them
-    /// (the bridge's subnet, the host's own addresses), on top of loopback,
-    /// link-local, unspecified, broadcast and multicast, which always are.
-    pub protected: Vec<IpNet>,
+    /// Networks no name may resolve into unless an allow entry within them
+    /// names them (see [`crate::protected`]): loopback, link-local,
+    /// multicast… always, and the bridge's subnets and the host's own
+    /// addresses as the caller adds them.
+    pub protected: Protected,
     /// How long a forwarded query may take, UDP and a TCP retry together,
     /// before the world gets SERVFAIL. Shorter than a stub resolver's own
     /// timeout (glibc's: 5 s), so the world hears the failure.
@@ -150,7 +152,7 @@ impl ResolverConfig {
             listen: SocketAddr::from((Ipv4Addr::new(127, 0, 0, 53), 53)),
             upstream,
             ttl_floor: Duration::from_secs(5),
-            protected: Vec::new(),
+            protected: Protected::default(),
             upstream_timeout: Duration::from_secs(2),
             max_tcp_clients: 16,
             tcp_idle_timeout: Duration::from_secs(10),
@@ -455,7 +457,7 @@ struct Shared {
     upstream_timeout: Duration,
     max_tcp_clients: usize,
     tcp_idle_timeout: Duration,
-    protected: Vec<IpNet>,
+    protected: Protected,
     policy: Arc<RwLock<NetworkPolicy>>,
     admit: Admit,
     events: OnEvent,
@@ -1223,25 +1225,17 @@ impl Shared {
     /// metadata service or a protected network, and no allow entry names
     /// its network.
     fn rebinding(&self, address: IpAddr, explicit: &[IpNet]) -> Option<String> {
-        // An IPv4-mapped IPv6 address (::ffff:127.0.0.1) reaches the IPv4
-        // one through an AF_INET6 socket (ipv6(7)): judged as that.
-        let mapped = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-            IpAddr::V4(_) => None,
-        };
-        let forms = [Some(address), mapped];
-        let forms = forms.iter().flatten();
-        let covers = |net: &IpNet| forms.clone().any(|form| net.contains(form));
-        if explicit.iter().any(covers) {
+        if self.protected.admits(address, explicit) {
             return None;
         }
-        if let Some(class) = forms.clone().find_map(|&form| special_class(form)) {
-            return Some(format!(
+        let net = self.protected.containing(address)?;
+        Some(match special_class(address.to_canonical()) {
+            Some(class) => format!(
                 "{address} is a {class} address (DNS rebinding) and no allow entry names its network"
-            ));
-        }
-        self.protected.iter().find(|net| covers(net)).map(|net| {
-            format!("{address} is in the protected network {net} (DNS rebinding) and no allow entry names it")
+            ),
+            None => format!(
+                "{address} is in the protected network {net} (DNS rebinding) and no allow entry names it"
+            ),
         })
     }
 }

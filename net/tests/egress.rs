@@ -19,12 +19,16 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use substrate_net::egress::{DecidingRule, EgressError, EgressOptions, EgressTable};
 use substrate_net::netns::NetNs;
 use substrate_net::nflog::{Family, LoggedPacket, NflogReader};
+use substrate_net::protected::Protected;
 use substrate_policy::network::{Entry, NetworkPolicy, Verdict};
 
 const LOG_GROUP: u16 = 7;
-const OPTIONS: EgressOptions = EgressOptions {
-    log_group: LOG_GROUP,
-};
+fn options() -> EgressOptions {
+    EgressOptions {
+        log_group: LOG_GROUP,
+        protected: Protected::default(),
+    }
+}
 /// What "refused at once" means: no retransmission, no timeout.
 const AT_ONCE: Duration = Duration::from_millis(100);
 /// The bound on waiting for anything the kernel does on its own schedule.
@@ -304,7 +308,7 @@ fn allowed_destinations_are_reachable_and_others_refused_at_once() {
         &["10.77.0.2:8080/tcp", "10.77.0.3", "10.77.0.6:9000-9100"],
         &[],
     );
-    let _table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let _table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     lab.assert_reachable("10.77.0.2:8080");
     lab.assert_refused("10.77.0.2:9090");
     lab.assert_refused("10.77.0.4:8080");
@@ -336,7 +340,7 @@ fn interval_boundaries_are_exact() {
         &["10.77.0.4/31", "10.77.0.2", "10.77.0.6/32", "fd77::2/127"],
         &[],
     );
-    let _table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let _table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     for reachable in [
         "10.77.0.2:8080",
         "10.77.0.4:8080",
@@ -352,10 +356,34 @@ fn interval_boundaries_are_exact() {
 }
 
 #[test]
+fn protected_networks_are_refused_unless_an_entry_within_them_names_them() {
+    let lab = Lab::new();
+    // The server's .4-.5 play the bridge's subnet (other worlds, the host).
+    let options = EgressOptions {
+        log_group: LOG_GROUP,
+        protected: Protected::new(["10.77.0.4/31".parse().unwrap()]),
+    };
+    let policy = deny_by_default(&["*", "10.77.0.5:8080/tcp"], &[]);
+    let _table = EgressTable::install(&lab.world, &policy, options.clone()).expect("install");
+    lab.assert_reachable("10.77.0.2:8080");
+    lab.assert_refused("10.77.0.4:8080");
+    lab.assert_refused("10.77.0.5:9090");
+    lab.assert_reachable("10.77.0.5:8080");
+    // The same under `default: allow`.
+    let mut open = deny_by_default(&[], &[]);
+    open.default = Verdict::Allow;
+    let mut table = EgressTable::install(&lab.world, &open, options).expect("install");
+    lab.assert_reachable("10.77.0.3:8080");
+    lab.assert_refused("10.77.0.4:8080");
+    table.replace(&policy).expect("replace");
+    lab.assert_reachable("10.77.0.5:8080");
+}
+
+#[test]
 fn deny_wins_over_allow() {
     let lab = Lab::new();
     let policy = deny_by_default(&["10.77.0.0/24"], &["10.77.0.3:8080/tcp", "10.77.0.4"]);
-    let _table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let _table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     lab.assert_reachable("10.77.0.2:8080");
     lab.assert_refused("10.77.0.3:8080");
     lab.assert_reachable("10.77.0.3:9090");
@@ -376,7 +404,7 @@ fn dns_reaches_only_the_worlds_own_resolver() {
     // `default: allow`: port 53 is refused all the same.
     let mut policy = deny_by_default(&["10.77.0.2", "fd77::2"], &[]);
     policy.default = Verdict::Allow;
-    let _table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let _table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     lab.udp_echo("10.77.0.2:5353")
         .0
         .expect("udp to an allowed port");
@@ -408,7 +436,7 @@ fn dns_reaches_only_the_worlds_own_resolver() {
 fn ipv6_is_governed_the_same_way() {
     let lab = Lab::new();
     let policy = deny_by_default(&["[fd77::2]:8080/tcp", "fd77::3/128"], &["[fd77::3]:9090"]);
-    let _table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let _table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     lab.assert_reachable("[fd77::2]:8080");
     lab.assert_refused("[fd77::2]:9090");
     lab.assert_refused("[fd77::4]:8080");
@@ -430,7 +458,7 @@ fn ipv6_is_governed_the_same_way() {
 fn an_admitted_address_is_reachable_until_its_timeout() {
     let lab = Lab::new();
     let policy = deny_by_default(&["server.test:8080/tcp"], &[]);
-    let table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     let entry = Entry::parse("server.test:8080/tcp").unwrap();
     lab.assert_refused("10.77.0.5:8080");
     let admitted = Instant::now();
@@ -473,7 +501,7 @@ fn an_admitted_address_is_reachable_until_its_timeout() {
 fn readmitting_sets_a_fresh_timeout() {
     let lab = Lab::new();
     let policy = deny_by_default(&["*.server.test"], &[]);
-    let table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     let entry = Entry::parse("*.server.test").unwrap();
     let addr: IpAddr = "10.77.0.5".parse().unwrap();
     let expires = || {
@@ -520,7 +548,7 @@ fn readmitting_sets_a_fresh_timeout() {
     }
     let policy = deny_by_default(&["10.77.0.2"], &[]);
     let lab2 = Lab::new();
-    let table2 = EgressTable::install(&lab2.world, &policy, OPTIONS).expect("install");
+    let table2 = EgressTable::install(&lab2.world, &policy, options()).expect("install");
     match table2.admit(
         &Entry::parse("10.77.0.2").unwrap(),
         addr,
@@ -536,7 +564,7 @@ fn replace_swaps_the_policy_in_one_transaction() {
     let lab = Lab::new();
     let first = deny_by_default(&["10.77.0.2:8080/tcp", "server.test:8080/tcp"], &[]);
     let second = deny_by_default(&["10.77.0.3:8080/tcp", "server.test:8080/tcp"], &[]);
-    let mut table = EgressTable::install(&lab.world, &first, OPTIONS).expect("install");
+    let mut table = EgressTable::install(&lab.world, &first, options()).expect("install");
     let name = Entry::parse("server.test:8080/tcp").unwrap();
     table
         .admit(
@@ -599,11 +627,11 @@ fn replace_swaps_the_policy_in_one_transaction() {
 fn remove_leaves_no_table() {
     let lab = Lab::new();
     let table =
-        EgressTable::install(&lab.world, &deny_by_default(&[], &[]), OPTIONS).expect("install");
+        EgressTable::install(&lab.world, &deny_by_default(&[], &[]), options()).expect("install");
     lab.assert_refused("10.77.0.2:8080");
     // Installing again over it replaces it.
     let policy = deny_by_default(&["10.77.0.2", "server.test"], &[]);
-    let table2 = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install over");
+    let table2 = EgressTable::install(&lab.world, &policy, options()).expect("install over");
     lab.assert_reachable("10.77.0.2:8080");
     drop(table);
     table2.remove().expect("remove");
@@ -611,7 +639,7 @@ fn remove_leaves_no_table() {
     lab.assert_reachable("10.77.0.4:8080");
 
     // With the table gone, the kernel's refusal names what it refused.
-    let table3 = EgressTable::open(&lab.world, &policy, OPTIONS).expect("open");
+    let table3 = EgressTable::open(&lab.world, &policy, options()).expect("open");
     let entry = Entry::parse("server.test").unwrap();
     match table3.admit(&entry, "10.77.0.5".parse().unwrap(), Duration::from_secs(5)) {
         Err(EgressError::Refused { what, source }) => {
@@ -636,7 +664,7 @@ fn nflog_records_name_the_rule_that_decided() {
         ],
         &["10.77.0.3:9090/tcp"],
     );
-    let table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     let mut reader = NflogReader::open(&lab.world, LOG_GROUP).expect("nflog reader");
     // One reader per group and namespace.
     assert!(NflogReader::open(&lab.world, LOG_GROUP).is_err());
@@ -780,7 +808,7 @@ fn the_quota_refuses_what_goes_beyond_it_and_survives_a_replace() {
     let mut policy = deny_by_default(&[], &[]);
     policy.default = Verdict::Allow;
     policy.egress_bytes = Some(QUOTA);
-    let mut table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+    let mut table = EgressTable::install(&lab.world, &policy, options()).expect("install");
     let mut reader = NflogReader::open(&lab.world, LOG_GROUP).expect("nflog reader");
     let (sent, error) = send_until_refused(&lab, 1000);
     let error = error.expect("sends went on past the quota");
@@ -875,14 +903,16 @@ fn a_thousand_entries_cost_a_packet_no_more_than_ten() {
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         let policy = deny_by_default(&texts, &[]);
         let started = Instant::now();
-        let table = EgressTable::install(&lab.world, &policy, OPTIONS).expect("install");
+        let table = EgressTable::install(&lab.world, &policy, options()).expect("install");
         let install = started.elapsed();
         lab.assert_reachable("10.77.0.2:8080");
         lab.assert_refused("10.77.0.3:8080");
         let rules = output_rule_count(&lab.world);
         if !distinct_specs {
-            // One spec: one rule for its set, whatever the number of entries.
-            assert_eq!(rules, 6, "rules of a one-spec policy of {count} entries");
+            // One spec: one rule for its set, whatever the number of
+            // entries (beside lo, ndp, established, dns, the two protected
+            // rules and the default).
+            assert_eq!(rules, 8, "rules of a one-spec policy of {count} entries");
         }
         let latency = connect_latency(&lab, "10.77.0.2:8080", 300);
         report.push(format!(

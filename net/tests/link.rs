@@ -122,3 +122,17 @@ fn bad_bridge_settings_are_named() {
         assert!(error.contains(&format!("{bad:?}")), "{error}");
     }
 }
+
+#[test]
+fn the_hosts_addresses_include_its_loopback() {
+    let addresses = link::host_addresses().unwrap();
+    assert!(
+        addresses.contains(&"127.0.0.1".parse().unwrap()),
+        "{addresses:?}"
+    );
+    // A namespace's own: only what it has.
+    let netns = NetNs::new_anonymous().unwrap();
+    link::bring_up_loopback(&netns).unwrap();
+    let inside = netns.run(link::host_addresses).unwrap();
+    assert!(inside.iter().all(|a| a.is_loopback()), "{inside:?}");
+}

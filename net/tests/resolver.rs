@@ -15,6 +15,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use substrate_net::netns::NetNs;
+use substrate_net::protected::Protected;
 use substrate_net::resolver::{DnsEvent, DnsOutcome, Resolver, ResolverConfig, Transport};
 use substrate_policy::network::NetworkPolicy;
 use substrate_policy::Policy;
@@ -298,7 +299,7 @@ impl Harness {
         let world = world();
         let upstream = Upstream::start();
         let mut config = ResolverConfig::new(upstream.addr);
-        config.protected = vec!["10.99.0.0/16".parse().unwrap()];
+        config.protected = Protected::new(["10.99.0.0/16".parse().unwrap()]);
         config.upstream_timeout = Duration::from_millis(800);
         configure(&mut config);
         let admitted: Admitted = Arc::default();

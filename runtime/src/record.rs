@@ -85,6 +85,27 @@ pub struct WorldEgress {
 }
 
 impl WorldEgress {
+    /// How the world's table is built and read: its log group, and the nets
+    /// no allow entry but one within them reaches — the host's own
+    /// addresses, and the bridge's subnets, where the host and the other
+    /// worlds are.
+    pub fn table_options(&self) -> Result<substrate_net::egress::EgressOptions> {
+        let mut protected: Vec<ipnet::IpNet> = substrate_net::link::host_addresses()
+            .map_err(|e| Error::Network {
+                what: "cannot list the host's addresses".into(),
+                source: Box::new(e),
+            })?
+            .into_iter()
+            .map(ipnet::IpNet::from)
+            .collect();
+        // Whatever network the world has: other worlds are on the bridge.
+        protected.extend(self.bridge()?.protected());
+        Ok(substrate_net::egress::EgressOptions {
+            log_group: crate::world::LOG_GROUP,
+            protected: substrate_net::protected::Protected::new(protected),
+        })
+    }
+
     /// The bridge this world joins (the default one unless named).
     pub fn bridge(&self) -> Result<substrate_net::link::Bridge> {
         match &self.bridge {

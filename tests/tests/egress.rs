@@ -1002,3 +1002,64 @@ fn host_interfaces(net: &TestNet) -> Vec<String> {
     names.sort();
     names
 }
+
+#[test]
+fn any_address_does_not_reach_the_host_the_bridge_or_metadata_unless_named() {
+    let net = TestNet::new(1);
+    let a = &net.hosts[0];
+    // A service of the host's own, on the bridge's address.
+    let gateway = net.bridge.v4.addr().to_string();
+    let host_service = TcpListener::bind((net.bridge.v4.addr(), 0)).unwrap();
+    let port = host_service.local_addr().unwrap().port().to_string();
+    std::thread::spawn(move || {
+        for stream in host_service.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.write_all(b"host\n");
+        }
+    });
+    let runtime = Runtime::new();
+    let probe = Probe::new();
+    let id = unique_id("egress-protected");
+    let results = probe.run(
+        &net,
+        &runtime,
+        &id,
+        &["--allow", "*"],
+        &[
+            "tcp",
+            &a.v4(),
+            "8080",
+            "tcp",
+            &gateway,
+            &port,
+            "tcp",
+            "169.254.169.254",
+            "80",
+        ],
+    );
+    assert!(results
+        .ok(&format!("tcp {} 8080", a.v4()))
+        .starts_with("hello"));
+    results.refused(&format!("tcp {gateway} {port}"), "ECONNREFUSED", AT_ONCE);
+    results.refused("tcp 169.254.169.254 80", "ECONNREFUSED", AT_ONCE);
+    let spans = runtime.spans(&id);
+    let (verdict, rule) = verdict(&spans, &gateway, None);
+    assert_eq!(verdict, "deny");
+    assert!(rule.starts_with("protected: "), "{rule}");
+    assert_eq!(
+        self::verdict(&spans, "169.254.169.254", Some(80)),
+        ("deny".into(), "protected: 169.254.0.0/16".into())
+    );
+
+    // Named explicitly, the host's service is reached.
+    let named = format!("{gateway}:{port}/tcp");
+    let id = unique_id("egress-protected-named");
+    let results = probe.run(
+        &net,
+        &runtime,
+        &id,
+        &["--allow", "*", "--allow", &named],
+        &["tcp", &gateway, &port],
+    );
+    assert_eq!(results.ok(&format!("tcp {gateway} {port}")), "host");
+}

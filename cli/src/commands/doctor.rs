@@ -538,7 +538,11 @@ fn egress() -> Vec<Check> {
                 allow: vec!["192.0.2.1:443/tcp".parse().expect("a valid entry")],
                 ..Default::default()
             };
-            EgressTable::install(&netns, &policy, EgressOptions { log_group: 1 })
+            let options = EgressOptions {
+                log_group: 1,
+                protected: Default::default(),
+            };
+            EgressTable::install(&netns, &policy, options)
                 .map_err(|e| format!("nftables: {}", substrate_runtime::one_line(&e)))?;
             substrate_net::nflog::NflogReader::open(&netns, 1)
                 .map_err(|e| format!("NFLOG: {e}"))?;

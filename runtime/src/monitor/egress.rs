@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use substrate_net::egress::{Decision, EgressOptions, EgressTable};
+use substrate_net::egress::{Decision, EgressTable};
 use substrate_net::netns::NetNs;
 use substrate_net::nflog::{LoggedPacket, NflogReader};
 use substrate_net::resolver::{self, DnsEvent, DnsOutcome, Resolver, ResolverConfig};
@@ -26,7 +26,7 @@ use substrate_trace::{
 };
 
 use crate::record::WorldEgress;
-use crate::world::{LOG_GROUP, RESOLVER};
+use crate::world::RESOLVER;
 
 /// How long a logged packet waits for the span of the call that sent it
 /// (the sensor's and the preload's are held up to 500 ms before they are
@@ -92,14 +92,10 @@ impl EgressWatch {
         // bound (IP_FREEBIND) before `lo` is up answers from 127.0.0.1,
         // which a stub resolver's connected socket drops.
         substrate_net::link::bring_up_loopback(&netns)?;
-        let table = Arc::new(EgressTable::open(
-            &netns,
-            &egress.policy,
-            EgressOptions {
-                log_group: LOG_GROUP,
-            },
-        )?);
-        let nflog = NflogReader::open(&netns, LOG_GROUP)?;
+        let options = egress.table_options()?;
+        let protected = options.protected.clone();
+        let table = Arc::new(EgressTable::open(&netns, &egress.policy, options)?);
+        let nflog = NflogReader::open(&netns, table.options().log_group)?;
         let (sender, dns_events) = mpsc::channel();
         let upstream = match egress.dns_upstream {
             Some(upstream) => Ok(upstream),
@@ -110,9 +106,7 @@ impl EgressWatch {
             Ok(upstream) => {
                 let mut config = ResolverConfig::new(upstream);
                 config.listen = RESOLVER;
-                if let Ok(bridge) = egress.bridge() {
-                    config.protected = bridge.protected();
-                }
+                config.protected = protected;
                 let admitting = Arc::clone(&table);
                 let admit: resolver::Admit = Box::new(move |entries, address, ttl| {
                     for entry in entries

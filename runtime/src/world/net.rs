@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use substrate_net::egress::{EgressOptions, EgressTable};
+use substrate_net::egress::EgressTable;
 use substrate_net::link::{self, WorldLink};
 use substrate_net::netns::NetNs;
 
@@ -142,16 +142,11 @@ impl World {
             }
         }
         if let Some(egress) = egress {
-            EgressTable::install(
-                &netns,
-                &egress.policy,
-                EgressOptions {
-                    log_group: LOG_GROUP,
-                },
-            )
-            .map_err(|e| Error::Network {
-                what: "cannot install the world's egress table".into(),
-                source: Box::new(e),
+            EgressTable::install(&netns, &egress.policy, egress.table_options()?).map_err(|e| {
+                Error::Network {
+                    what: "cannot install the world's egress table".into(),
+                    source: Box::new(e),
+                }
             })?;
         }
         Ok(())
