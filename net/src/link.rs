@@ -463,6 +463,46 @@ pub fn host_addresses() -> io::Result<Vec<IpAddr>> {
         .collect())
 }
 
+/// Bytes a network namespace sent and received through its interfaces but
+/// the loopback.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// What `netns` has sent and received so far (its interfaces' counters,
+/// `lo` left out).
+pub fn traffic(netns: &NetNs) -> io::Result<Traffic> {
+    netns.run(|| {
+        let mut rtnl = Rtnl::open()?;
+        let answers = rtnl.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            netlink_packet_core::NLM_F_DUMP,
+        )?;
+        let mut traffic = Traffic::default();
+        for answer in answers {
+            let RouteNetlinkMessage::NewLink(link) = answer else {
+                continue;
+            };
+            let loopback = link
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::IfName(name) if name == "lo"));
+            if loopback {
+                continue;
+            }
+            for attribute in &link.attributes {
+                if let LinkAttribute::Stats64(stats) = attribute {
+                    traffic.sent += stats.tx_bytes;
+                    traffic.received += stats.rx_bytes;
+                }
+            }
+        }
+        Ok(traffic)
+    })
+}
+
 /// Brings `lo` up in `netns`: a new network namespace starts with it down,
 /// and a world without a network still reaches itself on 127.0.0.1 (as
 /// docker's and podman's `--network none` do).

@@ -65,6 +65,10 @@ fn a_world_joins_the_bridge_reaches_the_host_side_and_leaves_nothing() {
         );
     }
 
+    // What went through the world's eth0 is counted, loopback not.
+    let traffic = link::traffic(&world).unwrap();
+    assert!(traffic.sent > 0 && traffic.received > 0, "{traffic:?}");
+
     // A second world gets the next address.
     let other = NetNs::new_anonymous().unwrap();
     let other_link = link::attach(&other, &bridge, run_dir.path(), "world-b").unwrap();

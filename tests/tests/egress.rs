@@ -877,6 +877,14 @@ fn the_egress_quota_stops_a_world_that_sends_too_much_and_says_so() {
         spans.iter().any(|s| s["egress"]["rule"] == "egress quota"),
         "no span says the quota was hit"
     );
+    let summary = world_egress(&spans);
+    assert!(summary["quota_hit_at"].is_string(), "{summary:#}");
+    let sent = summary["bytes"]["sent"].as_u64().unwrap();
+    // At most the quota (and the frames' own headers) went out.
+    assert!(
+        (16 << 10..80 << 10).contains(&sent),
+        "sent {sent} bytes under a 64k quota"
+    );
 }
 
 #[test]

@@ -60,7 +60,18 @@ pub(super) struct EgressWatch {
     /// Why names are not resolved, when the resolver could not start.
     resolver_error: Option<String>,
     names: BTreeMap<&'static str, u64>,
+    netns: NetNs,
+    /// The world's interfaces' byte counters, as last read: read on a
+    /// clock while it runs, since its veth pair may be gone by the time
+    /// the world span is written.
+    traffic: substrate_net::link::Traffic,
+    traffic_read: Option<std::time::Instant>,
+    /// The egress quota was hit (its first refusal).
+    quota_hit: Option<Timestamp>,
 }
+
+/// How often the world's byte counters are read.
+const TRAFFIC_EVERY: Duration = Duration::from_millis(500);
 
 /// Which spans are whose: the verdict's key.
 fn key(address: &IpAddr, port: Option<u16>, protocol: u8) -> String {
@@ -153,7 +164,30 @@ impl EgressWatch {
                 .or_else(|| resolver::host_upstream("/etc/resolv.conf".as_ref()).ok()),
             resolver_error,
             names: BTreeMap::new(),
+            netns,
+            traffic: Default::default(),
+            traffic_read: None,
+            quota_hit: None,
         })
+    }
+
+    /// Reads the world's byte counters, when their time has come (every
+    /// time with `now`).
+    pub(super) fn read_traffic(&mut self, now: bool) {
+        if !now
+            && self
+                .traffic_read
+                .is_some_and(|at| at.elapsed() < TRAFFIC_EVERY)
+        {
+            return;
+        }
+        self.traffic_read = Some(std::time::Instant::now());
+        // Gone with the veth pair: the last reading stands.
+        if let Ok(traffic) = substrate_net::link::traffic(&self.netns) {
+            if traffic.sent >= self.traffic.sent && traffic.received >= self.traffic.received {
+                self.traffic = traffic;
+            }
+        }
     }
 
     /// Reads what the table logged since the last pass.
@@ -182,6 +216,9 @@ impl EgressWatch {
             destination.verdict = verdict;
             destination.rule = decision.rule.to_string();
             destination.attempts += 1;
+            if decision.rule == substrate_net::egress::DecidingRule::Quota {
+                self.quota_hit.get_or_insert(now);
+            }
             self.logged.push(Logged {
                 at: now,
                 packet,
@@ -272,6 +309,10 @@ impl EgressWatch {
         });
         if let Some(upstream) = self.upstream {
             summary["upstream"] = Value::String(upstream.to_string());
+        }
+        summary["bytes"] = json!({ "sent": self.traffic.sent, "received": self.traffic.received });
+        if let Some(at) = self.quota_hit {
+            summary["quota_hit_at"] = Value::String(at.to_string());
         }
         if let Some(error) = &self.resolver_error {
             summary["resolver_error"] = Value::String(error.clone());

@@ -937,6 +937,7 @@ impl WorldMonitor {
         }
         if let Some(egress) = &mut self.egress {
             egress.read_log();
+            egress.read_traffic(all);
         }
         for mut span in self.sensor.due_spans(all) {
             self.annotate_egress(&mut span);
