@@ -24,6 +24,11 @@ Environment (the caller's, never a bundle's):
                              as runc]
   SUBSTRATE_STATE_DIR=DIR    where world records and traces are kept
                              [default: /var/lib/substrate]
+  SUBSTRATE_CONFIG_DIR=DIR   the node's egress policies: policy.yaml (the
+                             default) and policies/NAME.yaml, which a bundle
+                             chooses by annotation io.substrate.policy and
+                             may narrow by io.substrate.policy.inline
+                             [default: /etc/substrate]
   SUBSTRATE_TRACE=off        run worlds untraced
   SUBSTRATE_PRELOAD=PATH|off the preload tracer to inject, or none
 

@@ -1071,3 +1071,74 @@ fn any_address_does_not_reach_the_host_the_bridge_or_metadata_unless_named() {
     );
     assert_eq!(results.ok(&format!("tcp {gateway} {port}")), "host");
 }
+
+#[test]
+fn a_world_that_could_hold_cap_net_admin_cannot_be_governed_and_leaves_nothing() {
+    let net = TestNet::new(1);
+    let a = &net.hosts[0];
+    let runtime = Runtime::new();
+    let id = unique_id("egress-netadmin");
+    let mut bundle = substrate_tests::Bundle::new(&id, &["true"]);
+    bundle.edit(|config| {
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push("CAP_NET_ADMIN".into());
+        }
+    });
+    let leases_before = leases(&net);
+    let out = net
+        .cli(
+            &runtime,
+            &[
+                "run",
+                "--name",
+                &id,
+                "--bundle",
+                bundle.path_str(),
+                "--allow",
+                &a.v4(),
+            ],
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a world with CAP_NET_ADMIN was governed"
+    );
+    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+    assert!(!runtime.world_dir(&id).exists());
+    assert_eq!(
+        std::fs::read_dir(runtime.root()).unwrap().count(),
+        0,
+        "runtime state left"
+    );
+    assert_eq!(leases(&net), leases_before);
+
+    // Without it, the same bundle is governed.
+    let id = unique_id("egress-bundle");
+    let bundle = substrate_tests::Bundle::new(&id, &["true"]);
+    let out = net
+        .cli(
+            &runtime,
+            &[
+                "run",
+                "--name",
+                &id,
+                "--bundle",
+                bundle.path_str(),
+                "--allow",
+                &a.v4(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(runtime.record(&id)["network"], "bridge");
+}

@@ -76,6 +76,9 @@ pub struct CreateOptions {
     pub network: WorldNetwork,
     /// The world's egress policy: its table, installed by create, and its
     /// resolver, which its `/etc/resolv.conf` names, run by its monitor.
+    /// `None` with [`WorldNetwork::Spec`]: the node's policy, as the
+    /// bundle's annotations choose and narrow it (`world/policy.rs`), or
+    /// none when the node has none.
     pub egress: Option<WorldEgress>,
 }
 
@@ -136,18 +139,23 @@ impl Runtime {
         let upper_limit = layering.upper_limit();
         let bundle = Bundle::load(bundle, layering.lower())?;
         // The caller's own policy wins (`substrate-cli` is root on the
-        // node); otherwise the node's, as the bundle's annotations choose
-        // and narrow it. Refused here, before anything of the world exists.
-        let egress =
-            match options.egress.clone() {
-                Some(egress) => Some(egress),
-                None => super::policy::egress_of_bundle(&bundle, self.node_config()).map_err(
-                    |source| Error::EgressPolicy {
+        // node), and so does a network the caller chose (`--net none`:
+        // nothing to govern). A world on its spec's network (containerd's,
+        // CRI's, podman's) gets the node's, as the bundle's annotations
+        // choose and narrow it: refused here, before anything of the world
+        // exists.
+        let egress = match (options.egress.clone(), network) {
+            (Some(egress), _) => Some(egress),
+            (None, WorldNetwork::Spec) => {
+                super::policy::egress_of_bundle(&bundle, self.node_config()).map_err(|source| {
+                    Error::EgressPolicy {
                         path: bundle.path.clone(),
                         source: Box::new(source),
-                    },
-                )?,
-            };
+                    }
+                })?
+            }
+            (None, WorldNetwork::LoopbackOnly | WorldNetwork::Bridge) => None,
+        };
         let linux = bundle
             .spec
             .linux()
@@ -166,16 +174,18 @@ impl Runtime {
         let store = self.store();
         store.remove(id)?;
         let mut layers = self.rootfs_layers(id, &bundle, layering);
-        let mut record = new_record(
-            self,
-            id,
-            &bundle,
-            &layers,
-            options.source.take(),
-            options.command.take(),
+        let mut record = WorldRecord {
             network,
-            egress.clone(),
-        );
+            egress: egress.clone(),
+            ..new_record(
+                self,
+                id,
+                &bundle,
+                &layers,
+                options.source.take(),
+                options.command.take(),
+            )
+        };
         let prepared = store
             .create_world_dir(id)
             .and_then(|world_dir| {
@@ -242,7 +252,7 @@ impl Runtime {
             spec.set_root(Some(root));
         }
         if egress.is_some() {
-            if let Err(e) = super::net::mount_resolv_conf(&mut spec, &store.world_dir(id)) {
+            if let Err(e) = super::net::govern_spec(&mut spec, &bundle.path, &store.world_dir(id)) {
                 drop(private_mounts);
                 return Err(self.discard(id, &dir, e));
             }
@@ -393,8 +403,6 @@ fn new_record(
     layers: &RootfsLayers,
     source: Option<WorldSource>,
     command: Option<Vec<String>>,
-    network: WorldNetwork,
-    egress: Option<WorldEgress>,
 ) -> WorldRecord {
     let process = bundle.spec.process().as_ref();
     WorldRecord {
@@ -436,7 +444,7 @@ fn new_record(
         exit: None,
         diff: None,
         limits_hit: Vec::new(),
-        network,
-        egress,
+        network: WorldNetwork::Spec,
+        egress: None,
     }
 }

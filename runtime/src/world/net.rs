@@ -162,10 +162,47 @@ pub(crate) fn release(link: LinkMeta) -> Result<()> {
     })
 }
 
+/// The spec of a world with an egress policy: refused if its processes
+/// could hold CAP_NET_ADMIN (they could rewrite or delete their own table),
+/// and its `/etc/resolv.conf` pointed at its resolver.
+pub(crate) fn govern_spec(
+    spec: &mut oci_spec::runtime::Spec,
+    bundle: &std::path::Path,
+    world_dir: &std::path::Path,
+) -> Result<()> {
+    use oci_spec::runtime::Capability;
+    let capabilities = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().clone());
+    let holds_net_admin = capabilities.is_some_and(|c| {
+        [
+            c.bounding(),
+            c.effective(),
+            c.permitted(),
+            c.inheritable(),
+            c.ambient(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|set| set.contains(&Capability::NetAdmin))
+    });
+    if holds_net_admin {
+        return Err(Error::UnsupportedConfig {
+            path: bundle.join("config.json"),
+            reason: "a world governed by an egress policy cannot hold CAP_NET_ADMIN: \
+                     it could rewrite its own nftables table; drop it from \
+                     process.capabilities"
+                .into(),
+        });
+    }
+    mount_resolv_conf(spec, world_dir)
+}
+
 /// Points the world's `/etc/resolv.conf` at its resolver: a file in the
 /// world's state dir bind-mounted read-only over it (replacing any mount
 /// there, such as the one CRI adds), never written into the image.
-pub(crate) fn mount_resolv_conf(
+fn mount_resolv_conf(
     spec: &mut oci_spec::runtime::Spec,
     world_dir: &std::path::Path,
 ) -> Result<()> {

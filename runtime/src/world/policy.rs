@@ -287,10 +287,10 @@ fn dns_upstream(bundle: &Bundle) -> Result<Option<SocketAddr>, BundlePolicyError
         .mounts()
         .iter()
         .flatten()
-        .filter(|m| m.destination() == Path::new("/etc/resolv.conf"))
-        .filter_map(|m| m.source().as_ref())
         // The last mount there is the one the world sees.
-        .last()
+        .rev()
+        .filter(|m| m.destination() == Path::new("/etc/resolv.conf"))
+        .find_map(|m| m.source().as_ref())
     else {
         return Ok(None);
     };
