@@ -449,6 +449,22 @@ impl EgressTable {
         Ok(EgressCounters { rules, quota_used })
     }
 
+    /// Whether the table is in its namespace now (a pod's containers share
+    /// the namespace its sandbox's world governs).
+    pub fn is_installed(&self) -> Result<bool, EgressError> {
+        // A dump filtered on a table that does not exist is empty (or
+        // ENOENT); an installed one always has rules.
+        match dump_rules(&self.lock().socket) {
+            Ok(rules) => Ok(!rules.is_empty()),
+            Err(EgressError::Refused { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// How the table was built.
     pub fn options(&self) -> &EgressOptions {
         &self.options

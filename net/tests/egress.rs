@@ -633,6 +633,7 @@ fn remove_leaves_no_table() {
     let policy = deny_by_default(&["10.77.0.2", "server.test"], &[]);
     let table2 = EgressTable::install(&lab.world, &policy, options()).expect("install over");
     lab.assert_reachable("10.77.0.2:8080");
+    assert!(table.is_installed().unwrap());
     drop(table);
     table2.remove().expect("remove");
     assert_eq!(nft_text(&lab.world, "list tables").trim(), "");
@@ -640,6 +641,7 @@ fn remove_leaves_no_table() {
 
     // With the table gone, the kernel's refusal names what it refused.
     let table3 = EgressTable::open(&lab.world, &policy, options()).expect("open");
+    assert!(!table3.is_installed().unwrap());
     let entry = Entry::parse("server.test").unwrap();
     match table3.admit(&entry, "10.77.0.5".parse().unwrap(), Duration::from_secs(5)) {
         Err(EgressError::Refused { what, source }) => {

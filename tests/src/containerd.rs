@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{base_bundles, bin_dir, processes_mentioning, wait_until};
@@ -23,6 +24,55 @@ pub struct Containerd {
     namespace: &'static str,
     /// `FAILPOINTS` for containerd, and so for its shims and their helpers.
     fail_points: Option<String>,
+    /// With the CRI plugin: the CNI network of this containerd's own.
+    cni: Option<CniNetwork>,
+}
+
+/// A CNI bridge network of one containerd's own: a bridge name and a
+/// `10.231.N.0/24` no other (of this process, or on the host now) has.
+/// Two containerds on one bridge and subnet, each with its own IPAM, gave
+/// two pods the same address; the bridge plugin never removes its bridge,
+/// so it is removed when the containerd is dropped.
+struct CniNetwork {
+    bridge: String,
+    octet: u8,
+}
+
+impl CniNetwork {
+    fn new() -> CniNetwork {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        // The /24s of 10.231.0.0/16 the host has an address in.
+        let addresses = Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let used: Vec<u8> = addresses
+            .split_whitespace()
+            .filter_map(|word| word.strip_prefix("10.231."))
+            .filter_map(|rest| rest.split('.').next()?.parse().ok())
+            .collect();
+        let first = (pid + n * 37) % 250;
+        let octet = (0..250)
+            .map(|i| ((first + i) % 250) as u8)
+            .find(|octet| !used.contains(octet))
+            .expect("a free /24 in 10.231.0.0/16");
+        CniNetwork {
+            bridge: format!("sbr{}x{}", pid % 100_000, n % 100),
+            octet,
+        }
+    }
+}
+
+impl Drop for CniNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 impl Containerd {
@@ -63,14 +113,14 @@ impl Containerd {
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n{disabled}\
              [grpc]\n  address = \"{d}/c.sock\"\n[debug]\n  level = \"info\"\n"
         );
-        if cri {
+        let cni = cri.then(CniNetwork::new);
+        if let Some(CniNetwork { bridge, octet }) = &cni {
             fs::create_dir_all(dir.path().join("cni")).unwrap();
-            let bridge = format!("sbr{}", std::process::id() % 100_000);
             fs::write(
                 dir.path().join("cni/10-substrate.conflist"),
                 format!(
                     r#"{{"cniVersion":"0.4.0","name":"substrate-test","plugins":[{{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.231.{}.0/24"}}]],"dataDir":"{d}/ipam"}}}},{{"type":"loopback"}}]}}"#,
-                    std::process::id() % 200
+                    octet
                 ),
             )
             .unwrap();
@@ -91,6 +141,7 @@ impl Containerd {
             daemon: None,
             namespace,
             fail_points,
+            cni,
         };
         ctd.spawn_daemon();
         let mut images = vec![base_bundles().busybox_image()];
@@ -143,6 +194,33 @@ impl Containerd {
         watch
     }
 
+    /// The node's config dir the shims read policies from
+    /// (`SUBSTRATE_CONFIG_DIR`): empty until a test writes to it.
+    pub fn config_dir(&self) -> PathBuf {
+        self.path("etc-substrate")
+    }
+
+    /// Installs the node policy `name` (`policies/NAME.yaml`), or with
+    /// `None` the node default (`policy.yaml`).
+    pub fn install_policy(&self, name: Option<&str>, text: &str) {
+        let path = match name {
+            Some(name) => self
+                .config_dir()
+                .join("policies")
+                .join(format!("{name}.yaml")),
+            None => self.config_dir().join("policy.yaml"),
+        };
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    /// The CNI bridge's gateway (the host's address on it) with the CRI
+    /// plugin: pods reach the host there.
+    pub fn cni_gateway(&self) -> std::net::Ipv4Addr {
+        let cni = self.cni.as_ref().expect("a containerd with the CRI plugin");
+        std::net::Ipv4Addr::new(10, 231, cni.octet, 1)
+    }
+
     /// containerd's socket.
     pub fn socket(&self) -> PathBuf {
         self.path("c.sock")
@@ -173,6 +251,10 @@ impl Containerd {
             .env("PATH", path)
             .env("SUBSTRATE_STATE_DIR", self.path("worlds"))
             .env("SUBSTRATE_ROOT", self.path("substrate"))
+            // The node's policies are this test's, never the host's
+            // /etc/substrate (a host whose policy.yaml exists would govern
+            // every test world).
+            .env("SUBSTRATE_CONFIG_DIR", self.config_dir())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -358,6 +440,7 @@ impl Drop for Containerd {
         }
     }
 }
+
 /// A running `ctr events`, writing to a file.
 pub struct EventWatch {
     child: Child,

@@ -216,16 +216,25 @@ impl Runtime {
             cmd.env("SUBSTRATE_ROOTFS", rootfs);
         }
         cmd.env("SUBSTRATE_STATE_DIR", self.state.path())
+            .env("SUBSTRATE_CONFIG_DIR", self.config_dir())
             .arg("--root")
             .arg(self.root.path())
             .args(args);
         cmd
     }
 
+    /// The node's config dir its worlds' policies come from
+    /// (`SUBSTRATE_CONFIG_DIR`), this test's, never the host's
+    /// `/etc/substrate`: it does not exist until a test writes to it.
+    pub fn config_dir(&self) -> PathBuf {
+        self.state.path().join("etc-substrate")
+    }
+
     /// `substrate-cli` sharing this runtime's root and world store.
     pub fn cli(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("substrate-cli"));
         cmd.env("SUBSTRATE_STATE_DIR", self.state.path())
+            .env("SUBSTRATE_CONFIG_DIR", self.config_dir())
             .env("NO_COLOR", "1")
             .arg("--root")
             .arg(self.root.path())

@@ -50,7 +50,9 @@ struct Destination {
 
 pub(super) struct EgressWatch {
     table: Arc<EgressTable>,
-    nflog: NflogReader,
+    /// `None` when another world's monitor reads the namespace's log (a
+    /// pod's sandbox, for the pod's containers: a group has one reader).
+    nflog: Option<NflogReader>,
     /// Held for the monitor's life; stopped when it is dropped.
     _resolver: Option<Resolver>,
     dns_events: Receiver<(Timestamp, DnsEvent)>,
@@ -106,7 +108,11 @@ impl EgressWatch {
         let options = egress.table_options()?;
         let protected = options.protected.clone();
         let table = Arc::new(EgressTable::open(&netns, &egress.policy, options)?);
-        let nflog = NflogReader::open(&netns, table.options().log_group)?;
+        let nflog = match NflogReader::open(&netns, table.options().log_group) {
+            Ok(reader) => Some(reader),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => None,
+            Err(e) => return Err(e.into()),
+        };
         let (sender, dns_events) = mpsc::channel();
         let upstream = match egress.dns_upstream {
             Some(upstream) => Ok(upstream),
@@ -192,7 +198,10 @@ impl EgressWatch {
 
     /// Reads what the table logged since the last pass.
     pub(super) fn read_log(&mut self) {
-        let packets = match self.nflog.read() {
+        let Some(nflog) = &mut self.nflog else {
+            return;
+        };
+        let packets = match nflog.read() {
             Ok(packets) => packets,
             Err(e) => {
                 tracing::warn!("cannot read the egress log: {e}");
@@ -317,8 +326,15 @@ impl EgressWatch {
         if let Some(error) = &self.resolver_error {
             summary["resolver_error"] = Value::String(error.clone());
         }
-        if self.nflog.overruns() > 0 {
-            summary["log_overruns"] = self.nflog.overruns().into();
+        match &self.nflog {
+            Some(nflog) if nflog.overruns() > 0 => {
+                summary["log_overruns"] = nflog.overruns().into();
+            }
+            Some(_) => {}
+            None => {
+                summary["log"] =
+                    "read by another world of this network namespace (the pod's sandbox)".into();
+            }
         }
         summary
     }

@@ -142,12 +142,30 @@ impl World {
             }
         }
         if let Some(egress) = egress {
-            EgressTable::install(&netns, &egress.policy, egress.table_options()?).map_err(|e| {
-                Error::Network {
-                    what: "cannot install the world's egress table".into(),
+            let failed = |what: &str| {
+                let what = what.to_owned();
+                move |e: substrate_net::egress::EgressError| Error::Network {
+                    what,
                     source: Box::new(e),
                 }
-            })?;
+            };
+            let options = egress.table_options()?;
+            // A namespace another world governs already (a pod's sandbox,
+            // for each of the pod's containers): its table stays, with the
+            // addresses its resolver admitted; one policy per namespace.
+            let shared = network == WorldNetwork::Spec
+                && EgressTable::open(&netns, &egress.policy, options.clone())
+                    .and_then(|table| table.is_installed())
+                    .map_err(failed("cannot read the world's egress table"))?;
+            if shared {
+                tracing::info!(
+                    "world {}: its network namespace is governed already; its table stays",
+                    self.id()
+                );
+            } else {
+                EgressTable::install(&netns, &egress.policy, options)
+                    .map_err(failed("cannot install the world's egress table"))?;
+            }
         }
         Ok(())
     }
