@@ -91,6 +91,7 @@ bench: release bundles
 	bash bench/preload-calls.sh $(TARGET_DIR)/release/substrate-cli $(TARGET_DIR)/release/libsubstrate_preload.so
 	bash bench/sensor-exec.sh $(TARGET_DIR)/release/substrate-cli
 	bash bench/shim.sh $(TARGET_DIR)/shim $(BUNDLES)/busybox-image.tar $(TARGET_DIR)/release/libsubstrate_preload.so
+	CARGO=$(CARGO) bash bench/egress.sh
 
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime

@@ -249,7 +249,12 @@ impl EgressTable {
         options: EgressOptions,
     ) -> Result<EgressTable, EgressError> {
         let table = EgressTable::open(netns, policy, options)?;
-        let batch = table_batch(&table.plan, &table.options, &[], 0);
+        // Into a namespace without one (a new world's), the table is only
+        // added: deleting one in the same batch would leave the kernel
+        // work to defer, and closing the socket waits for it (an RCU grace
+        // period, ~10 ms, most of a world's setup).
+        let replace = table.is_installed()?;
+        let batch = table_batch(&table.plan, &table.options, &[], 0, replace);
         commit(&table.lock().socket, &batch)?;
         Ok(table)
     }
@@ -315,7 +320,7 @@ impl EgressTable {
                 timeout_ms: timeout_ms(a.expires - now),
             })
             .collect();
-        let batch = table_batch(&plan, &self.options, &readmit, quota_used);
+        let batch = table_batch(&plan, &self.options, &readmit, quota_used, true);
         commit(&state.socket, &batch)?;
         state.admissions.retain(|_, admissions| {
             admissions.retain(|a| plan.has_entry(&a.entry));
@@ -767,11 +772,14 @@ fn table_batch(
     options: &EgressOptions,
     readmit: &[Readmission<'_>],
     quota_used: u64,
+    replace: bool,
 ) -> Batch {
     let mut batch = BatchBuffer::new();
     let table = Table::new(TABLE_NAME, ProtoFamily::Inet);
-    batch.push(&table, MsgType::Add, "table (added to be replaced)");
-    batch.push(&table, MsgType::Del, "table (the previous one, deleted)");
+    if replace {
+        batch.push(&table, MsgType::Add, "table (added to be replaced)");
+        batch.push(&table, MsgType::Del, "table (the previous one, deleted)");
+    }
     batch.push(&table, MsgType::Add, "table");
     let mut set_ids = 1u32..;
     let mut next_id = || set_ids.next().unwrap_or_default();

@@ -336,9 +336,10 @@ fn ensure_bridge(rtnl: &mut Rtnl, bridge: &Bridge) -> Result<u32> {
         .link_index(&bridge.name)
         .map_err(netlink(format!("cannot look up {}", bridge.name)))?
     {
-        // The NAT table is replaced atomically each time: an operator's
-        // `nft flush ruleset` is repaired by the next world.
-        crate::link::nat::install(bridge).map_err(netlink("cannot install the bridge's NAT"))?;
+        // The NAT table was installed with the bridge. Not re-installed
+        // per world: closing an nfnetlink socket after a commit waits an
+        // RCU grace period (~10 ms here), a third of a world's setup.
+        // `substrate-cli doctor` says when it is missing.
         return Ok(index);
     }
     let mut link = LinkMessage::default();
