@@ -92,7 +92,10 @@ pub fn trace(args: TraceArgs, runtime: &Runtime) -> Result<()> {
     // What the world's monitor saw for the world as a whole: its
     // resolver's answers, packets no program's call claimed.
     if let Some(world) = world {
-        let world_calls = calls.get(&Some(world.span_id)).map(Vec::as_slice).unwrap_or_default();
+        let world_calls = calls
+            .get(&Some(world.span_id))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         for line in summarise(world_calls) {
             println!("· {line}");
         }
@@ -336,7 +339,10 @@ fn call_text(span: &Span) -> String {
             field("resolver", "address").unwrap_or_default(),
             field("resolver", "reason").unwrap_or_default()
         ),
-        Some("failed") => format!("{text} [failed: {}]", field("resolver", "reason").unwrap_or_default()),
+        Some("failed") => format!(
+            "{text} [failed: {}]",
+            field("resolver", "reason").unwrap_or_default()
+        ),
         _ => text,
     }
 }
