@@ -144,6 +144,12 @@ impl Bridge {
         }
     }
 
+    /// Whether its NAT table is installed (an operator's `nft flush
+    /// ruleset` removes it; worlds then reach no further than the host).
+    pub fn nat_installed(&self) -> io::Result<bool> {
+        nat::installed(self)
+    }
+
     fn leases_dir(&self, run_dir: &Path) -> PathBuf {
         run_dir.join(&self.name)
     }
@@ -339,7 +345,8 @@ fn ensure_bridge(rtnl: &mut Rtnl, bridge: &Bridge) -> Result<u32> {
         // The NAT table was installed with the bridge. Not re-installed
         // per world: closing an nfnetlink socket after a commit waits an
         // RCU grace period (~10 ms here), a third of a world's setup.
-        // `substrate-cli doctor` says when it is missing.
+        // `substrate-cli doctor` says when it is missing
+        // (`Bridge::nat_installed`).
         return Ok(index);
     }
     let mut link = LinkMessage::default();
@@ -693,6 +700,35 @@ mod nat {
     /// One table per bridge: `substrate-nat-<bridge>`.
     fn table_name(bridge: &Bridge) -> CString {
         CString::new(format!("substrate-nat-{}", bridge.name)).expect("no NUL in a name")
+    }
+
+    /// Whether the bridge's NAT table is in the calling thread's netns.
+    pub(super) fn installed(bridge: &Bridge) -> io::Result<bool> {
+        let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
+        let portid = socket.portid();
+        const SEQ: u32 = 1;
+        let request = nftnl::table::get_tables_nlmsg(SEQ);
+        let length = u32::from_ne_bytes(request[0..4].try_into().expect("4 bytes")) as usize;
+        socket.send(&request[..length.clamp(16, request.len())])?;
+        let mut tables = std::collections::HashSet::new();
+        let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
+        loop {
+            let size = socket.recv(&mut buffer[..])?;
+            if size == 0 {
+                break;
+            }
+            let run = mnl::cb_run2(
+                &buffer[..size],
+                SEQ,
+                portid,
+                nftnl::table::get_tables_cb,
+                &mut tables,
+            )?;
+            if matches!(run, mnl::CbResult::Stop) {
+                break;
+            }
+        }
+        Ok(tables.contains(&table_name(bridge)))
     }
 
     pub(super) fn remove(bridge: &Bridge) -> io::Result<()> {

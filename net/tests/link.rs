@@ -74,6 +74,7 @@ fn a_world_joins_the_bridge_reaches_the_host_side_and_leaves_nothing() {
     let other_link = link::attach(&other, &bridge, run_dir.path(), "world-b").unwrap();
     assert_ne!(other_link.v4, link.v4);
 
+    assert!(bridge.nat_installed().unwrap());
     link.release().unwrap();
     other_link.release().unwrap();
     assert!(!interface_exists(&link.host_interface));
@@ -82,6 +83,7 @@ fn a_world_joins_the_bridge_reaches_the_host_side_and_leaves_nothing() {
     link.release().unwrap();
     bridge.remove(run_dir.path()).unwrap();
     assert!(!interface_exists(&bridge.name));
+    assert!(!bridge.nat_installed().unwrap());
 }
 
 #[test]

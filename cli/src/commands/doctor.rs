@@ -557,31 +557,41 @@ fn egress() -> Vec<Check> {
     }];
     let bridge = substrate_net::link::Bridge::default();
     let forwarding = read_trimmed("/proc/sys/net/ipv4/ip_forward");
-    checks.push(
-        match Path::new("/sys/class/net").join(&bridge.name).exists() {
-            true => Check::ok(
-                "bridge",
-                format!(
-                    "{} ({}, {}); IPv4 forwarding {}",
-                    bridge.name,
-                    bridge.v4,
-                    bridge.v6,
-                    if forwarding.as_deref() == Some("1") {
-                        "on"
-                    } else {
-                        "off"
-                    }
-                ),
+    let made = Path::new("/sys/class/net").join(&bridge.name).exists();
+    let nat = bridge.nat_installed();
+    checks.push(match (made, nat) {
+        (false, _) => Check::ok(
+            "bridge",
+            format!(
+                "{} not made yet: the first world with --allow makes it ({}, {})",
+                bridge.name, bridge.v4, bridge.v6
             ),
-            false => Check::ok(
-                "bridge",
-                format!(
-                    "{} not made yet: the first world with --allow makes it ({}, {})",
-                    bridge.name, bridge.v4, bridge.v6
-                ),
+        ),
+        (true, Ok(true)) => Check::ok(
+            "bridge",
+            format!(
+                "{} ({}, {}), its NAT table installed; IPv4 forwarding {}",
+                bridge.name,
+                bridge.v4,
+                bridge.v6,
+                if forwarding.as_deref() == Some("1") { "on" } else { "off" }
             ),
-        },
-    );
+        ),
+        (true, nat) => Check::not_ok(
+            "bridge",
+            Status::Warn,
+            format!(
+                "{} without its NAT table (inet substrate-nat-{}){}",
+                bridge.name,
+                bridge.name,
+                nat.err().map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+            format!(
+                "worlds reach no further than this host: `ip link del {}`, and the next world makes both again",
+                bridge.name
+            ),
+        ),
+    });
     checks
 }
 

@@ -219,7 +219,7 @@ fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgres
     if let Some(bridge) = egress.as_ref().and_then(|e| e.bridge.as_deref()) {
         bridge
             .parse::<substrate_net::link::Bridge>()
-            .with_context(|| format!("{BRIDGE_ENV}"))?;
+            .with_context(|| BRIDGE_ENV.to_string())?;
     }
     Ok((network, egress))
 }
