@@ -7,6 +7,7 @@ output per probe, `PROBE<tab>RESULT<tab>MILLISECONDS`, RESULT `ok:...` or `err:E
   dns SERVER NAME udp|tcp  a raw A query to SERVER:53, not the world's resolver
   icmp HOST ping|raw       an ICMP echo, wait 1 s for the reply
   send HOST PORT BYTES     connect and send BYTES bytes
+  udp_burst HOST FIRST COUNT  a datagram to each of COUNT ports from FIRST
   until_refused HOST PORT SECONDS
                            connect every 100 ms until refused: after how long
 """
@@ -99,6 +100,14 @@ def send(host, port, count):
         return "ok:sent=" + count
 
 
+def udp_burst(host, first, count):
+    """One datagram to each of COUNT ports from FIRST: COUNT new flows."""
+    with socket.socket(family(host), socket.SOCK_DGRAM) as s:
+        for port in range(int(first), int(first) + int(count)):
+            s.sendto(b"x", (host, port))
+    return "ok:sent=" + count
+
+
 def until_refused(host, port, seconds):
     start = time.monotonic()
     while time.monotonic() - start < float(seconds):
@@ -112,7 +121,7 @@ def until_refused(host, port, seconds):
     return "err:never-refused"
 
 
-PROBES = {"send": send, "until_refused": until_refused, "tcp": tcp, "udp": udp, "resolve": resolve, "dns": dns, "icmp": icmp}
+PROBES = {"udp_burst": udp_burst, "send": send, "until_refused": until_refused, "tcp": tcp, "udp": udp, "resolve": resolve, "dns": dns, "icmp": icmp}
 
 args = sys.argv[1:]
 while args:

@@ -1142,3 +1142,26 @@ fn a_world_that_could_hold_cap_net_admin_cannot_be_governed_and_leaves_nothing()
     );
     assert_eq!(runtime.record(&id)["network"], "bridge");
 }
+
+#[test]
+fn a_world_that_tries_a_thousand_destinations_gets_a_bounded_summary() {
+    let net = TestNet::new(1);
+    let a = &net.hosts[0];
+    let runtime = Runtime::new();
+    let probe = Probe::new();
+    let id = unique_id("egress-many");
+    let results = probe.run(
+        &net,
+        &runtime,
+        &id,
+        &["--allow", &a.v4()],
+        &["udp_burst", &a.v4(), "20000", "1100"],
+    );
+    results.ok(&format!("udp_burst {} 20000 1100", a.v4()));
+    let spans = runtime.spans(&id);
+    let summary = world_egress(&spans);
+    let listed = summary["reached"].as_object().unwrap().len();
+    assert_eq!(listed, 1024, "{}", summary["unlisted_attempts"]);
+    let unlisted = summary["unlisted_attempts"]["allow"].as_u64().unwrap();
+    assert!((1..=76).contains(&unlisted), "{unlisted}");
+}

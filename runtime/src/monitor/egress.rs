@@ -58,6 +58,8 @@ pub(super) struct EgressWatch {
     dns_events: Receiver<(Timestamp, DnsEvent)>,
     logged: Vec<Logged>,
     destinations: BTreeMap<String, Destination>,
+    /// Attempts to destinations past [`MAX_DESTINATIONS`], by verdict.
+    unlisted: BTreeMap<&'static str, u64>,
     upstream: Option<std::net::SocketAddr>,
     /// Why names are not resolved, when the resolver could not start.
     resolver_error: Option<String>,
@@ -71,6 +73,11 @@ pub(super) struct EgressWatch {
     /// The egress quota was hit (its first refusal).
     quota_hit: Option<Timestamp>,
 }
+
+/// At most this many destinations are listed on the world span; the
+/// attempts to others are counted (a world sending to a million addresses
+/// must not grow its monitor without bound).
+const MAX_DESTINATIONS: usize = 1024;
 
 /// How often the world's byte counters are read.
 const TRAFFIC_EVERY: Duration = Duration::from_millis(500);
@@ -165,6 +172,7 @@ impl EgressWatch {
             dns_events,
             logged: Vec::new(),
             destinations: BTreeMap::new(),
+            unlisted: BTreeMap::new(),
             upstream: egress
                 .dns_upstream
                 .or_else(|| resolver::host_upstream("/etc/resolv.conf".as_ref()).ok()),
@@ -214,17 +222,20 @@ impl EgressWatch {
                 continue;
             };
             let verdict = verdict_name(decision.verdict);
-            let destination = self
-                .destinations
-                .entry(key(
-                    &packet.destination,
-                    packet.destination_port,
-                    packet.protocol,
-                ))
-                .or_default();
-            destination.verdict = verdict;
-            destination.rule = decision.rule.to_string();
-            destination.attempts += 1;
+            let key = key(
+                &packet.destination,
+                packet.destination_port,
+                packet.protocol,
+            );
+            if self.destinations.len() >= MAX_DESTINATIONS && !self.destinations.contains_key(&key)
+            {
+                *self.unlisted.entry(verdict).or_default() += 1;
+            } else {
+                let destination = self.destinations.entry(key).or_default();
+                destination.verdict = verdict;
+                destination.rule = decision.rule.to_string();
+                destination.attempts += 1;
+            }
             if decision.rule == substrate_net::egress::DecidingRule::Quota {
                 self.quota_hit.get_or_insert(now);
             }
@@ -318,6 +329,9 @@ impl EgressWatch {
         });
         if let Some(upstream) = self.upstream {
             summary["upstream"] = Value::String(upstream.to_string());
+        }
+        if !self.unlisted.is_empty() {
+            summary["unlisted_attempts"] = json!(self.unlisted);
         }
         summary["bytes"] = json!({ "sent": self.traffic.sent, "received": self.traffic.received });
         if let Some(at) = self.quota_hit {
