@@ -1073,7 +1073,7 @@ fn any_address_does_not_reach_the_host_the_bridge_or_metadata_unless_named() {
 }
 
 #[test]
-fn a_world_that_could_hold_cap_net_admin_cannot_be_governed_and_leaves_nothing() {
+fn a_governed_world_holds_neither_cap_net_admin_nor_cap_net_raw() {
     let net = TestNet::new(1);
     let a = &net.hosts[0];
     let runtime = Runtime::new();
@@ -1117,9 +1117,35 @@ fn a_world_that_could_hold_cap_net_admin_cannot_be_governed_and_leaves_nothing()
     );
     assert_eq!(leases(&net), leases_before);
 
-    // Without it, the same bundle is governed.
+    // Without it, the same bundle is governed, and CAP_NET_RAW it asks
+    // for is taken away: packet sockets would go around the table.
+    const CAP_NET_RAW: u64 = 1 << 13;
+    let with_net_raw = |id: &str, script: &str, sets: &[&str]| {
+        let mut bundle = substrate_tests::Bundle::new(id, &["sh", "-c", script]);
+        bundle.edit(|config| {
+            for set in sets {
+                let caps = config["process"]["capabilities"][*set]
+                    .as_array_mut()
+                    .unwrap();
+                if !caps.iter().any(|c| c == "CAP_NET_RAW") {
+                    caps.push("CAP_NET_RAW".into());
+                }
+            }
+        });
+        bundle
+    };
+    let masks = |stdout: &[u8]| -> Vec<u64> {
+        String::from_utf8_lossy(stdout)
+            .lines()
+            .map(|line| u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap())
+            .collect()
+    };
     let id = unique_id("egress-bundle");
-    let bundle = substrate_tests::Bundle::new(&id, &["true"]);
+    let bundle = with_net_raw(
+        &id,
+        "grep -E '^Cap(Bnd|Eff|Prm)' /proc/self/status",
+        &["bounding", "effective", "permitted"],
+    );
     let out = net
         .cli(
             &runtime,
@@ -1141,6 +1167,22 @@ fn a_world_that_could_hold_cap_net_admin_cannot_be_governed_and_leaves_nothing()
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(runtime.record(&id)["network"], "bridge");
+    let sets = masks(&out.stdout);
+    assert_eq!(sets.len(), 3, "{sets:x?}");
+    assert!(sets.iter().all(|set| set & CAP_NET_RAW == 0), "{sets:x?}");
+    // Ungoverned, the bundle keeps it: nothing else is changed.
+    let id = unique_id("egress-ungoverned");
+    let bundle = with_net_raw(&id, "grep -E '^CapBnd' /proc/self/status", &["bounding"]);
+    let out = runtime
+        .cli(&["run", "--name", &id, "--bundle", bundle.path_str()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(masks(&out.stdout)[0] & CAP_NET_RAW, 0);
 }
 
 #[test]

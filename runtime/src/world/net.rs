@@ -134,11 +134,6 @@ impl World {
                     let _ = world_link.release();
                     return Err(e);
                 }
-                // `ping` without CAP_NET_RAW, as Docker's containers have
-                // it: ICMP echo sockets, which the egress table governs.
-                netns
-                    .run(|| std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"))
-                    .map_err(network_error("cannot allow ping sockets in the world"))?;
             }
         }
         if let Some(egress) = egress {
@@ -165,6 +160,12 @@ impl World {
             } else {
                 EgressTable::install(&netns, &egress.policy, options)
                     .map_err(failed("cannot install the world's egress table"))?;
+                // `ping` without CAP_NET_RAW (which a governed world does
+                // not get: see `govern_spec`), as Docker's containers have
+                // it: ICMP echo sockets, which the table governs.
+                netns
+                    .run(|| std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"))
+                    .map_err(network_error("cannot allow ping sockets in the world"))?;
             }
         }
         Ok(())
@@ -182,7 +183,8 @@ pub(crate) fn release(link: LinkMeta) -> Result<()> {
 
 /// The spec of a world with an egress policy: refused if its processes
 /// could hold CAP_NET_ADMIN (they could rewrite or delete their own table),
-/// and its `/etc/resolv.conf` pointed at its resolver.
+/// CAP_NET_RAW taken away (packet sockets go around the table), and its
+/// `/etc/resolv.conf` pointed at its resolver.
 pub(crate) fn govern_spec(
     spec: &mut oci_spec::runtime::Spec,
     bundle: &std::path::Path,
@@ -213,6 +215,28 @@ pub(crate) fn govern_spec(
                      process.capabilities"
                 .into(),
         });
+    }
+    // Packet sockets (AF_PACKET) hand frames to the device below the IP
+    // stack, where no nftables output hook sees them: with CAP_NET_RAW a
+    // world could send what its table refuses. A governed world does not
+    // get it (only ever narrowed: a bundle's caps are never widened);
+    // `ping` works without it, through ICMP echo sockets.
+    if let Some(mut process) = spec.process().clone() {
+        if let Some(mut caps) = process.capabilities().clone() {
+            let without = |set: &Option<oci_spec::runtime::Capabilities>| {
+                set.clone().map(|mut set| {
+                    set.remove(&Capability::NetRaw);
+                    set
+                })
+            };
+            caps.set_bounding(without(caps.bounding()));
+            caps.set_effective(without(caps.effective()));
+            caps.set_permitted(without(caps.permitted()));
+            caps.set_inheritable(without(caps.inheritable()));
+            caps.set_ambient(without(caps.ambient()));
+            process.set_capabilities(Some(caps));
+            spec.set_process(Some(process));
+        }
     }
     mount_resolv_conf(spec, world_dir)
 }
