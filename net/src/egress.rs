@@ -1339,7 +1339,7 @@ impl AlignedBuffer {
 /// datagrams, and nfnetlink aborts a batch whose end is not in the datagram
 /// of its begin; it also asks for an ack per message, which a batch of
 /// thousands would overflow the socket with.
-struct BatchBuffer {
+pub(crate) struct BatchBuffer {
     bytes: Vec<u8>,
     scratch: AlignedBuffer,
     /// `what[i]`: the message with sequence number `i + 2` (1 is the begin).
@@ -1349,7 +1349,7 @@ struct BatchBuffer {
 }
 
 /// A finished batch.
-struct Batch {
+pub(crate) struct Batch {
     bytes: Vec<u8>,
     what: Vec<String>,
 }
@@ -1359,7 +1359,7 @@ const FIRST_SEQ: u32 = 2;
 const FLAGS_OFFSET: usize = 6;
 
 impl BatchBuffer {
-    fn new() -> BatchBuffer {
+    pub(crate) fn new() -> BatchBuffer {
         let mut batch = BatchBuffer {
             bytes: Vec::new(),
             scratch: AlignedBuffer::new(nftnl::nft_nlmsg_maxsize() as usize),
@@ -1377,7 +1377,7 @@ impl BatchBuffer {
 
     /// Appends `message`; it is acked only if it ends the batch (an error
     /// is reported whatever the flags).
-    fn push(&mut self, message: &impl NlMsg, kind: MsgType, what: impl Into<String>) {
+    pub(crate) fn push(&mut self, message: &impl NlMsg, kind: MsgType, what: impl Into<String>) {
         self.push_clearing(message, kind, what, 0);
     }
 
@@ -1412,7 +1412,7 @@ impl BatchBuffer {
         flags.copy_from_slice(&value.to_ne_bytes());
     }
 
-    fn finish(mut self) -> Batch {
+    pub(crate) fn finish(mut self) -> Batch {
         if let Some(last) = self.last {
             let flags = &mut self.bytes[last + FLAGS_OFFSET..last + FLAGS_OFFSET + 2];
             let value = u16::from_ne_bytes([flags[0], flags[1]]) | libc::NLM_F_ACK as u16;
@@ -1442,7 +1442,7 @@ impl Batch {
 /// `send` runs and queues its replies before returning, so the replies are
 /// all there once it has: read until none is left. Success is no error and
 /// the last message's ack.
-fn commit(socket: &NetfilterSocket, batch: &Batch) -> Result<(), EgressError> {
+pub(crate) fn commit(socket: &NetfilterSocket, batch: &Batch) -> Result<(), EgressError> {
     if batch.what.is_empty() {
         return Ok(());
     }

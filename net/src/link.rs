@@ -691,11 +691,13 @@ fn family(address: IpAddr) -> AddressFamily {
 /// the bridge.
 mod nat {
     use super::*;
+    use crate::egress::{commit, BatchBuffer};
+    use crate::nflog::NetfilterSocket;
     use nftnl::expr::{
         Bitwise, Cmp, CmpOp, Ipv4HeaderField, Ipv6HeaderField, Masquerade, Meta,
         NetworkHeaderField, Payload,
     };
-    use nftnl::{Batch, Chain, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
+    use nftnl::{Chain, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
 
     /// One table per bridge: `substrate-nat-<bridge>`.
     fn table_name(bridge: &Bridge) -> CString {
@@ -733,26 +735,26 @@ mod nat {
 
     pub(super) fn remove(bridge: &Bridge) -> io::Result<()> {
         let table = Table::new(table_name(bridge), ProtoFamily::Inet);
-        let mut batch = Batch::new();
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        send(&batch.finalize())
+        let mut batch = BatchBuffer::new();
+        batch.push(&table, MsgType::Add, "table (added to be deleted)");
+        batch.push(&table, MsgType::Del, "table");
+        send(batch)
     }
 
     pub(super) fn install(bridge: &Bridge) -> io::Result<()> {
         let name = table_name(bridge);
         let table = Table::new(&name, ProtoFamily::Inet);
-        let mut batch = Batch::new();
+        let mut batch = BatchBuffer::new();
         // Add, delete, add: replaces the table whether or not it exists,
         // in one transaction.
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        batch.add(&table, MsgType::Add);
+        batch.push(&table, MsgType::Add, "table (added to be replaced)");
+        batch.push(&table, MsgType::Del, "table (the previous one)");
+        batch.push(&table, MsgType::Add, "table");
         let mut chain = Chain::new(c"postrouting", &table);
         chain.set_hook(Hook::PostRouting, 100);
         chain.set_type(nftnl::ChainType::Nat);
         chain.set_policy(Policy::Accept);
-        batch.add(&chain, MsgType::Add);
+        batch.push(&chain, MsgType::Add, "chain postrouting");
         let bridge_name = CString::new(bridge.name.as_str()).expect("no NUL in a name");
         for net in [
             ipnet::IpNet::from(bridge.v4.trunc()),
@@ -786,44 +788,15 @@ mod nat {
             rule.add_expr(&Meta::OifName);
             rule.add_expr(&Cmp::new(CmpOp::Neq, bridge_name.as_bytes_with_nul()));
             rule.add_expr(&Masquerade);
-            batch.add(&rule, MsgType::Add);
+            batch.push(&rule, MsgType::Add, format!("rule: masquerade {net}"));
         }
-        send(&batch.finalize())
+        send(batch)
     }
 
-    /// Sends a batch over an nfnetlink socket of the calling thread's netns
-    /// and waits for the kernel's answer to each of its messages: the batch
-    /// is applied whole, or refused whole with the first error.
-    pub(crate) fn send(batch: &FinalizedBatch) -> io::Result<()> {
-        let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
-        socket.send_all(batch)?;
-        let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-        let mut unanswered = batch.sequence_numbers().len();
-        while unanswered > 0 {
-            let size = socket.recv(&mut buffer[..])?;
-            let mut messages = &buffer[..size];
-            // struct nlmsghdr: len u32, type u16, flags u16, seq u32, pid
-            // u32; an NLMSG_ERROR's payload starts with -errno (0: an ACK).
-            while messages.len() >= 16 {
-                let length =
-                    u32::from_ne_bytes(messages[0..4].try_into().expect("4 bytes")) as usize;
-                let kind = u16::from_ne_bytes(messages[4..6].try_into().expect("2 bytes"));
-                if length < 16 || length > messages.len() {
-                    return Err(io::Error::new(
-                        ErrorKind::InvalidData,
-                        "a truncated netlink answer",
-                    ));
-                }
-                if kind == libc::NLMSG_ERROR as u16 && length >= 20 {
-                    let code = i32::from_ne_bytes(messages[16..20].try_into().expect("4 bytes"));
-                    if code != 0 {
-                        return Err(io::Error::from_raw_os_error(-code));
-                    }
-                    unanswered = unanswered.saturating_sub(1);
-                }
-                messages = &messages[((length + 3) & !3).min(messages.len())..];
-            }
-        }
-        Ok(())
+    /// Commits `batch` through a netfilter socket of the calling thread's
+    /// netns: the egress table's transaction, applied whole or not at all.
+    fn send(batch: BatchBuffer) -> io::Result<()> {
+        let socket = NetfilterSocket::open(false)?;
+        commit(&socket, &batch.finish()).map_err(io::Error::other)
     }
 }

@@ -2,44 +2,19 @@
 //! containerd) drives containerd 1.6's CRI plugin with the runtime handler
 //! `substrate`, as a pod with `runtimeClassName: substrate` would.
 
+mod cri_client;
+
+use cri_client::{block_on, client, HANDLER};
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use substrate_tests::cgroup::{Cgroup, Setting};
 use substrate_tests::containerd::{Containerd, IMAGE};
 use substrate_tests::unique_id;
-use tonic::transport::{Channel, Endpoint, Uri};
-
-const HANDLER: &str = "substrate";
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
-async fn client(socket: &Path) -> RuntimeServiceClient<Channel> {
-    let socket = socket.to_owned();
-    let channel = Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connect to containerd's CRI");
-    RuntimeServiceClient::new(channel)
-}
+use tonic::transport::Channel;
 
 fn sandbox_config(name: &str, logs: &Path, host_network: bool) -> PodSandboxConfig {
     PodSandboxConfig {

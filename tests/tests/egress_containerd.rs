@@ -8,6 +8,9 @@
 //! veth pair, and listeners on the CNI bridge's gateway (the host's side).
 //! No internet.
 
+mod cri_client;
+
+use cri_client::{block_on, client, HANDLER};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
@@ -17,14 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use serde_json::Value;
 use substrate_net::netns::NetNs;
 use substrate_tests::containerd::{Containerd, IMAGE, RUNTIME};
 use substrate_tests::{assert_no_leftovers, unique_id, Bundle, Runtime};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 /// What a test host serves: a greeting, then the connection is closed.
 const GREET: u16 = 8080;
@@ -514,33 +516,6 @@ fn substrate_runtime_create_refuses_what_the_node_does_not_allow_and_leaves_noth
 }
 
 // --- CRI --------------------------------------------------------------------
-
-const HANDLER: &str = "substrate";
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
-async fn client(socket: &Path) -> RuntimeServiceClient<Channel> {
-    let socket = socket.to_owned();
-    let channel = Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connect to containerd's CRI");
-    RuntimeServiceClient::new(channel)
-}
 
 /// A pod on the CNI bridge with `annotations`, its DNS server `dns`.
 fn pod_config(
