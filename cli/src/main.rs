@@ -72,6 +72,8 @@ enum Command {
     /// Show what ran in a world: its process tree with argv, exit, time, files, network.
     #[command(after_help = "Example: substrate-cli trace build")]
     Trace(commands::trace::TraceArgs),
+    /// Work with policies: suggest one from recorded worlds.
+    Policy(commands::policy::PolicyArgs),
     /// Check this host: kernel, cgroups, tools and dirs a world needs.
     #[command(long_about = commands::doctor::ABOUT)]
     Doctor(commands::doctor::DoctorArgs),
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => (commands::gc::gc(args, &runtime), 1),
         Command::Trace(args) => (commands::trace::trace(args, &runtime).map(|()| 0), 1),
         Command::Doctor(args) => (commands::doctor::doctor(args, &runtime), 1),
+        Command::Policy(args) => (commands::policy::policy(args, &runtime), 1),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1207,3 +1207,63 @@ fn a_world_that_tries_a_thousand_destinations_gets_a_bounded_summary() {
     let unlisted = summary["unlisted_attempts"]["allow"].as_u64().unwrap();
     assert!((1..=76).contains(&unlisted), "{unlisted}");
 }
+
+#[test]
+fn policy_suggest_proposes_what_a_recorded_world_did() {
+    let net = TestNet::new(2);
+    let (a, b) = (&net.hosts[0], &net.hosts[1]);
+    let upstream = Upstream::start(&[("allowed.test", &a.v4())]);
+    let runtime = Runtime::new();
+    let probe = Probe::new();
+    let id = unique_id("egress-suggest");
+    let results = probe.run(
+        &net,
+        &runtime,
+        &id,
+        &[
+            "--dns-upstream",
+            &upstream.address,
+            "--allow",
+            "allowed.test:8080/tcp",
+        ],
+        &[
+            "tcp",
+            "allowed.test",
+            "8080",
+            "tcp",
+            &b.v4(),
+            "8080",
+            "resolve",
+            "other.test",
+        ],
+    );
+    assert!(results.ok("tcp allowed.test 8080").starts_with("hello"));
+    let out = runtime.cli(&["policy", "suggest", &id]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    // The program it ran, the host it reached by name, what was refused.
+    assert!(
+        yaml.contains("- match: { exe: \"/usr/bin/python3"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("- \"allowed.test:8080/tcp\""), "{yaml}");
+    assert!(
+        yaml.contains(&format!(
+            "#   - \"{}:8080/tcp\"   # refused by: default",
+            b.v4()
+        )),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("#   - \"other.test\"   # name refused"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains(".substrate-init"), "{yaml}");
+    // What it allows, as a network section, is what the world did.
+    let network = yaml.split("network:").nth(1).unwrap();
+    assert!(network.contains("default: deny"), "{yaml}");
+}

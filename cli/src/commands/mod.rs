@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod gc;
 pub mod inspect;
 pub mod kill;
+pub mod policy;
 pub mod ps;
 pub mod rm;
 pub mod run;

@@ -290,7 +290,7 @@ const O_TRUNC: u32 = 0o1000;
 const O_APPEND: u32 = 0o2000;
 
 /// Whether a file call changes the filesystem (or opens to write).
-fn writes(file: &substrate_trace::FileDetail) -> bool {
+pub(crate) fn writes(file: &substrate_trace::FileDetail) -> bool {
     use substrate_trace::FileOp;
     match file.op {
         FileOp::Open | FileOp::Openat | FileOp::Fopen => file
