@@ -1,11 +1,44 @@
-//! The world policy: a versioned YAML document. This crate parses and
-//! validates it (errors name the entry, with line and column) and decides
-//! whether one policy only narrows another. Today it has the `network`
-//! section; the policy broker adds commands, files and limits.
+//! The world policy: a versioned YAML document, its parser and validator
+//! (errors name the key and the bad value, with line and column), its
+//! narrowing (a node's policy under an untrusted inline one, which may
+//! only narrow it), and its decision engine ([`Policy::compile`]) that
+//! decides execs and opens.
+//!
+//! Sections, each optional (`version` is not):
+//!
+//! - `mode`: `enforce` or `observe` ([`Mode`]);
+//! - `commands`: a default and ordered rules over executables and their
+//!   arguments ([`commands`]); `exec`: `allow_written` ([`ExecPolicy`]);
+//! - `filesystem`: hidden, read-only and writable paths, and `deny_read`
+//!   globs ([`filesystem`]);
+//! - `network`: what a world may reach ([`network`]);
+//! - `limits` and `budget`: what it may use ([`limits`]).
+//!
+//! The reference for users is `docs/policy.md`; the commented example
+//! is `policy/examples/policy.yaml`.
 //!
 //! ```
-//! let policy = substrate_policy::Policy::parse("version: 1\nnetwork:\n  allow: [example.com]\n")?;
-//! assert!(policy.network.allows_anything());
+//! use std::path::Path;
+//! use substrate_policy::{Action, ExecQuery, Policy};
+//!
+//! let policy = Policy::parse(
+//!     "version: 1\n\
+//!      commands:\n  \
+//!        rules:\n    \
+//!          - match: { name: curl }\n      \
+//!            action: deny\n      \
+//!            reason: no downloads\n",
+//! )?;
+//! let compiled = policy.compile()?;
+//! let decision = compiled.decide_exec(&ExecQuery {
+//!     exe: Path::new("/usr/bin/curl"),
+//!     argv: &["curl", "https://example.com"],
+//!     sha256: None,
+//!     written_by_world: false,
+//! });
+//! assert_eq!(decision.effective, Action::Deny);
+//! assert_eq!(decision.rule.to_string(), "commands.rules[0]");
+//! assert_eq!(decision.reason.as_deref(), Some("no downloads"));
 //! # Ok::<(), substrate_policy::PolicyError>(())
 //! ```
 
@@ -15,14 +48,24 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub mod commands;
+mod engine;
+pub mod filesystem;
+pub mod limits;
 pub mod network;
+mod units;
 
+pub use commands::{Action, CommandsPolicy, ExecPolicy};
+pub use engine::{CompiledPolicy, Decision, ExecQuery, OpenQuery, RuleRef};
+pub use filesystem::FilesystemPolicy;
+pub use limits::{Budget, Limits};
 use network::{NarrowError, NetworkPolicy};
 
 /// The one policy document version this crate reads.
 pub const VERSION: u32 = 1;
 
-/// A world policy document. It serializes to the YAML it reads.
+/// A world policy document. It serializes to the YAML it reads (sections
+/// that say nothing left out, `network` aside).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -30,11 +73,48 @@ pub struct Policy {
     /// later format is never read as this one.
     #[serde(deserialize_with = "deserialize_version")]
     pub version: u32,
+    /// `None` when the document does not say: enforce ([`Policy::mode`]).
+    /// Kept apart from an explicit `enforce` so that narrowing a node's
+    /// `observe` by an inline policy that does not mention the mode keeps
+    /// `observe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "CommandsPolicy::is_empty")]
+    pub commands: CommandsPolicy,
+    #[serde(default, skip_serializing_if = "ExecPolicy::is_default")]
+    pub exec: ExecPolicy,
+    #[serde(default, skip_serializing_if = "FilesystemPolicy::is_empty")]
+    pub filesystem: FilesystemPolicy,
     #[serde(default)]
     pub network: NetworkPolicy,
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+    #[serde(default, skip_serializing_if = "Budget::is_empty")]
+    pub budget: Budget,
 }
 
-/// A policy that cannot be read, parsed or applied.
+/// Whether decisions are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// What the policy decides is done.
+    #[default]
+    Enforce,
+    /// Everything is allowed; each decision is still made and recorded
+    /// with what would have been done ("would deny").
+    Observe,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe",
+        })
+    }
+}
+
+/// A policy that cannot be read, parsed, narrowed or compiled.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("cannot read policy {}", path.display())]
@@ -55,6 +135,14 @@ pub enum PolicyError {
     },
     #[error(transparent)]
     Narrow(#[from] NarrowError),
+    /// A valid policy too large to compile (a regex set past its size
+    /// limit).
+    #[error("cannot compile {part}: {message}")]
+    Compile {
+        /// Where in the document: `commands.rules`, `filesystem.deny_read`.
+        part: String,
+        message: String,
+    },
 }
 
 /// A place in a policy document, counted from 1.
@@ -65,12 +153,39 @@ pub struct Position {
 }
 
 impl Default for Policy {
-    /// Version 1 with `default: deny` and no entries: reach nothing.
+    /// Version 1 and nothing else: see [`builtin_default`], which this is
+    /// but for saying its mode.
     fn default() -> Self {
         Policy {
             version: VERSION,
+            mode: None,
+            commands: CommandsPolicy::default(),
+            exec: ExecPolicy::default(),
+            filesystem: FilesystemPolicy::default(),
             network: NetworkPolicy::default(),
+            limits: Limits::default(),
+            budget: Budget::default(),
         }
+    }
+}
+
+/// The policy of a world that is given none (no `--policy`, no node
+/// policy, no `/etc/substrate/policy.yaml`):
+///
+/// - `mode: enforce`;
+/// - `commands`: `default: allow`, no rules: every command runs;
+/// - `exec.allow_written: true`: files the world wrote may run;
+/// - `filesystem`: nothing beyond the hardening every world gets;
+/// - `network`: `default: deny`, no entries: nothing is reachable;
+/// - `limits`, `budget`: none from the policy; the CLI's own defaults
+///   (`--memory`, `--cpus`, `--pids`: half the RAM up to 2 GiB, all CPUs
+///   but one, 1,024 processes) still apply to its worlds.
+///
+/// As a document: `version: 1` and `mode: enforce`.
+pub fn builtin_default() -> Policy {
+    Policy {
+        mode: Some(Mode::Enforce),
+        ..Policy::default()
     }
 }
 
@@ -89,12 +204,43 @@ impl Policy {
         parse(&text, Some(path))
     }
 
+    /// The mode decisions are made in: `enforce` unless the document says
+    /// `observe`.
+    pub fn mode(&self) -> Mode {
+        self.mode.unwrap_or_default()
+    }
+
+    /// Compiles the policy into its decision engine.
+    pub fn compile(&self) -> Result<CompiledPolicy, PolicyError> {
+        CompiledPolicy::new(self)
+    }
+
     /// Applies `inline`, from an untrusted source, under `self`, the
-    /// node's policy: see [`NetworkPolicy::narrow`].
+    /// node's policy. The result is never less strict than `self`:
+    ///
+    /// - `mode`: `enforce` if either says so; the node's otherwise;
+    /// - `commands`: the node's section with the inline's layers appended
+    ///   to `narrowed_by` ([`CommandsPolicy::narrow`]): both decide, the
+    ///   stricter wins;
+    /// - `exec.allow_written`: `false` if either is;
+    /// - `filesystem`: see [`FilesystemPolicy::narrow`];
+    /// - `network`: see [`NetworkPolicy::narrow`] (the only section that
+    ///   refuses an inline policy that would widen it: the others cannot
+    ///   be widened);
+    /// - `limits`, `budget`: the lower of each.
     pub fn narrow(&self, inline: &Policy) -> Result<Policy, PolicyError> {
         Ok(Policy {
             version: VERSION,
+            mode: match (self.mode, inline.mode) {
+                (_, Some(Mode::Enforce)) => Some(Mode::Enforce),
+                (node, _) => node,
+            },
+            commands: self.commands.narrow(&inline.commands),
+            exec: self.exec.narrow(&inline.exec),
+            filesystem: self.filesystem.narrow(&inline.filesystem),
             network: self.network.narrow(&inline.network)?,
+            limits: self.limits.narrow(&inline.limits),
+            budget: self.budget.narrow(&inline.budget),
         })
     }
 }
@@ -298,9 +444,242 @@ mod tests {
                     .to_owned()
             )
         );
-        let (position, message) = invalid("version: 1\ncommands: []\n");
+        let (position, message) = invalid("version: 1\ncomands: {}\n");
         assert_eq!(position, at(2, 1));
-        assert!(message.starts_with("unknown field `commands`"), "{message}");
+        assert!(message.starts_with("unknown field `comands`"), "{message}");
+        for (text, position, start) in [
+            ("version: 1\ncommands:\n  rule: []\n", at(3, 3), "commands: unknown field `rule`"),
+            (
+                "version: 1\ncommands:\n  rules:\n    - match: { exe: /x }\n      action: deny\n      why: x\n",
+                at(6, 7),
+                "commands.rules[0]: unknown field `why`",
+            ),
+            (
+                "version: 1\ncommands:\n  rules:\n    - match: { exe: /x, path: /y }\n      action: deny\n",
+                at(4, 25),
+                "commands.rules[0].match: unknown field `path`",
+            ),
+            ("version: 1\nexec:\n  allow: true\n", at(3, 3), "exec: unknown field `allow`"),
+            ("version: 1\nfilesystem:\n  hide: []\n", at(3, 3), "filesystem: unknown field `hide`"),
+            (
+                "version: 1\nlimits:\n  egress_bytes: 1g\n",
+                at(3, 3),
+                "limits: unknown field `egress_bytes`",
+            ),
+            ("version: 1\nbudget:\n  execs: 1\n", at(3, 3), "budget: unknown field `execs`"),
+        ] {
+            let (found, message) = invalid(text);
+            assert_eq!(found, position, "{text}");
+            assert!(message.starts_with(start), "{message}");
+        }
+    }
+
+    #[test]
+    fn bad_values_of_every_section_are_named_with_line_and_column() {
+        let rule = |matcher: &str| {
+            format!("version: 1\ncommands:\n  rules:\n    - match: {matcher}\n      action: deny\n")
+        };
+        let cases = [
+            ("version: 1\nmode: strict\n".to_owned(), at(2, 7), "mode: unknown variant `strict`"),
+            (
+                "version: 1\ncommands:\n  default: maybe\n".to_owned(),
+                at(3, 12),
+                "commands.default: unknown variant `maybe`",
+            ),
+            (
+                "version: 1\ncommands:\n  rules:\n    - match: { exe: /x }\n      action: block\n".to_owned(),
+                at(5, 15),
+                "commands.rules[0].action: unknown variant `block`",
+            ),
+            (
+                "version: 1\ncommands:\n  rules:\n    - match: { exe: /x }\n".to_owned(),
+                at(4, 7),
+                "commands.rules[0]: missing field `action`",
+            ),
+            (
+                rule("{}"),
+                at(4, 14),
+                "commands.rules[0].match: a match needs at least one of `exe`, `name`, `argv`, `sha256`, `command_line`, `regex`",
+            ),
+            (
+                rule("{ exe: bin/curl }"),
+                at(4, 21),
+                r#"commands.rules[0].match.exe: "bin/curl": not an absolute path (start it with /)"#,
+            ),
+            (
+                rule("{ exe: /usr/../bin/curl }"),
+                at(4, 21),
+                r#"commands.rules[0].match.exe: "/usr/../bin/curl": `.` and `..` are not allowed"#,
+            ),
+            (
+                rule("{ name: bin/git }"),
+                at(4, 22),
+                r#"commands.rules[0].match.name: "bin/git": a name has no `/`"#,
+            ),
+            (
+                rule("{ argv: [] }"),
+                at(4, 22),
+                "commands.rules[0].match.argv: an argv prefix has at least one element",
+            ),
+            (
+                rule("{ sha256: e3b0 }"),
+                at(4, 24),
+                r#"commands.rules[0].match.sha256: "e3b0": a SHA-256 is 64 hex digits"#,
+            ),
+            (
+                rule("{ command_line: \"rm [\" }"),
+                at(4, 30),
+                r#"commands.rules[0].match.command_line: "rm [": unclosed character class"#,
+            ),
+            (
+                rule("{ regex: \"^python(\" }"),
+                at(4, 23),
+                r#"commands.rules[0].match.regex: "^python(": unclosed group"#,
+            ),
+            (
+                "version: 1\nexec:\n  allow_written: no\n".to_owned(),
+                at(3, 18),
+                "exec.allow_written: invalid type",
+            ),
+            (
+                "version: 1\nfilesystem:\n  hidden: [/srv, srv]\n".to_owned(),
+                at(3, 18),
+                r#"filesystem.hidden[1]: "srv": not an absolute path"#,
+            ),
+            (
+                "version: 1\nfilesystem:\n  writable:\n    - /tmp/./x\n".to_owned(),
+                at(4, 7),
+                r#"filesystem.writable[0]: "/tmp/./x": `.` and `..` are not allowed"#,
+            ),
+            (
+                "version: 1\nfilesystem:\n  deny_read: [\".ssh/*\"]\n".to_owned(),
+                at(3, 15),
+                r#"filesystem.deny_read[0]: ".ssh/*": paths are absolute: start the glob with / or **/"#,
+            ),
+            (
+                "version: 1\nfilesystem:\n  deny_read: [\"/a/[b\"]\n".to_owned(),
+                at(3, 15),
+                r#"filesystem.deny_read[0]: "/a/[b": unclosed character class"#,
+            ),
+            (
+                "version: 1\nlimits:\n  memory: 2x\n".to_owned(),
+                at(3, 11),
+                r#"limits.memory: invalid value: string "2x""#,
+            ),
+            (
+                "version: 1\nlimits:\n  disk: 0\n".to_owned(),
+                at(3, 9),
+                "limits.disk: 0 is no limit a world can run under",
+            ),
+            (
+                "version: 1\nlimits:\n  cpus: -1\n".to_owned(),
+                at(3, 9),
+                "limits.cpus: invalid value: integer `-1`",
+            ),
+            (
+                "version: 1\nlimits:\n  cpus: 0.0001\n".to_owned(),
+                at(3, 9),
+                "limits.cpus: invalid value: floating point `0.0001`",
+            ),
+            (
+                "version: 1\nlimits:\n  pids: 1.5\n".to_owned(),
+                at(3, 9),
+                "limits.pids: invalid type: floating point `1.5`",
+            ),
+            (
+                "version: 1\nlimits:\n  wall_time: 1d\n".to_owned(),
+                at(3, 14),
+                r#"limits.wall_time: invalid value: string "1d""#,
+            ),
+            (
+                "version: 1\nbudget:\n  max_execs: 0\n".to_owned(),
+                at(3, 14),
+                "budget.max_execs: 0 is no limit",
+            ),
+            (
+                "version: 1\nbudget:\n  cpu_seconds: 10m\n".to_owned(),
+                at(3, 16),
+                r#"budget.cpu_seconds: invalid type: string "10m""#,
+            ),
+        ];
+        for (text, position, start) in cases {
+            let (found, message) = invalid(&text);
+            assert_eq!(found, position, "{text}{message}");
+            assert!(message.starts_with(start), "{message}");
+        }
+        // In a file: file:line:column first.
+        let error = Policy::parse(&rule("{ regex: \"(\" }"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("4:23: commands.rules[0].match.regex: \"(\": "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn parses_the_new_sections() {
+        let policy = Policy::parse(
+            "version: 1\n\
+             mode: observe\n\
+             commands:\n  \
+               default: ask\n  \
+               rules:\n    \
+                 - match: { exe: /usr/bin/curl }\n      \
+                   action: deny\n      \
+                   reason: no downloads\n\
+             exec:\n  \
+               allow_written: false\n\
+             filesystem:\n  \
+               hidden: [/srv/secrets/]\n  \
+               writable: []\n\
+             limits:\n  \
+               memory: 2g\n  \
+               cpus: 1.5\n  \
+               pids: 512\n  \
+               disk: 10g\n  \
+               wall_time: 30m\n\
+             budget:\n  \
+               max_execs: 1000\n  \
+               cpu_seconds: 600\n",
+        )
+        .unwrap();
+        assert_eq!(policy.mode(), Mode::Observe);
+        assert_eq!(policy.commands.default, Action::Ask);
+        assert_eq!(
+            policy.commands.rules[0].reason.as_deref(),
+            Some("no downloads")
+        );
+        assert!(!policy.exec.allow_written);
+        assert_eq!(
+            policy.filesystem.hidden[0].as_path(),
+            Path::new("/srv/secrets")
+        );
+        assert_eq!(policy.filesystem.writable, Some(vec![]));
+        assert_eq!(policy.limits.memory, Some(2 << 30));
+        assert_eq!(policy.limits.cpus.map(limits::Cpus::millis), Some(1500));
+        assert_eq!(policy.limits.pids, Some(512));
+        assert_eq!(policy.limits.disk, Some(10 << 30));
+        assert_eq!(
+            policy.limits.wall_time,
+            Some(std::time::Duration::from_secs(1800))
+        );
+        assert_eq!(policy.budget.max_execs, Some(1000));
+        assert_eq!(policy.budget.cpu_seconds, Some(600));
+        let written = serde_yaml_ng::to_string(&policy).unwrap();
+        assert_eq!(Policy::parse(&written).unwrap(), policy, "{written}");
+        // Each key alone; null is the key left out.
+        assert_eq!(
+            Policy::parse("version: 1\nlimits:\n  cpus: 2\n  wall_time: \"90\"\n")
+                .unwrap()
+                .limits
+                .wall_time,
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert!(Policy::parse("version: 1\nlimits:\n  memory:\n")
+            .unwrap()
+            .limits
+            .is_empty());
     }
 
     #[test]

@@ -40,7 +40,6 @@
 use std::fmt;
 
 use ipnet::IpNet;
-use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod entry;
@@ -356,73 +355,18 @@ impl fmt::Display for Protocol {
 }
 
 /// Reads `egress_bytes`: an integer, or one with a `k`, `m`, `g` or `t`
-/// suffix (powers of 1024), or `null` for no quota.
+/// suffix (powers of 1024), or `null` for no quota. A quota of 0 is kept:
+/// the world sends nothing.
 fn deserialize_byte_count<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<u64>, D::Error> {
-    struct ByteCount;
-
-    impl Visitor<'_> for ByteCount {
-        type Value = Option<u64>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a byte count: an integer, or one with a k, m, g or t suffix")
-        }
-
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_u64<E: de::Error>(self, count: u64) -> Result<Self::Value, E> {
-            Ok(Some(count))
-        }
-
-        fn visit_i64<E: de::Error>(self, count: i64) -> Result<Self::Value, E> {
-            match u64::try_from(count) {
-                Ok(count) => Ok(Some(count)),
-                Err(_) => Err(E::invalid_value(Unexpected::Signed(count), &self)),
-            }
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            match parse_byte_count(text) {
-                Some(count) => Ok(Some(count)),
-                None => Err(E::invalid_value(Unexpected::Str(text), &self)),
-            }
-        }
-    }
-
-    deserializer.deserialize_any(ByteCount)
-}
-
-/// `1g` is 2^30. `None` when `text` is no byte count or one past `u64::MAX`.
-fn parse_byte_count(text: &str) -> Option<u64> {
-    let shift = match text.bytes().last()?.to_ascii_lowercase() {
-        b'k' => 10,
-        b'm' => 20,
-        b'g' => 30,
-        b't' => 40,
-        _ => 0,
-    };
-    // The suffix is one ASCII byte, so this slices at a char boundary.
-    let digits = if shift == 0 {
-        text
-    } else {
-        &text[..text.len() - 1]
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+    crate::units::deserialize_byte_count(deserializer, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::parse_byte_count;
 
     fn entry(text: &str) -> Entry {
         Entry::parse(text).unwrap_or_else(|error| panic!("{error}"))

@@ -2,8 +2,10 @@
 
 use std::path::Path;
 
+use std::time::Duration;
+
 use substrate_policy::network::{Entry, NameDecision, Verdict};
-use substrate_policy::{Policy, PolicyError};
+use substrate_policy::{Action, ExecQuery, Mode, OpenQuery, Policy, PolicyError};
 
 #[test]
 fn the_example_policy_parses() {
@@ -22,6 +24,94 @@ fn the_example_policy_parses() {
         network.decide_name("x.ads.example.com"),
         NameDecision::Denied(entry) if entry.text() == "*.ads.example.com"
     ));
+}
+
+#[test]
+fn the_full_example_policy_parses_and_decides() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.yaml");
+    let policy = Policy::load(&path).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(policy.mode, Some(Mode::Enforce));
+    assert_eq!(policy.commands.default, Action::Allow);
+    let keys: Vec<Vec<&str>> = policy
+        .commands
+        .rules
+        .iter()
+        .map(|rule| rule.matches.keys().collect())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            vec!["exe"],
+            vec!["name", "argv"],
+            vec!["sha256"],
+            vec!["command_line"],
+            vec!["regex"]
+        ]
+    );
+    assert!(!policy.exec.allow_written);
+    let fs = &policy.filesystem;
+    assert_eq!(
+        (
+            fs.hidden.len(),
+            fs.read_only.len(),
+            fs.writable.as_ref().map(Vec::len),
+            fs.deny_read.len()
+        ),
+        (1, 1, Some(2), 2)
+    );
+    assert_eq!(policy.network.egress_bytes, Some(1 << 30));
+    assert_eq!(policy.limits.memory, Some(2 << 30));
+    assert_eq!(policy.limits.cpus.map(|cpus| cpus.get()), Some(1.5));
+    assert_eq!(policy.limits.pids, Some(512));
+    assert_eq!(policy.limits.disk, Some(10 << 30));
+    assert_eq!(policy.limits.wall_time, Some(Duration::from_secs(1800)));
+    assert_eq!(policy.budget.max_execs, Some(1000));
+    assert_eq!(policy.budget.cpu_seconds, Some(600));
+
+    let engine = policy.compile().unwrap();
+    let exec = |exe: &str, argv: &[&str]| {
+        let decision = engine.decide_exec(&ExecQuery {
+            exe: Path::new(exe),
+            argv,
+            sha256: None,
+            written_by_world: false,
+        });
+        (decision.effective, decision.rule.to_string())
+    };
+    assert_eq!(
+        exec("/usr/bin/curl", &["curl", "x"]),
+        (Action::Deny, "commands.rules[0]".to_owned())
+    );
+    assert_eq!(
+        exec("/usr/bin/git", &["git", "push"]),
+        (Action::Ask, "commands.rules[1]".to_owned())
+    );
+    assert_eq!(
+        exec("/bin/rm", &["rm", "-rf", "/"]),
+        (Action::Deny, "commands.rules[3]".to_owned())
+    );
+    assert_eq!(
+        exec("/usr/bin/python3", &["python3", "-c", "1"]),
+        (Action::Deny, "commands.rules[4]".to_owned())
+    );
+    assert_eq!(
+        exec("/bin/ls", &["ls"]),
+        (Action::Allow, "commands.default".to_owned())
+    );
+    let open = |path: &str, write| {
+        engine
+            .decide_open(&OpenQuery {
+                path: Path::new(path),
+                write,
+            })
+            .effective
+    };
+    assert_eq!(open("/root/.ssh/id_rsa", false), Action::Deny);
+    assert_eq!(open("/etc/hosts", true), Action::Deny);
+    assert_eq!(open("/work/out", true), Action::Allow);
+    // It writes back as what it reads.
+    let written = serde_yaml_ng::to_string(&policy).unwrap();
+    assert_eq!(Policy::parse(&written).unwrap(), policy, "{written}");
 }
 
 #[test]

@@ -1266,4 +1266,41 @@ fn policy_suggest_proposes_what_a_recorded_world_did() {
     // What it allows, as a network section, is what the world did.
     let network = yaml.split("network:").nth(1).unwrap();
     assert!(network.contains("default: deny"), "{yaml}");
+    // It is a valid policy, and it allows the program the world ran.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("suggested.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let file = file.to_str().unwrap();
+    let check = runtime.cli(&["policy", "check", file]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}\n{yaml}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let explain = runtime
+        .cli(&[
+            "policy",
+            "explain",
+            file,
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "pass",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        explain.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&explain.stdout)
+    );
+    // A program it did not run is not allowed.
+    let refused = runtime
+        .cli(&["policy", "explain", file, "--", "/usr/bin/true"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("denied by commands.default"), "{said}");
 }

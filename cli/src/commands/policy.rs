@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use substrate_policy::{Action, ExecQuery, Mode, Policy};
 use substrate_runtime::Runtime;
 use substrate_trace::{read_spans, Detail, NetOp, Outcome, Span};
 
@@ -24,6 +25,22 @@ pub struct PolicyArgs {
 
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
+    /// Validate a policy file: every key and value, with the line and
+    /// column of the first mistake; says which sections are enforced today.
+    #[command(after_help = "Example: substrate-cli policy check policy.yaml")]
+    Check {
+        /// The policy (YAML: docs/policy.md).
+        file: PathBuf,
+    },
+    /// Print the decision a policy makes for a command, and the rule that
+    /// makes it (the command is looked up on PATH, as exec does).
+    #[command(after_help = "Example: substrate-cli policy explain policy.yaml -- git push origin")]
+    Explain {
+        file: PathBuf,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true)]
+        command: Vec<String>,
+    },
     /// Propose the narrowest policy that would have allowed what these
     /// recorded worlds did (commands run, paths written, hosts reached), as
     /// commented YAML for a person to review.
@@ -37,6 +54,60 @@ enum PolicyCommand {
 
 pub fn policy(args: PolicyArgs, runtime: &Runtime) -> Result<u8> {
     match args.command {
+        PolicyCommand::Check { file } => {
+            let policy = Policy::load(&file)?;
+            policy.compile()?;
+            println!(
+                "{}: a valid policy (version {})",
+                file.display(),
+                policy.version
+            );
+            let unenforced = unenforced_sections(&policy);
+            if !unenforced.is_empty() {
+                println!(
+                    "note: {} decided (`policy explain`) but not enforced yet; network is",
+                    unenforced.join(", ")
+                );
+            }
+            Ok(0)
+        }
+        PolicyCommand::Explain { file, command } => {
+            let policy = Policy::load(&file)?;
+            let compiled = policy.compile()?;
+            let exe = on_path(&command[0])
+                .with_context(|| format!("{:?}: not found on PATH", command[0]))?;
+            let sha256 = compiled
+                .needs_sha256()
+                .then(|| file_sha256(&exe))
+                .transpose()?;
+            let argv: Vec<&[u8]> = command.iter().map(|a| a.as_bytes()).collect();
+            let decision = compiled.decide_exec(&ExecQuery {
+                exe: &exe,
+                argv: &argv,
+                sha256,
+                written_by_world: false,
+            });
+            println!(
+                "{}: {} by {}{}{}",
+                exe.display(),
+                action_name(decision.action),
+                decision.rule,
+                decision
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                match decision.mode {
+                    Mode::Observe => " [observe: allowed, recorded as would-be]",
+                    Mode::Enforce => "",
+                }
+            );
+            Ok(match decision.action {
+                Action::Allow => 0,
+                Action::Ask => 2,
+                Action::Deny => 1,
+            })
+        }
         PolicyCommand::Suggest { worlds } => {
             let mut seen = Observed::default();
             for world in &worlds {
@@ -149,7 +220,7 @@ impl Observed {
                     // Allowed by a world's table, or (an ungoverned world)
                     // a call that did not fail outright.
                     Some(_) => *self.reached.entry(destination).or_default() += 1,
-                    None if !failed || span.extra.get("refused_by").is_none() => {
+                    None if !failed || !span.extra.contains_key("refused_by") => {
                         *self.reached.entry(destination).or_default() += 1
                     }
                     None => {}
@@ -370,4 +441,63 @@ fn one_line(text: &str) -> String {
     } else {
         line
     }
+}
+
+/// The sections of `policy` that say something no part of Substrate
+/// enforces yet (only `network` is): a user must not take them for
+/// enforced.
+pub(crate) fn unenforced_sections(policy: &Policy) -> Vec<&'static str> {
+    let mut sections = Vec::new();
+    if policy.mode == Some(Mode::Observe) {
+        sections.push("mode: observe");
+    }
+    if !policy.commands.is_empty() {
+        sections.push("commands");
+    }
+    if !policy.exec.is_default() {
+        sections.push("exec");
+    }
+    if !policy.filesystem.is_empty() {
+        sections.push("filesystem");
+    }
+    if !policy.limits.is_empty() {
+        sections.push("limits");
+    }
+    if !policy.budget.is_empty() {
+        sections.push("budget");
+    }
+    sections
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "allowed",
+        Action::Ask => "asked",
+        Action::Deny => "denied",
+    }
+}
+
+/// `name` as exec finds it: a path as given, else the first executable
+/// on PATH; then with symlinks resolved, as the kernel names what it runs.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let found = if name.contains('/') {
+        Some(PathBuf::from(name))
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(name))
+            .find(|path| {
+                use std::os::unix::fs::PermissionsExt;
+                path.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+    }?;
+    std::fs::canonicalize(found).ok()
+}
+
+fn file_sha256(path: &Path) -> Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().into())
 }

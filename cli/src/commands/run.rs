@@ -188,6 +188,20 @@ fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgres
         Some(path) => Policy::load(path)?,
         None => Policy::default(),
     };
+    let unenforced = super::policy::unenforced_sections(&policy);
+    if !unenforced.is_empty() {
+        eprintln!(
+            "substrate-cli: warning: the policy's {} {} not enforced yet (only network is): \
+             `substrate-cli policy explain` shows what {} decide",
+            unenforced.join(", "),
+            if unenforced.len() == 1 { "is" } else { "are" },
+            if unenforced.len() == 1 {
+                "it would"
+            } else {
+                "they would"
+            },
+        );
+    }
     for text in &args.allow {
         let entry: Entry = text.parse().with_context(|| format!("--allow {text:?}"))?;
         policy.network.allow.push(entry);
