@@ -74,6 +74,7 @@ pub use world::{
 };
 
 pub use world::kill::parse_signal;
+pub use world::policy::unenforced_sections;
 pub use world::update::load_resources;
 
 /// Re-exported so callers name signals and resources with the same types.

@@ -62,7 +62,7 @@ pub fn policy(args: PolicyArgs, runtime: &Runtime) -> Result<u8> {
                 file.display(),
                 policy.version
             );
-            let unenforced = unenforced_sections(&policy);
+            let unenforced = substrate_runtime::unenforced_sections(&policy);
             if !unenforced.is_empty() {
                 println!(
                     "note: {} decided (`policy explain`) but not enforced yet; network is",
@@ -441,32 +441,6 @@ fn one_line(text: &str) -> String {
     } else {
         line
     }
-}
-
-/// The sections of `policy` that say something no part of Substrate
-/// enforces yet (only `network` is): a user must not take them for
-/// enforced.
-pub(crate) fn unenforced_sections(policy: &Policy) -> Vec<&'static str> {
-    let mut sections = Vec::new();
-    if policy.mode == Some(Mode::Observe) {
-        sections.push("mode: observe");
-    }
-    if !policy.commands.is_empty() {
-        sections.push("commands");
-    }
-    if !policy.exec.is_default() {
-        sections.push("exec");
-    }
-    if !policy.filesystem.is_empty() {
-        sections.push("filesystem");
-    }
-    if !policy.limits.is_empty() {
-        sections.push("limits");
-    }
-    if !policy.budget.is_empty() {
-        sections.push("budget");
-    }
-    sections
 }
 
 fn action_name(action: Action) -> &'static str {

@@ -188,7 +188,7 @@ fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgres
         Some(path) => Policy::load(path)?,
         None => Policy::default(),
     };
-    let unenforced = super::policy::unenforced_sections(&policy);
+    let unenforced = substrate_runtime::unenforced_sections(&policy);
     if !unenforced.is_empty() {
         eprintln!(
             "substrate-cli: warning: the policy's {} {} not enforced yet (only network is): \

@@ -185,6 +185,14 @@ pub(crate) fn egress_of_bundle(
         return Ok(None);
     };
     check_own_netns(bundle)?;
+    let unenforced = unenforced_sections(&policy);
+    if !unenforced.is_empty() {
+        tracing::warn!(
+            "bundle {}: its policy's {} not enforced yet (only network is)",
+            bundle.path.display(),
+            unenforced.join(", ")
+        );
+    }
     Ok(Some(WorldEgress {
         policy: policy.network,
         bridge: None,
@@ -569,4 +577,30 @@ mod tests {
             Path::new("/etc/substrate/policy.yaml")
         );
     }
+}
+
+/// The sections of `policy` that say something no part of Substrate
+/// enforces yet (today only `network` is): callers say so, so that no one
+/// takes them for enforced.
+pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static str> {
+    let mut sections = Vec::new();
+    if policy.mode == Some(substrate_policy::Mode::Observe) {
+        sections.push("mode: observe");
+    }
+    if !policy.commands.is_empty() {
+        sections.push("commands");
+    }
+    if !policy.exec.is_default() {
+        sections.push("exec");
+    }
+    if !policy.filesystem.is_empty() {
+        sections.push("filesystem");
+    }
+    if !policy.limits.is_empty() {
+        sections.push("limits");
+    }
+    if !policy.budget.is_empty() {
+        sections.push("budget");
+    }
+    sections
 }
