@@ -311,6 +311,7 @@ fn world_record() -> impl Strategy<Value = WorldRecord> {
                     limits_hit: Vec::new(),
                     network: Default::default(),
                     egress: None,
+                    commands: None,
                 }
             },
         )

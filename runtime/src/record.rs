@@ -66,6 +66,10 @@ pub struct WorldRecord {
     /// The egress policy its network was governed by, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<WorldEgress>,
+    /// The commands and exec rules its monitor's exec gate decided by (the
+    /// policy document's `mode`, `commands` and `exec`), when it had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<substrate_policy::Policy>,
 }
 
 /// A world's egress policy and what enforces it, as its caller (never its

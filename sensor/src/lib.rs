@@ -15,6 +15,7 @@
 
 pub mod bpf;
 pub mod files;
+pub mod gate;
 pub mod proc_connector;
 
 #[cfg(test)]

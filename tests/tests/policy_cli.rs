@@ -90,13 +90,13 @@ fn explain_prints_the_deciding_rule_and_exits_by_the_decision() {
 }
 
 #[test]
-fn run_warns_that_sections_other_than_network_are_not_enforced_yet() {
+fn run_warns_about_the_sections_not_enforced_yet() {
     let runtime = Runtime::new();
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
         "p.yaml",
-        "version: 1\ncommands:\n  rules:\n    - match: { name: curl }\n      action: deny\n",
+        "version: 1\nfilesystem:\n  deny_read: [\"/etc/shadow\"]\n",
     );
     let out = runtime
         .cli(&["run", "--policy", &file, "--", "true"])
@@ -105,7 +105,7 @@ fn run_warns_that_sections_other_than_network_are_not_enforced_yet() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("warning: the policy's commands is not enforced yet"),
+        stderr.contains("warning: the policy's filesystem is not enforced yet"),
         "{stderr}"
     );
 }

@@ -65,7 +65,7 @@ pub fn policy(args: PolicyArgs, runtime: &Runtime) -> Result<u8> {
             let unenforced = substrate_runtime::unenforced_sections(&policy);
             if !unenforced.is_empty() {
                 println!(
-                    "note: {} decided (`policy explain`) but not enforced yet; network is",
+                    "note: {} decided (`policy explain`) but not enforced yet",
                     unenforced.join(", ")
                 );
             }

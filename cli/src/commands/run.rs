@@ -183,7 +183,9 @@ impl DefaultsArgs {
 /// The world's network and egress policy, from `--net`, `--allow`,
 /// `--policy` and `--dns-upstream`: every entry is checked (and a bad one
 /// named) before anything of the world exists.
-fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgress>)> {
+fn world_network(
+    args: &DefaultsArgs,
+) -> Result<(WorldNetwork, Option<WorldEgress>, Option<Policy>)> {
     let mut policy = match &args.policy {
         Some(path) => Policy::load(path)?,
         None => Policy::default(),
@@ -191,7 +193,7 @@ fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgres
     let unenforced = substrate_runtime::unenforced_sections(&policy);
     if !unenforced.is_empty() {
         eprintln!(
-            "substrate-cli: warning: the policy's {} {} not enforced yet (only network is): \
+            "substrate-cli: warning: the policy's {} {} not enforced yet: \
              `substrate-cli policy explain` shows what {} decide",
             unenforced.join(", "),
             if unenforced.len() == 1 { "is" } else { "are" },
@@ -225,6 +227,11 @@ fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgres
         None if wants_bridge => WorldNetwork::Bridge,
         None => WorldNetwork::LoopbackOnly,
     };
+    // The commands and exec sections: the monitor's exec gate.
+    let commands = (!policy.commands.is_empty() || !policy.exec.is_default()).then(|| Policy {
+        network: Default::default(),
+        ..policy.clone()
+    });
     let egress = (network == WorldNetwork::Bridge).then(|| WorldEgress {
         policy: policy.network,
         bridge: std::env::var(BRIDGE_ENV).ok().filter(|b| !b.is_empty()),
@@ -235,7 +242,7 @@ fn world_network(args: &DefaultsArgs) -> Result<(WorldNetwork, Option<WorldEgres
             .parse::<substrate_net::link::Bridge>()
             .with_context(|| BRIDGE_ENV.to_string())?;
     }
-    Ok((network, egress))
+    Ok((network, egress, commands))
 }
 
 /// The bridge worlds join, when not the default `substrate0`
@@ -272,7 +279,7 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         Limit::Set(Bytes(bytes)) => Some(bytes),
         Limit::Unlimited => None,
     };
-    let (network, egress) = world_network(&args.defaults)?;
+    let (network, egress, commands) = world_network(&args.defaults)?;
     let defaults = args.defaults.into_defaults();
     // A foreground run's token, which its guardian checks the world by.
     let owner = (!args.detach).then(|| uuid::Uuid::now_v7().simple().to_string());
@@ -311,6 +318,7 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
             network => network,
         },
         egress,
+        commands,
         preserve_fds: launch.init.as_ref().map_or(0, Init::preserve_fds),
         ..Default::default()
     };

@@ -24,6 +24,7 @@
 //! spans: silence never means "nothing happened".
 
 mod attach;
+mod commands;
 mod egress;
 mod kernel;
 mod lease;
@@ -94,6 +95,8 @@ pub enum MonitorError {
     Panicked,
     #[error("cannot watch the world's egress")]
     Egress(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot gate the world's execs")]
+    Commands(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A world's `trace.jsonl`, with counts of what it holds, and the lease
@@ -424,6 +427,8 @@ pub struct WorldMonitor {
     kernel_files: Vec<substrate_sensor::files::FileEvent>,
     /// The world's resolver and egress log, when it has an egress policy.
     egress: Option<egress::EgressWatch>,
+    /// The exec gate, when its policy says something about commands.
+    commands: Option<commands::ExecGuard>,
 }
 
 /// What following a world produced.
@@ -502,6 +507,22 @@ impl WorldMonitor {
             .map(|policy| egress::EgressWatch::start(init_pid, policy))
             .transpose()
             .map_err(MonitorError::Egress)?;
+        let commands = match record.as_ref().and_then(|r| r.commands.as_ref()) {
+            Some(policy) => commands::ExecGuard::start(
+                init_pid,
+                policy,
+                record
+                    .as_ref()
+                    .and_then(|r| r.upper.as_ref())
+                    .map(|u| u.path.clone()),
+                record
+                    .as_ref()
+                    .map(|r| r.mountpoints.clone())
+                    .unwrap_or_default(),
+            )
+            .map_err(MonitorError::Commands)?,
+            None => None,
+        };
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
             .is_dir()
@@ -524,6 +545,7 @@ impl WorldMonitor {
             kernel_nets: Vec::new(),
             kernel_files: Vec::new(),
             egress,
+            commands,
         })
     }
 
@@ -957,6 +979,11 @@ impl WorldMonitor {
                 self.trace.write(&span)?;
             }
             self.trace.egress = Some(egress.summary());
+        }
+        if let Some(commands) = &mut self.commands {
+            for span in commands.due_spans(&world_id, world_span) {
+                self.trace.write(&span)?;
+            }
         }
         Ok(())
     }

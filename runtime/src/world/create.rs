@@ -80,6 +80,9 @@ pub struct CreateOptions {
     /// bundle's annotations choose and narrow it (`world/policy.rs`), or
     /// none when the node has none.
     pub egress: Option<WorldEgress>,
+    /// The policy whose `commands` and `exec` sections the world's monitor
+    /// enforces on every exec (fanotify permission events); `None`: none.
+    pub commands: Option<substrate_policy::Policy>,
 }
 
 /// Where a world's writes go, as the caller (never the bundle) chooses.
@@ -177,6 +180,7 @@ impl Runtime {
         let mut record = WorldRecord {
             network,
             egress: egress.clone(),
+            commands: options.commands.take(),
             ..new_record(
                 self,
                 id,
@@ -354,6 +358,7 @@ impl Runtime {
             keep_upper: _,
             network: _,
             egress: _,
+            commands: _,
         } = options;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())
@@ -446,5 +451,6 @@ fn new_record(
         limits_hit: Vec::new(),
         network: WorldNetwork::Spec,
         egress: None,
+        commands: None,
     }
 }

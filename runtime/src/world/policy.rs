@@ -188,7 +188,7 @@ pub(crate) fn egress_of_bundle(
     let unenforced = unenforced_sections(&policy);
     if !unenforced.is_empty() {
         tracing::warn!(
-            "bundle {}: its policy's {} not enforced yet (only network is)",
+            "bundle {}: its policy's {} not enforced yet",
             bundle.path.display(),
             unenforced.join(", ")
         );
@@ -579,19 +579,21 @@ mod tests {
     }
 }
 
-/// The sections of `policy` that say something no part of Substrate
-/// enforces yet (today only `network` is): callers say so, so that no one
-/// takes them for enforced.
+/// The parts of `policy` that say something no part of Substrate enforces
+/// yet: callers say so, so that no one takes them for enforced. Enforced
+/// today: `network` (the egress table), and `mode`, `commands` and `exec`
+/// on every exec (the monitor's exec gate) — but for command rules that
+/// match on the arguments, which the kernel does not give at that point.
 pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static str> {
     let mut sections = Vec::new();
-    if policy.mode == Some(substrate_policy::Mode::Observe) {
-        sections.push("mode: observe");
-    }
-    if !policy.commands.is_empty() {
-        sections.push("commands");
-    }
-    if !policy.exec.is_default() {
-        sections.push("exec");
+    let layers = std::iter::once(&policy.commands.rules)
+        .chain(policy.commands.narrowed_by.iter().map(|layer| &layer.rules));
+    let on_arguments = layers.flatten().any(|rule| {
+        let matches = &rule.matches;
+        matches.argv.is_some() || matches.command_line.is_some() || matches.regex.is_some()
+    });
+    if on_arguments {
+        sections.push("commands rules on argv, command_line or regex");
     }
     if !policy.filesystem.is_empty() {
         sections.push("filesystem");

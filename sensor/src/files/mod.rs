@@ -81,7 +81,7 @@
 
 #[cfg(test)]
 mod proptests;
-mod sys;
+pub(crate) mod sys;
 mod translate;
 mod tree;
 mod wire;

@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use super::wire::{FileHandle, MAX_HANDLE_LEN};
 
 /// `fanotify_init(flags, event_f_flags)`: a new group.
-pub(super) fn fanotify_init(flags: u32, event_f_flags: u32) -> Result<OwnedFd, Errno> {
+pub(crate) fn fanotify_init(flags: u32, event_f_flags: u32) -> Result<OwnedFd, Errno> {
     // SAFETY: fanotify_init takes no pointers; it returns a new fd or -1.
     let raw = unsafe { libc::fanotify_init(flags, event_f_flags) };
     if raw < 0 {
@@ -25,7 +25,7 @@ pub(super) fn fanotify_init(flags: u32, event_f_flags: u32) -> Result<OwnedFd, E
 }
 
 /// `fanotify_mark(group, flags, mask, AT_FDCWD, path)`.
-pub(super) fn fanotify_mark(
+pub(crate) fn fanotify_mark(
     group: BorrowedFd<'_>,
     flags: u32,
     mask: u64,

@@ -1,0 +1,309 @@
+//! The monitor's exec guard: the policy's `commands` and `exec` sections,
+//! decided on every exec in the kernel's own terms (fanotify
+//! `FAN_OPEN_EXEC_PERM`, see `substrate_sensor::gate`): the file being run,
+//! not the path a program chose. A static binary, a raw `execve`, a
+//! renamed copy or `execveat` on an fd are held like any exec.
+//!
+//! What the kernel does not give at that point is the new argv (the file
+//! is opened before the arguments are copied): rules that match on `argv`,
+//! `command_line` or `regex` are not enforced here (they match nothing);
+//! `exe`, `name`, `sha256` and `exec.allow_written` are.
+//!
+//! The guard answers on a thread of its own, which does nothing else: the
+//! kernel holds each exec until it is answered.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
+use std::thread::JoinHandle;
+
+use serde_json::json;
+use substrate_policy::{Action, CompiledPolicy, ExecQuery, Mode, Policy};
+use substrate_sensor::gate::{sha256_of, Answer, ExecGate, ExecRequest};
+use substrate_trace::{Decision, PolicyDetail, Source, Span, SpanId, Timestamp};
+
+/// One decision, for its `policy` span.
+pub(super) struct Decided {
+    at: Timestamp,
+    pid: i32,
+    path: PathBuf,
+    action: Action,
+    effective: Action,
+    rule: String,
+    reason: Option<String>,
+    mode: Mode,
+    latency_ns: u64,
+}
+
+pub(super) struct ExecGuard {
+    /// Written (or dropped) to stop the thread.
+    stop: Option<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+    decided: Receiver<Decided>,
+}
+
+impl ExecGuard {
+    /// Starts the guard on the world whose init is `init_pid`, when its
+    /// policy says something about commands: `None` when it does not.
+    /// `upper` is the world's upper layer on the host, where what the world
+    /// wrote is (`exec.allow_written`).
+    pub(super) fn start(
+        init_pid: i32,
+        policy: &Policy,
+        upper: Option<PathBuf>,
+        mountpoints: Vec<PathBuf>,
+    ) -> Result<Option<ExecGuard>, Box<dyn std::error::Error + Send + Sync>> {
+        if policy.commands.is_empty() && policy.exec.is_default() {
+            return Ok(None);
+        }
+        let compiled = policy.compile()?;
+        let gate = ExecGate::open(init_pid)?;
+        let written = Written { upper };
+        let own = OwnFiles { mountpoints };
+        let (stop_read, stop_write) = nix::unistd::pipe()?;
+        let (sender, decided) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("exec-gate".into())
+            .spawn(move || {
+                let mut loaders = Loaders::default();
+                let served = gate.serve(stop_read.as_fd(), |request| {
+                    if own.holds(request) {
+                        return Answer::Allow;
+                    }
+                    let (answer, decided) = decide(&compiled, &written, &mut loaders, request);
+                    if let Some(decided) = decided {
+                        let _ = sender.send(decided);
+                    }
+                    answer
+                });
+                if let Err(e) = served {
+                    tracing::error!("the exec gate stopped: {e}; execs are no longer held");
+                }
+            })?;
+        Ok(Some(ExecGuard {
+            stop: Some(stop_write),
+            thread: Some(thread),
+            decided,
+        }))
+    }
+
+    /// The decisions made since the last call, as `policy` spans.
+    pub(super) fn due_spans(&mut self, world_id: &str, parent: SpanId) -> Vec<Span> {
+        let mut spans = Vec::new();
+        while let Ok(decided) = self.decided.try_recv() {
+            spans.push(policy_span(world_id, parent, decided));
+        }
+        spans
+    }
+}
+
+impl Drop for ExecGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the runtime put into the world for itself (Substrate's init, the
+/// tracer): bind-mounted from the host at the record's mount points. The
+/// world cannot put a file there (the mount covers it), and its commands
+/// policy is not about them.
+struct OwnFiles {
+    mountpoints: Vec<PathBuf>,
+}
+
+impl OwnFiles {
+    fn holds(&self, request: &ExecRequest) -> bool {
+        self.mountpoints.contains(&request.path) && !Written::in_world_filesystem(&request.file)
+    }
+}
+
+/// What tells a file the world wrote: it is on the world's overlay and in
+/// its upper layer (created or copied up there), or on a tmpfs of the
+/// world's (nothing but the world writes there). A file bind-mounted in by
+/// the runtime (its init, the tracer) is on neither filesystem. The path is
+/// the kernel's name for the file being run, not one a program chose.
+struct Written {
+    upper: Option<PathBuf>,
+}
+
+impl Written {
+    /// Whether `file` is on the world's overlay or a tmpfs of its own.
+    fn in_world_filesystem(file: &File) -> bool {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+        nix::sys::statfs::fstatfs(file)
+            .is_ok_and(|fs| matches!(fs.filesystem_type().0, TMPFS_MAGIC | OVERLAYFS_SUPER_MAGIC))
+    }
+
+    fn by_world(&self, request: &ExecRequest) -> bool {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+        let Ok(fs) = nix::sys::statfs::fstatfs(&request.file) else {
+            return false;
+        };
+        match fs.filesystem_type().0 {
+            TMPFS_MAGIC => true,
+            OVERLAYFS_SUPER_MAGIC => self.upper.as_deref().is_some_and(|upper| {
+                request
+                    .path
+                    .strip_prefix("/")
+                    .is_ok_and(|relative| upper.join(relative).symlink_metadata().is_ok())
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// The ELF interpreters (`PT_INTERP`: the dynamic loader) of the programs
+/// just allowed, by pid: the kernel opens the loader for exec right after
+/// the program, and it is allowed with it. Run as a program of its own
+/// (`ld.so /usr/bin/curl`), the loader is a command like any other.
+#[derive(Default)]
+struct Loaders {
+    expected: HashMap<i32, PathBuf>,
+}
+
+fn decide(
+    compiled: &CompiledPolicy,
+    written: &Written,
+    loaders: &mut Loaders,
+    request: &ExecRequest,
+) -> (Answer, Option<Decided>) {
+    if loaders.expected.get(&request.pid) == Some(&request.path) {
+        loaders.expected.remove(&request.pid);
+        return (Answer::Allow, None);
+    }
+    let written_by_world = written.by_world(request);
+    let sha256 = if compiled.needs_sha256() {
+        sha256_of(&request.file).ok()
+    } else {
+        None
+    };
+    let argv: [&[u8]; 0] = [];
+    let decision = compiled.decide_exec(&ExecQuery {
+        exe: &request.path,
+        argv: &argv,
+        sha256,
+        written_by_world,
+    });
+    // `ask` has no approver yet: it is refused (and says so).
+    let effective = match decision.effective {
+        Action::Ask => Action::Deny,
+        other => other,
+    };
+    let answer = match effective {
+        Action::Allow => {
+            if let Some(interpreter) = elf_interpreter(&request.file) {
+                loaders.expected.insert(request.pid, interpreter);
+            }
+            Answer::Allow
+        }
+        Action::Deny | Action::Ask => Answer::Deny,
+    };
+    let decided = Decided {
+        at: Timestamp::now(),
+        pid: request.pid,
+        path: request.path.clone(),
+        action: decision.action,
+        effective,
+        rule: decision.rule.to_string(),
+        reason: match decision.action {
+            Action::Ask => Some(decision.reason.as_deref().map_or(
+                "ask: no approver (not implemented yet): refused".into(),
+                |r| format!("{r}; ask: no approver (not implemented yet): refused"),
+            )),
+            _ => decision.reason.as_deref().map(str::to_owned),
+        },
+        mode: decision.mode,
+        latency_ns: request.at.elapsed().as_nanos() as u64,
+    };
+    (answer, Some(decided))
+}
+
+/// The `PT_INTERP` of an ELF file (its dynamic loader), if it has one.
+fn elf_interpreter(file: &File) -> Option<PathBuf> {
+    let mut file = file;
+    let mut header = [0u8; 64];
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_exact(&mut header).ok()?;
+    // 64-bit little-endian ELF only (what these hosts run).
+    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as u64;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+    let (phoff, phentsize, phnum) = (
+        u64_at(&header, 32),
+        u16_at(&header, 54),
+        u16_at(&header, 56),
+    );
+    if phentsize < 56 || phnum > 256 {
+        return None;
+    }
+    for index in 0..phnum {
+        let mut entry = [0u8; 56];
+        file.seek(SeekFrom::Start(phoff + index * phentsize)).ok()?;
+        file.read_exact(&mut entry).ok()?;
+        const PT_INTERP: u32 = 3;
+        if u32::from_le_bytes(entry[..4].try_into().expect("4")) != PT_INTERP {
+            continue;
+        }
+        let (offset, size) = (u64_at(&entry, 8), u64_at(&entry, 32));
+        if size == 0 || size > 4096 {
+            return None;
+        }
+        let mut path = vec![0u8; size as usize];
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        file.read_exact(&mut path).ok()?;
+        let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+        path.truncate(end);
+        let path =
+            PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path));
+        // The kernel names the loader's fd by its resolved path.
+        return Some(std::fs::canonicalize(&path).unwrap_or(path));
+    }
+    None
+}
+
+fn policy_span(world_id: &str, parent: SpanId, decided: Decided) -> Span {
+    let decision = match decided.action {
+        Action::Allow => Decision::Allow,
+        Action::Deny => Decision::Deny,
+        Action::Ask => Decision::Ask,
+    };
+    let mut span = Span::policy(
+        world_id,
+        Source::Monitor,
+        decided.at,
+        PolicyDetail {
+            rule: decided.rule,
+            decision,
+            subject: decided.path.as_os_str().as_encoded_bytes().to_vec(),
+            reason: decided.reason,
+        },
+    )
+    .parent(parent)
+    .pid(decided.pid as u32)
+    .build();
+    span.extra.insert(
+        "enforcement".into(),
+        json!({
+            "on": "exec",
+            "by": "fanotify",
+            "mode": match decided.mode { Mode::Enforce => "enforce", Mode::Observe => "observe" },
+            "effective": match decided.effective {
+                Action::Allow => "allow",
+                Action::Deny => "deny",
+                Action::Ask => "ask",
+            },
+            "latency_ns": decided.latency_ns,
+        }),
+    );
+    span
+}
