@@ -316,6 +316,34 @@ fn dns_upstream(bundle: &Bundle) -> Result<Option<SocketAddr>, BundlePolicyError
     }
 }
 
+/// The parts of `policy` that say something no part of Substrate enforces
+/// yet: callers say so, so that no one takes them for enforced. Enforced
+/// today: `network` (the egress table), and `mode`, `commands` and `exec`
+/// on every exec (the monitor's exec gate) — but for command rules that
+/// match on the arguments, which the kernel does not give at that point.
+pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static str> {
+    let mut sections = Vec::new();
+    let layers = std::iter::once(&policy.commands.rules)
+        .chain(policy.commands.narrowed_by.iter().map(|layer| &layer.rules));
+    let on_arguments = layers.flatten().any(|rule| {
+        let matches = &rule.matches;
+        matches.argv.is_some() || matches.command_line.is_some() || matches.regex.is_some()
+    });
+    if on_arguments {
+        sections.push("commands rules on argv, command_line or regex");
+    }
+    if !policy.filesystem.is_empty() {
+        sections.push("filesystem");
+    }
+    if !policy.limits.is_empty() {
+        sections.push("limits");
+    }
+    if !policy.budget.is_empty() {
+        sections.push("budget");
+    }
+    sections
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -577,32 +605,4 @@ mod tests {
             Path::new("/etc/substrate/policy.yaml")
         );
     }
-}
-
-/// The parts of `policy` that say something no part of Substrate enforces
-/// yet: callers say so, so that no one takes them for enforced. Enforced
-/// today: `network` (the egress table), and `mode`, `commands` and `exec`
-/// on every exec (the monitor's exec gate) — but for command rules that
-/// match on the arguments, which the kernel does not give at that point.
-pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static str> {
-    let mut sections = Vec::new();
-    let layers = std::iter::once(&policy.commands.rules)
-        .chain(policy.commands.narrowed_by.iter().map(|layer| &layer.rules));
-    let on_arguments = layers.flatten().any(|rule| {
-        let matches = &rule.matches;
-        matches.argv.is_some() || matches.command_line.is_some() || matches.regex.is_some()
-    });
-    if on_arguments {
-        sections.push("commands rules on argv, command_line or regex");
-    }
-    if !policy.filesystem.is_empty() {
-        sections.push("filesystem");
-    }
-    if !policy.limits.is_empty() {
-        sections.push("limits");
-    }
-    if !policy.budget.is_empty() {
-        sections.push("budget");
-    }
-    sections
 }
