@@ -892,3 +892,47 @@ fn cri_pods_asking_for_more_than_the_node_allows_do_not_start() {
         }
     });
 }
+
+#[test]
+fn a_ctr_containers_execs_are_gated_by_the_node_policys_exec_section() {
+    let ctd = Containerd::start();
+    ctd.install_policy(
+        Some("nodrop"),
+        "version: 1\nexec:\n  allow_written: false\n",
+    );
+    let lab = Lab::new();
+    let id = unique_id("ctr-commands");
+    let out = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--with-ns",
+        &lab.with_ns(),
+        "--annotation",
+        "io.substrate.policy=nodrop",
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "cp /bin/busybox /tmp/dropped; /tmp/dropped true; echo \"dropped $?\"; true; echo \"image $?\"",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ctr run: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        ctd.log_tail()
+    );
+    // A binary the container wrote is refused; the image's own run.
+    assert!(stdout.contains("dropped 126"), "{stdout}");
+    assert!(stdout.contains("image 0"), "{stdout}");
+    let spans = finished_trace(&ctd, &id);
+    assert!(
+        spans.iter().any(|s| s["kind"] == "policy"
+            && s["detail"]["subject"] == "/tmp/dropped"
+            && s["detail"]["rule"] == "exec.allow_written"
+            && s["enforcement"]["effective"] == "deny"),
+        "{spans:#?}"
+    );
+}

@@ -147,18 +147,30 @@ impl Runtime {
         // CRI's, podman's) gets the node's, as the bundle's annotations
         // choose and narrow it: refused here, before anything of the world
         // exists.
-        let egress = match (options.egress.clone(), network) {
-            (Some(egress), _) => Some(egress),
+        let (egress, node_commands) = match (options.egress.clone(), network) {
+            (Some(egress), _) => (Some(egress), None),
             (None, WorldNetwork::Spec) => {
-                super::policy::egress_of_bundle(&bundle, self.node_config()).map_err(|source| {
-                    Error::EgressPolicy {
+                match super::policy::egress_of_bundle(&bundle, self.node_config()).map_err(
+                    |source| Error::EgressPolicy {
                         path: bundle.path.clone(),
                         source: Box::new(source),
-                    }
-                })?
+                    },
+                )? {
+                    // The node policy's commands and exec sections: the
+                    // monitor's exec gate, as for a CLI world's.
+                    Some((egress, policy)) => (
+                        Some(egress),
+                        (!policy.commands.is_empty() || !policy.exec.is_default())
+                            .then_some(policy),
+                    ),
+                    None => (None, None),
+                }
             }
-            (None, WorldNetwork::LoopbackOnly | WorldNetwork::Bridge) => None,
+            (None, WorldNetwork::LoopbackOnly | WorldNetwork::Bridge) => (None, None),
         };
+        if options.commands.is_none() {
+            options.commands = node_commands;
+        }
         let linux = bundle
             .spec
             .linux()

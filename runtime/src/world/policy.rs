@@ -167,7 +167,7 @@ impl PolicyName {
 pub(crate) fn egress_of_bundle(
     bundle: &Bundle,
     node: &NodeConfig,
-) -> Result<Option<WorldEgress>, BundlePolicyError> {
+) -> Result<Option<(WorldEgress, substrate_policy::Policy)>, BundlePolicyError> {
     let annotation = |key: &str| {
         bundle
             .spec
@@ -193,11 +193,12 @@ pub(crate) fn egress_of_bundle(
             unenforced.join(", ")
         );
     }
-    Ok(Some(WorldEgress {
-        policy: policy.network,
+    let egress = WorldEgress {
+        policy: policy.network.clone(),
         bridge: None,
         dns_upstream: dns_upstream(bundle)?,
-    }))
+    };
+    Ok(Some((egress, policy)))
 }
 
 /// The node policy `name` chooses (or the node default), narrowed by
