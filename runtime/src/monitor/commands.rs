@@ -14,8 +14,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
@@ -61,7 +61,8 @@ impl ExecGuard {
         }
         let compiled = policy.compile()?;
         let gate = ExecGate::open(init_pid)?;
-        let written = Written { upper };
+        // Where a file came from is looked up only when the policy asks.
+        let written = (!policy.exec.allow_written).then_some(Written { upper });
         let own = OwnFiles { mountpoints };
         let (stop_read, stop_write) = nix::unistd::pipe()?;
         let (sender, decided) = mpsc::channel();
@@ -171,7 +172,7 @@ struct Loaders {
 
 fn decide(
     compiled: &CompiledPolicy,
-    written: &Written,
+    written: &Option<Written>,
     loaders: &mut Loaders,
     request: &ExecRequest,
 ) -> (Answer, Option<Decided>) {
@@ -179,7 +180,7 @@ fn decide(
         loaders.expected.remove(&request.pid);
         return (Answer::Allow, None);
     }
-    let written_by_world = written.by_world(request);
+    let written_by_world = written.as_ref().is_some_and(|w| w.by_world(request));
     let sha256 = if compiled.needs_sha256() {
         sha256_of(&request.file).ok()
     } else {
@@ -226,45 +227,40 @@ fn decide(
     (answer, Some(decided))
 }
 
-/// The `PT_INTERP` of an ELF file (its dynamic loader), if it has one.
+/// The `PT_INTERP` of an ELF file (its dynamic loader), if it has one:
+/// read with one `pread` of the file's first page, where the header, the
+/// program headers and the loader's name are in any executable a linker
+/// made (an exotic layout is not followed: its loader is then decided as
+/// a command).
 fn elf_interpreter(file: &File) -> Option<PathBuf> {
-    let mut file = file;
-    let mut header = [0u8; 64];
-    file.seek(SeekFrom::Start(0)).ok()?;
-    file.read_exact(&mut header).ok()?;
+    use std::os::unix::fs::FileExt;
+    let mut page = vec![0u8; 4096];
+    let read = file.read_at(&mut page, 0).ok()?;
+    let page = &page[..read];
     // 64-bit little-endian ELF only (what these hosts run).
-    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+    if page.len() < 64 || &page[..4] != b"\x7fELF" || page[4] != 2 || page[5] != 1 {
         return None;
     }
-    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as u64;
-    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
-    let (phoff, phentsize, phnum) = (
-        u64_at(&header, 32),
-        u16_at(&header, 54),
-        u16_at(&header, 56),
-    );
-    if phentsize < 56 || phnum > 256 {
+    let u16_at =
+        |at: usize| Some(u16::from_le_bytes(page.get(at..at + 2)?.try_into().ok()?) as usize);
+    let u32_at = |at: usize| Some(u32::from_le_bytes(page.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| {
+        Some(usize::try_from(u64::from_le_bytes(page.get(at..at + 8)?.try_into().ok()?)).ok()?)
+    };
+    let (phoff, phentsize, phnum) = (u64_at(32)?, u16_at(54)?, u16_at(56)?);
+    if phentsize < 56 {
         return None;
     }
+    const PT_INTERP: u32 = 3;
     for index in 0..phnum {
-        let mut entry = [0u8; 56];
-        file.seek(SeekFrom::Start(phoff + index * phentsize)).ok()?;
-        file.read_exact(&mut entry).ok()?;
-        const PT_INTERP: u32 = 3;
-        if u32::from_le_bytes(entry[..4].try_into().expect("4")) != PT_INTERP {
+        let entry = phoff.checked_add(index.checked_mul(phentsize)?)?;
+        if u32_at(entry)? != PT_INTERP {
             continue;
         }
-        let (offset, size) = (u64_at(&entry, 8), u64_at(&entry, 32));
-        if size == 0 || size > 4096 {
-            return None;
-        }
-        let mut path = vec![0u8; size as usize];
-        file.seek(SeekFrom::Start(offset)).ok()?;
-        file.read_exact(&mut path).ok()?;
-        let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
-        path.truncate(end);
-        let path =
-            PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path));
+        let (offset, size) = (u64_at(entry + 8)?, u64_at(entry + 32)?);
+        let name = page.get(offset..offset.checked_add(size)?)?;
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&name[..end]));
         // The kernel names the loader's fd by its resolved path.
         return Some(std::fs::canonicalize(&path).unwrap_or(path));
     }
