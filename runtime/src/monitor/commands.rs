@@ -245,7 +245,7 @@ fn elf_interpreter(file: &File) -> Option<PathBuf> {
         |at: usize| Some(u16::from_le_bytes(page.get(at..at + 2)?.try_into().ok()?) as usize);
     let u32_at = |at: usize| Some(u32::from_le_bytes(page.get(at..at + 4)?.try_into().ok()?));
     let u64_at = |at: usize| {
-        Some(usize::try_from(u64::from_le_bytes(page.get(at..at + 8)?.try_into().ok()?)).ok()?)
+        usize::try_from(u64::from_le_bytes(page.get(at..at + 8)?.try_into().ok()?)).ok()
     };
     let (phoff, phentsize, phnum) = (u64_at(32)?, u16_at(54)?, u16_at(56)?);
     if phentsize < 56 {
