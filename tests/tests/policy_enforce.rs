@@ -217,3 +217,81 @@ fn a_bad_policy_refuses_the_world_with_line_and_column_and_leaves_nothing() {
     );
     assert!(!runtime.world_dir(&id).exists());
 }
+
+#[test]
+fn execs_past_the_budget_are_refused_and_recorded() {
+    let runtime = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "version: 1\nbudget:\n  max_execs: 4\n");
+    // The shell is the first exec (Substrate's init is not counted).
+    let (stdout, spans) = run(
+        &runtime,
+        &policy,
+        "for i in 1 2 3 4 5; do /usr/bin/true; echo \"exec $i $?\"; done",
+    );
+    for line in [
+        "exec 1 0",
+        "exec 2 0",
+        "exec 3 0",
+        "exec 4 126",
+        "exec 5 126",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    let past: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["detail"]["rule"] == "budget.max_execs")
+        .collect();
+    assert_eq!(past.len(), 2, "{spans:#?}");
+    assert_eq!(past[0]["detail"]["reason"], "the world's 4 execs are spent");
+}
+
+#[test]
+fn the_policys_limits_are_ceilings_on_the_worlds_cgroup() {
+    let runtime = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "version: 1\nlimits:\n  pids: 64\n");
+    // Asking for more, or for none, gets the policy's.
+    for flags in [
+        &["--pids", "1000"][..],
+        &["--pids", "unlimited"][..],
+        &[][..],
+    ] {
+        let id = unique_id("policy-limits");
+        let mut args = vec!["run", "--name", id.as_str(), "--policy", policy.as_str()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+        ]);
+        let out = runtime.cli(&args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.trim(), "64", "{flags:?}");
+    }
+    // Asking for less gets less.
+    let id = unique_id("policy-limits");
+    let out = runtime
+        .cli(&[
+            "run",
+            "--name",
+            &id,
+            "--policy",
+            &policy,
+            "--pids",
+            "32",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "32");
+}

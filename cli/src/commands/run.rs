@@ -185,7 +185,12 @@ impl DefaultsArgs {
 /// named) before anything of the world exists.
 fn world_network(
     args: &DefaultsArgs,
-) -> Result<(WorldNetwork, Option<WorldEgress>, Option<Policy>)> {
+) -> Result<(
+    WorldNetwork,
+    Option<WorldEgress>,
+    Option<Policy>,
+    substrate_policy::Limits,
+)> {
     let mut policy = match &args.policy {
         Some(path) => Policy::load(path)?,
         None => Policy::default(),
@@ -227,8 +232,12 @@ fn world_network(
         None if wants_bridge => WorldNetwork::Bridge,
         None => WorldNetwork::LoopbackOnly,
     };
-    // The commands and exec sections: the monitor's exec gate.
-    let commands = (!policy.commands.is_empty() || !policy.exec.is_default()).then(|| Policy {
+    // The commands and exec sections and the exec budget: the monitor's
+    // exec gate.
+    let gated = !policy.commands.is_empty()
+        || !policy.exec.is_default()
+        || policy.budget.max_execs.is_some();
+    let commands = gated.then(|| Policy {
         network: Default::default(),
         ..policy.clone()
     });
@@ -242,7 +251,35 @@ fn world_network(
             .parse::<substrate_net::link::Bridge>()
             .with_context(|| BRIDGE_ENV.to_string())?;
     }
-    Ok((network, egress, commands))
+    Ok((network, egress, commands, policy.limits))
+}
+
+/// The policy's `limits` are ceilings: a flag may ask for less, never for
+/// more (nor lift one: `unlimited` gets the policy's).
+fn apply_policy_limits(args: &mut DefaultsArgs, limits: &substrate_policy::Limits) {
+    fn ceiling<T: Copy>(flag: &mut Option<Limit<T>>, policy: Option<T>, lower: fn(T, T) -> T) {
+        let Some(policy) = policy else { return };
+        *flag = Some(Limit::Set(match flag.take() {
+            Some(Limit::Set(asked)) => lower(asked, policy),
+            _ => policy,
+        }));
+    }
+    ceiling(&mut args.memory, limits.memory.map(Bytes), |a, b| {
+        Bytes(a.0.min(b.0))
+    });
+    ceiling(&mut args.disk, limits.disk.map(Bytes), |a, b| {
+        Bytes(a.0.min(b.0))
+    });
+    ceiling(
+        &mut args.pids,
+        limits.pids.map(|p| Pids(p.min(i64::MAX as u64) as i64)),
+        |a, b| Pids(a.0.min(b.0)),
+    );
+    ceiling(
+        &mut args.cpus,
+        limits.cpus.map(|c| Cpus(c.get())),
+        |a, b| Cpus(a.0.min(b.0)),
+    );
 }
 
 /// The bridge worlds join, when not the default `substrate0`
@@ -258,7 +295,7 @@ const DEFAULT_DISK: u64 = 10 << 30;
 /// on, before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
+pub fn run(mut args: RunArgs, runtime: &Runtime) -> Result<u8> {
     let id = match args.name {
         Some(name) => {
             let id = WorldId::new(name)?;
@@ -274,12 +311,13 @@ pub fn run(args: RunArgs, runtime: &Runtime) -> Result<u8> {
         (None, Some(rootfs)) => Origin::Rootfs(rootfs),
         (None, None) => Origin::Host,
     };
+    let (network, egress, commands, limits) = world_network(&args.defaults)?;
+    apply_policy_limits(&mut args.defaults, &limits);
     let upper_limit = match args.defaults.disk.unwrap_or_default() {
         Limit::Default => Some(DEFAULT_DISK),
         Limit::Set(Bytes(bytes)) => Some(bytes),
         Limit::Unlimited => None,
     };
-    let (network, egress, commands) = world_network(&args.defaults)?;
     let defaults = args.defaults.into_defaults();
     // A foreground run's token, which its guardian checks the world by.
     let owner = (!args.detach).then(|| uuid::Uuid::now_v7().simple().to_string());

@@ -56,7 +56,8 @@ impl ExecGuard {
         upper: Option<PathBuf>,
         mountpoints: Vec<PathBuf>,
     ) -> Result<Option<ExecGuard>, Box<dyn std::error::Error + Send + Sync>> {
-        if policy.commands.is_empty() && policy.exec.is_default() {
+        let max_execs = policy.budget.max_execs;
+        if policy.commands.is_empty() && policy.exec.is_default() && max_execs.is_none() {
             return Ok(None);
         }
         let compiled = policy.compile()?;
@@ -70,11 +71,16 @@ impl ExecGuard {
             .name("exec-gate".into())
             .spawn(move || {
                 let mut loaders = Loaders::default();
+                let mut budget = Budget {
+                    max_execs,
+                    execs: 0,
+                };
                 let served = gate.serve(stop_read.as_fd(), |request| {
                     if own.holds(request) {
                         return Answer::Allow;
                     }
-                    let (answer, decided) = decide(&compiled, &written, &mut loaders, request);
+                    let (answer, decided) =
+                        decide(&compiled, &written, &mut loaders, &mut budget, request);
                     if let Some(decided) = decided {
                         let _ = sender.send(decided);
                     }
@@ -170,10 +176,18 @@ struct Loaders {
     expected: HashMap<i32, PathBuf>,
 }
 
+/// `budget.max_execs`: the programs the world may start over its life,
+/// counted as the gate allows them (their loaders not counted).
+struct Budget {
+    max_execs: Option<u64>,
+    execs: u64,
+}
+
 fn decide(
     compiled: &CompiledPolicy,
     written: &Option<Written>,
     loaders: &mut Loaders,
+    budget: &mut Budget,
     request: &ExecRequest,
 ) -> (Answer, Option<Decided>) {
     if loaders.expected.get(&request.pid) == Some(&request.path) {
@@ -194,10 +208,25 @@ fn decide(
         written_by_world,
     });
     // `ask` has no approver yet: it is refused (and says so).
-    let effective = match decision.effective {
+    let mut effective = match decision.effective {
         Action::Ask => Action::Deny,
         other => other,
     };
+    let mut rule = decision.rule.to_string();
+    let mut action = decision.action;
+    let mut reason = decision.reason.as_deref().map(str::to_owned);
+    if effective == Action::Allow {
+        match budget.max_execs {
+            Some(max) if budget.execs >= max => {
+                // Past the budget: refused in either mode (a budget is a
+                // limit, not a rule to observe).
+                (action, effective) = (Action::Deny, Action::Deny);
+                rule = "budget.max_execs".into();
+                reason = Some(format!("the world's {max} execs are spent"));
+            }
+            _ => budget.execs += 1,
+        }
+    }
     let answer = match effective {
         Action::Allow => {
             if let Some(interpreter) = elf_interpreter(&request.file) {
@@ -211,15 +240,15 @@ fn decide(
         at: Timestamp::now(),
         pid: request.pid,
         path: request.path.clone(),
-        action: decision.action,
+        action,
         effective,
-        rule: decision.rule.to_string(),
-        reason: match decision.action {
-            Action::Ask => Some(decision.reason.as_deref().map_or(
+        rule,
+        reason: match action {
+            Action::Ask => Some(reason.map_or(
                 "ask: no approver (not implemented yet): refused".into(),
                 |r| format!("{r}; ask: no approver (not implemented yet): refused"),
             )),
-            _ => decision.reason.as_deref().map(str::to_owned),
+            _ => reason,
         },
         mode: decision.mode,
         latency_ns: request.at.elapsed().as_nanos() as u64,

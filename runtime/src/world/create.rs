@@ -160,8 +160,10 @@ impl Runtime {
                     // monitor's exec gate, as for a CLI world's.
                     Some((egress, policy)) => (
                         Some(egress),
-                        (!policy.commands.is_empty() || !policy.exec.is_default())
-                            .then_some(policy),
+                        (!policy.commands.is_empty()
+                            || !policy.exec.is_default()
+                            || policy.budget.max_execs.is_some())
+                        .then_some(policy),
                     ),
                     None => (None, None),
                 }

@@ -185,7 +185,15 @@ pub(crate) fn egress_of_bundle(
         return Ok(None);
     };
     check_own_netns(bundle)?;
-    let unenforced = unenforced_sections(&policy);
+    let mut unenforced = unenforced_sections(&policy);
+    let limits = &policy.limits;
+    if limits.memory.is_some()
+        || limits.cpus.is_some()
+        || limits.pids.is_some()
+        || limits.disk.is_some()
+    {
+        unenforced.push("limits (a bundle's cgroup limits are its caller's)");
+    }
     if !unenforced.is_empty() {
         tracing::warn!(
             "bundle {}: its policy's {} not enforced yet",
@@ -319,9 +327,12 @@ fn dns_upstream(bundle: &Bundle) -> Result<Option<SocketAddr>, BundlePolicyError
 
 /// The parts of `policy` that say something no part of Substrate enforces
 /// yet: callers say so, so that no one takes them for enforced. Enforced
-/// today: `network` (the egress table), and `mode`, `commands` and `exec`
-/// on every exec (the monitor's exec gate) — but for command rules that
-/// match on the arguments, which the kernel does not give at that point.
+/// today: `network` (the egress table); `mode`, `commands`, `exec` and
+/// `budget.max_execs` on every exec (the monitor's exec gate) — but for
+/// command rules that match on the arguments, which the kernel does not
+/// give at that point; `limits` but `wall_time` for `substrate-cli`'s
+/// worlds (as ceilings on its flags: a bundle world's caller says which
+/// limits it gets, see `egress_of_bundle`).
 pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static str> {
     let mut sections = Vec::new();
     let layers = std::iter::once(&policy.commands.rules)
@@ -336,11 +347,11 @@ pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static st
     if !policy.filesystem.is_empty() {
         sections.push("filesystem");
     }
-    if !policy.limits.is_empty() {
-        sections.push("limits");
+    if policy.limits.wall_time.is_some() {
+        sections.push("limits.wall_time");
     }
-    if !policy.budget.is_empty() {
-        sections.push("budget");
+    if policy.budget.cpu_seconds.is_some() {
+        sections.push("budget.cpu_seconds");
     }
     sections
 }
