@@ -399,8 +399,9 @@ fn join(
     let mut peer = LinkMessage::default();
     peer.attributes
         .push(LinkAttribute::IfName(WORLD_INTERFACE.into()));
-    peer.attributes
-        .push(LinkAttribute::NetNsFd(world.as_fd_raw()));
+    peer.attributes.push(LinkAttribute::NetNsFd(
+        std::os::fd::AsFd::as_fd(world).as_raw_fd(),
+    ));
     let mut host = LinkMessage::default();
     host.attributes
         .push(LinkAttribute::IfName(link.host_interface.clone()));
@@ -520,16 +521,6 @@ pub fn bring_up_loopback(netns: &NetNs) -> io::Result<()> {
         let lo = rtnl.link_index("lo")?.ok_or(ErrorKind::NotFound)?;
         rtnl.set_up(lo)
     })
-}
-
-trait RawNetNsFd {
-    fn as_fd_raw(&self) -> i32;
-}
-
-impl RawNetNsFd for NetNs {
-    fn as_fd_raw(&self) -> i32 {
-        std::os::fd::AsFd::as_fd(self).as_raw_fd()
-    }
 }
 
 /// A blocking rtnetlink socket that sends one request at a time and waits

@@ -126,7 +126,7 @@ struct OwnFiles {
 
 impl OwnFiles {
     fn holds(&self, request: &ExecRequest) -> bool {
-        self.mountpoints.contains(&request.path) && !Written::in_world_filesystem(&request.file)
+        self.mountpoints.contains(&request.path) && WorldFilesystem::of(&request.file).is_none()
     }
 }
 
@@ -139,30 +139,37 @@ struct Written {
     upper: Option<PathBuf>,
 }
 
-impl Written {
-    /// Whether `file` is on the world's overlay or a tmpfs of its own.
-    fn in_world_filesystem(file: &File) -> bool {
-        const TMPFS_MAGIC: i64 = 0x0102_1994;
-        const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-        nix::sys::statfs::fstatfs(file)
-            .is_ok_and(|fs| matches!(fs.filesystem_type().0, TMPFS_MAGIC | OVERLAYFS_SUPER_MAGIC))
-    }
+/// The filesystems a file of the world's own can be on.
+#[derive(PartialEq, Eq)]
+enum WorldFilesystem {
+    Overlay,
+    Tmpfs,
+}
 
-    fn by_world(&self, request: &ExecRequest) -> bool {
+impl WorldFilesystem {
+    /// Which of the world's filesystems `file` is on, if either.
+    fn of(file: &File) -> Option<WorldFilesystem> {
         const TMPFS_MAGIC: i64 = 0x0102_1994;
         const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-        let Ok(fs) = nix::sys::statfs::fstatfs(&request.file) else {
-            return false;
-        };
-        match fs.filesystem_type().0 {
-            TMPFS_MAGIC => true,
-            OVERLAYFS_SUPER_MAGIC => self.upper.as_deref().is_some_and(|upper| {
+        match nix::sys::statfs::fstatfs(file).ok()?.filesystem_type().0 {
+            TMPFS_MAGIC => Some(WorldFilesystem::Tmpfs),
+            OVERLAYFS_SUPER_MAGIC => Some(WorldFilesystem::Overlay),
+            _ => None,
+        }
+    }
+}
+
+impl Written {
+    fn by_world(&self, request: &ExecRequest) -> bool {
+        match WorldFilesystem::of(&request.file) {
+            Some(WorldFilesystem::Tmpfs) => true,
+            Some(WorldFilesystem::Overlay) => self.upper.as_deref().is_some_and(|upper| {
                 request
                     .path
                     .strip_prefix("/")
                     .is_ok_and(|relative| upper.join(relative).symlink_metadata().is_ok())
             }),
-            _ => false,
+            None => false,
         }
     }
 }

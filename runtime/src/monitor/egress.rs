@@ -121,13 +121,15 @@ impl EgressWatch {
             Err(e) => return Err(e.into()),
         };
         let (sender, dns_events) = mpsc::channel();
-        let upstream = match egress.dns_upstream {
-            Some(upstream) => Ok(upstream),
-            None => resolver::host_upstream("/etc/resolv.conf".as_ref()),
-        };
         let mut resolver_error = None;
+        let upstream = match egress.dns_upstream {
+            Some(upstream) => Some(upstream),
+            None => resolver::host_upstream("/etc/resolv.conf".as_ref())
+                .map_err(|e| resolver_error = Some(crate::one_line(&e)))
+                .ok(),
+        };
         let resolver = match upstream {
-            Ok(upstream) => {
+            Some(upstream) => {
                 let mut config = ResolverConfig::new(upstream);
                 config.listen = RESOLVER;
                 config.protected = protected;
@@ -160,10 +162,7 @@ impl EgressWatch {
                     }
                 }
             }
-            Err(e) => {
-                resolver_error = Some(crate::one_line(&e));
-                None
-            }
+            None => None,
         };
         Ok(EgressWatch {
             table,
@@ -173,9 +172,7 @@ impl EgressWatch {
             logged: Vec::new(),
             destinations: BTreeMap::new(),
             unlisted: BTreeMap::new(),
-            upstream: egress
-                .dns_upstream
-                .or_else(|| resolver::host_upstream("/etc/resolv.conf".as_ref()).ok()),
+            upstream,
             resolver_error,
             names: BTreeMap::new(),
             netns,
