@@ -1,5 +1,6 @@
 //! `substrate-cli`: run a command in a new world and see what it did.
 
+mod approver;
 mod commands;
 mod spec;
 mod summary;
@@ -23,6 +24,7 @@ Examples:
   substrate-cli ps                             every world, running and finished
   substrate-cli diff build                     what it added (A), changed (C), deleted (D)
   substrate-cli trace build                    what ran in it, as a process tree
+  substrate-cli verify build                   are its trace and record whole and unaltered?
   substrate-cli rm build                       its record, trace and files gone";
 
 #[derive(Parser, Debug)]
@@ -72,6 +74,16 @@ enum Command {
     /// Show what ran in a world: its process tree with argv, exit, time, files, network.
     #[command(after_help = "Example: substrate-cli trace build")]
     Trace(commands::trace::TraceArgs),
+    /// Check that a world's trace and record are whole and unaltered (its hash chain).
+    #[command(
+        after_help = "Exit status: 0 whole and unaltered (so far, for a running world), \
+                      1 not, naming the first line that is not, 2 cannot be read.\n\n\
+                      Example: substrate-cli verify build"
+    )]
+    Verify(commands::verify::VerifyArgs),
+    /// Answer a running world's `ask`s: allow once, for the world, or deny.
+    #[command(after_help = "Example: substrate-cli approve build --verdict once")]
+    Approve(commands::approve::ApproveArgs),
     /// Work with policies: suggest one from recorded worlds.
     Policy(commands::policy::PolicyArgs),
     /// Check this host: kernel, cgroups, tools and dirs a world needs.
@@ -123,12 +135,14 @@ fn main() -> ExitCode {
         Command::Run(args) => (commands::run::run(args, &runtime), RUN_FAILED),
         Command::Stop(args) => (commands::stop::stop(args, &runtime), 1),
         Command::Kill(args) => (commands::kill::kill(args, &runtime), 1),
+        Command::Approve(args) => (commands::approve::approve(args, &runtime), 1),
         Command::Ps(args) => (commands::ps::ps(args, &runtime).map(|()| 0), 1),
         Command::Diff(args) => (commands::diff::diff(args, &runtime).map(|()| 0), 1),
         Command::Inspect(args) => (commands::inspect::inspect(args, &runtime).map(|()| 0), 1),
         Command::Rm(args) => (commands::rm::rm(args, &runtime), 1),
         Command::Gc(args) => (commands::gc::gc(args, &runtime), 1),
         Command::Trace(args) => (commands::trace::trace(args, &runtime).map(|()| 0), 1),
+        Command::Verify(args) => (commands::verify::verify(args, &runtime), 2),
         Command::Doctor(args) => (commands::doctor::doctor(args, &runtime), 1),
         Command::Policy(args) => (commands::policy::policy(args, &runtime), 1),
     };

@@ -83,6 +83,8 @@ pub fn print(
                 substrate_runtime::Limit::Memory => format!("memory ({} OOM kills)", hit.count),
                 substrate_runtime::Limit::Cpu => format!("cpu ({} periods throttled)", hit.count),
                 substrate_runtime::Limit::Disk => "disk (full)".to_owned(),
+                substrate_runtime::Limit::WallTime => "wall_time (stopped)".to_owned(),
+                substrate_runtime::Limit::CpuSeconds => "budget.cpu_seconds (stopped)".to_owned(),
             })
             .collect();
         format!("; limits hit: {}", paint("33", hits.join(", ")))

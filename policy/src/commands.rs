@@ -181,6 +181,14 @@ impl CommandsPolicy {
         *self == CommandsPolicy::default()
     }
 
+    /// Whether some decision of this section can be `ask` (a default or a
+    /// rule of any layer).
+    pub fn may_ask(&self) -> bool {
+        self.layers().any(|(_, default, rules)| {
+            default == Action::Ask || rules.iter().any(|rule| rule.action == Action::Ask)
+        })
+    }
+
     /// Every layer in the order decisions name them: this section's own
     /// (`None`), then `narrowed_by[0]`, `narrowed_by[1]`, ...
     pub fn layers(&self) -> impl Iterator<Item = (Option<usize>, Action, &[Rule])> {

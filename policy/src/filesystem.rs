@@ -231,6 +231,22 @@ impl PathGlob {
     pub fn text(&self) -> &str {
         &self.0
     }
+
+    /// The directory every path the glob matches is under: its leading
+    /// components without a wildcard or escape (`/root/.ssh` for
+    /// `/root/.ssh/id_*`, `/` for `**/.env`).
+    pub fn literal_prefix(&self) -> PathBuf {
+        let mut prefix = PathBuf::from("/");
+        let components: Vec<&str> = self.0.split('/').filter(|c| !c.is_empty()).collect();
+        // The last component names the files themselves, not a directory.
+        for component in components.iter().take(components.len().saturating_sub(1)) {
+            if component.contains(['*', '?', '[', '{', '\\']) {
+                break;
+            }
+            prefix.push(component);
+        }
+        prefix
+    }
 }
 
 /// Compiles `text` the one way a path glob is read.
@@ -312,6 +328,24 @@ fn is_normal(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_globs_literal_prefix_is_the_directory_before_its_first_wildcard() {
+        for (glob, prefix) in [
+            ("/root/.ssh/id_*", "/root/.ssh"),
+            ("**/.env", "/"),
+            ("/etc/shadow", "/etc"),
+            ("/home/*/.aws/credentials", "/home"),
+            ("/srv/{a,b}/key", "/srv"),
+            ("/srv/a\\*b/key", "/srv"),
+        ] {
+            assert_eq!(
+                PathGlob::parse(glob).unwrap().literal_prefix(),
+                Path::new(prefix),
+                "{glob}"
+            );
+        }
+    }
+
     use super::*;
 
     fn abs(text: &str) -> AbsPath {

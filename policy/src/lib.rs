@@ -48,6 +48,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub mod ask;
 pub mod commands;
 mod engine;
 pub mod filesystem;
@@ -55,6 +56,7 @@ pub mod limits;
 pub mod network;
 mod units;
 
+pub use ask::AskPolicy;
 pub use commands::{Action, CommandsPolicy, ExecPolicy};
 pub use engine::{CompiledPolicy, Decision, ExecQuery, OpenQuery, RuleRef};
 pub use filesystem::FilesystemPolicy;
@@ -91,6 +93,8 @@ pub struct Policy {
     pub limits: Limits,
     #[serde(default, skip_serializing_if = "Budget::is_empty")]
     pub budget: Budget,
+    #[serde(default, skip_serializing_if = "AskPolicy::is_default")]
+    pub ask: AskPolicy,
 }
 
 /// Whether decisions are carried out.
@@ -165,6 +169,7 @@ impl Default for Policy {
             network: NetworkPolicy::default(),
             limits: Limits::default(),
             budget: Budget::default(),
+            ask: AskPolicy::default(),
         }
     }
 }
@@ -210,6 +215,17 @@ impl Policy {
         self.mode.unwrap_or_default()
     }
 
+    /// Whether a world's monitor has anything to enforce of this policy
+    /// (its `network` aside, which its netns's table and resolver do):
+    /// execs to decide, opens to decide, a wall time or a budget to keep.
+    pub fn needs_monitor(&self) -> bool {
+        !self.commands.is_empty()
+            || !self.exec.is_default()
+            || !self.filesystem.is_empty()
+            || !self.budget.is_empty()
+            || self.limits.wall_time.is_some()
+    }
+
     /// Compiles the policy into its decision engine.
     pub fn compile(&self) -> Result<CompiledPolicy, PolicyError> {
         CompiledPolicy::new(self)
@@ -227,7 +243,8 @@ impl Policy {
     /// - `network`: see [`NetworkPolicy::narrow`] (the only section that
     ///   refuses an inline policy that would widen it: the others cannot
     ///   be widened);
-    /// - `limits`, `budget`: the lower of each.
+    /// - `limits`, `budget`: the lower of each;
+    /// - `ask`: see [`AskPolicy::narrow`].
     pub fn narrow(&self, inline: &Policy) -> Result<Policy, PolicyError> {
         Ok(Policy {
             version: VERSION,
@@ -241,6 +258,7 @@ impl Policy {
             network: self.network.narrow(&inline.network)?,
             limits: self.limits.narrow(&inline.limits),
             budget: self.budget.narrow(&inline.budget),
+            ask: self.ask.narrow(&inline.ask),
         })
     }
 }

@@ -46,6 +46,15 @@ pub enum Error {
         source: Box<crate::world::BundlePolicyError>,
     },
 
+    /// The policy's `filesystem` section, which cannot be enforced on the
+    /// world's rootfs (see `world/filesystem.rs`).
+    #[error("world {id:?}: its policy's filesystem section cannot be enforced")]
+    FilesystemPolicy {
+        id: String,
+        #[source]
+        source: Box<crate::world::filesystem::FilesystemPolicyError>,
+    },
+
     #[error("{}: unsupported config: {reason}", path.display())]
     UnsupportedConfig { path: PathBuf, reason: String },
 
@@ -191,6 +200,16 @@ impl Error {
         }
     }
 
+    pub(crate) fn filesystem_policy(
+        id: impl std::fmt::Display,
+        source: crate::world::filesystem::FilesystemPolicyError,
+    ) -> Self {
+        Error::FilesystemPolicy {
+            id: id.to_string(),
+            source: Box::new(source),
+        }
+    }
+
     /// `primary`, with the failure of the cleanup that followed it.
     pub(crate) fn with_cleanup(primary: Error, cleanup: Error) -> Self {
         Error::WithCleanup {
@@ -244,6 +263,7 @@ impl Error {
             | Error::MalformedConfig { .. }
             | Error::UnsupportedConfig { .. }
             | Error::EgressPolicy { .. }
+            | Error::FilesystemPolicy { .. }
             | Error::InvalidSignal(_)
             | Error::ProcessFile { .. }
             | Error::ResourcesFile { .. } => ErrorKind::InvalidInput,

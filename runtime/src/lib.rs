@@ -41,6 +41,7 @@ mod runtime;
 mod state;
 mod store;
 mod upper_fs;
+pub mod verify;
 mod world;
 
 pub use bundle::Bundle;
@@ -67,6 +68,7 @@ pub struct FailPoints {
 }
 pub use state::{WorldState, WorldStatus, OCI_VERSION};
 pub use store::{WorldStore, DEFAULT_STATE_DIR};
+pub use verify::{Problem, TraceState, Verification};
 pub use world::{
     AfterExit, BundlePolicyError, CreateOptions, ExecOptions, Finished, Layering, Limit, LimitHit,
     NodeConfig, RunOptions, Stdio, TraceSummary, World, WorldRun, CONFIG_DIR_ENV,

@@ -311,7 +311,8 @@ fn world_record() -> impl Strategy<Value = WorldRecord> {
                     limits_hit: Vec::new(),
                     network: Default::default(),
                     egress: None,
-                    commands: None,
+                    policy: None,
+                    trace_chain: None,
                 }
             },
         )

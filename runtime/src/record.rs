@@ -66,10 +66,16 @@ pub struct WorldRecord {
     /// The egress policy its network was governed by, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<WorldEgress>,
-    /// The commands and exec rules its monitor's exec gate decided by (the
-    /// policy document's `mode`, `commands` and `exec`), when it had any.
+    /// The policy its monitor enforced (`network` aside: that is `egress`),
+    /// when it had one: see [`crate::CreateOptions::policy`].
+    #[serde(default, alias = "commands", skip_serializing_if = "Option::is_none")]
+    pub policy: Option<substrate_policy::Policy>,
+    /// Where the hash chain of its `trace.jsonl` ends (its line count and
+    /// the hash of its last line), once its trace was closed; `None` while
+    /// it is written, for an untraced world and for worlds recorded before
+    /// traces were chained. `substrate-cli verify` checks the trace by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commands: Option<substrate_policy::Policy>,
+    pub trace_chain: Option<substrate_trace::ChainEnd>,
 }
 
 /// A world's egress policy and what enforces it, as its caller (never its

@@ -126,6 +126,25 @@ impl WorldStore {
         Ok(Some(record))
     }
 
+    /// Puts where the world's trace chain ends into its record (the trace
+    /// was closed); returns the record as it is now, `None` without one.
+    pub fn add_trace_chain(
+        &self,
+        id: &WorldId,
+        end: substrate_trace::ChainEnd,
+    ) -> Result<Option<WorldRecord>> {
+        let Some(_lock) = self.lock(id)? else {
+            return Ok(None);
+        };
+        if !self.has_record(id) {
+            return Ok(None);
+        }
+        let mut record = self.record(id)?;
+        record.trace_chain = Some(end);
+        self.save_record(&record)?;
+        Ok(Some(record))
+    }
+
     pub fn has_record(&self, id: &WorldId) -> bool {
         self.record_path(id).exists()
     }

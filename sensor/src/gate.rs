@@ -1,19 +1,27 @@
-//! The exec gate: fanotify permission events (`FAN_OPEN_EXEC_PERM`) on a
-//! world's mounts, answered by the caller. The kernel holds every exec of a
-//! file on those mounts — a static binary's, a raw `execve`'s, a renamed
-//! copy's, `execveat` on an fd — until the gate says allow or deny, and the
-//! event carries an fd of the very file being run, so the decision is on
-//! what it is, not on a path the program chose.
+//! The permission gate: fanotify permission events on a world's mounts,
+//! answered by the caller. `FAN_OPEN_EXEC_PERM` holds every exec of a file
+//! on those mounts — a static binary's, a raw `execve`'s, a renamed copy's,
+//! `execveat` on an fd — and `FAN_OPEN_PERM` every open (io_uring's and
+//! `open_by_handle_at`'s too), until the gate says allow or deny. The event
+//! carries an fd of the very file, so the decision is on what it is, not on
+//! a path the program chose.
 //!
 //! The kernel has no timeout for a permission event: whoever reads the gate
-//! must answer every event it reads, and promptly. [`ExecGate::serve`] runs
-//! on a thread of its own that does nothing else. When the gate's fd is
-//! closed (its monitor gone), the kernel allows what is pending.
+//! must answer every event it reads. [`Gate::serve`] runs on a thread of its
+//! own that does nothing else; a [`Request`] handed to another thread (an
+//! exec waiting for an approver) is answered there, and one dropped
+//! unanswered is denied. When the gate's fd is closed (its monitor gone),
+//! the kernel allows what is pending.
+//!
+//! An open the caller decides on the file alone can be let through for
+//! good ([`Request::pass_later_opens`]): an evictable ignore mark on its
+//! inode, so the next open of that file does not leave the kernel.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -21,17 +29,37 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::files::sys;
 
-/// One exec the kernel holds until it is answered.
+/// What a gate holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Execs (`FAN_OPEN_EXEC_PERM`).
+    pub exec: bool,
+    /// Opens (`FAN_OPEN_PERM`), for reading or writing; an exec is an
+    /// open too, asked after the exec itself.
+    pub open: bool,
+}
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Exec,
+    Open,
+}
+
+/// One exec or open the kernel holds until it is answered.
 #[derive(Debug)]
-pub struct ExecRequest {
-    /// The file being run, opened by the kernel (read-only).
+pub struct Request {
+    /// The file, opened by the kernel for the gate (read-only).
     pub file: File,
     /// Its path as the world sees it (the kernel's name for the fd).
     pub path: PathBuf,
-    /// The process that execs (host pid).
+    /// The process that execs or opens (host pid).
     pub pid: i32,
     /// When the gate read the event.
     pub at: Instant,
+    pub access: Access,
+    group: Arc<OwnedFd>,
+    answered: bool,
 }
 
 /// What the gate's owner decided.
@@ -41,39 +69,50 @@ pub enum Answer {
     Deny,
 }
 
-/// A fanotify group with `FAN_OPEN_EXEC_PERM` marks on a world's mounts.
+/// A fanotify group with permission marks on a world's mounts.
 #[derive(Debug)]
-pub struct ExecGate {
-    group: OwnedFd,
+pub struct Gate {
+    group: Arc<OwnedFd>,
 }
 
+const FAN_OPEN_PERM: u64 = 0x0001_0000;
 const FAN_OPEN_EXEC_PERM: u64 = 0x0004_0000;
+const FAN_MARK_IGNORED_MASK: u32 = 0x0000_0020;
+const FAN_MARK_IGNORED_SURV_MODIFY: u32 = 0x0000_0040;
+const FAN_MARK_EVICTABLE: u32 = 0x0000_0200;
 const FAN_ALLOW: u32 = 0x01;
 const FAN_DENY: u32 = 0x02;
 
-impl ExecGate {
+impl Gate {
     /// A gate on every mount of the world whose init is `init_pid` that a
-    /// program could run a file from: its root and the mounts below it
-    /// (from its mountinfo), but `proc`, `sysfs`, `cgroup` and the like.
-    pub fn open(init_pid: i32) -> io::Result<ExecGate> {
+    /// program could run or read a file from: its root and the mounts below
+    /// it (from its mountinfo), but `proc`, `sysfs`, `cgroup` and the like.
+    pub fn open(init_pid: i32, held: Held) -> io::Result<Gate> {
         let group = sys::fanotify_init(
             libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK,
             (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
         )
         .map_err(io::Error::from)?;
-        let gate = ExecGate { group };
+        let gate = Gate {
+            group: Arc::new(group),
+        };
+        let mask = if held.exec { FAN_OPEN_EXEC_PERM } else { 0 }
+            | if held.open { FAN_OPEN_PERM } else { 0 };
+        if mask == 0 {
+            return Ok(gate);
+        }
         let root = PathBuf::from(format!("/proc/{init_pid}/root"));
-        for mount_point in exec_mounts(init_pid)? {
+        for mount_point in world_mounts(init_pid)? {
             let path = root.join(mount_point.strip_prefix("/").unwrap_or(&mount_point));
             let marked = sys::fanotify_mark(
                 gate.group.as_fd(),
                 libc::FAN_MARK_ADD | libc::FAN_MARK_MOUNT,
-                FAN_OPEN_EXEC_PERM,
+                mask,
                 &path,
             );
             // A mount point under another mount (a hidden path's `/dev/null`
             // under a home the world does not see) cannot be reached, nor
-            // run from.
+            // run or read from.
             if marked == Err(Errno::ENOENT) {
                 continue;
             }
@@ -88,7 +127,7 @@ impl ExecGate {
     }
 
     /// Reads the events queued now (none: an empty list).
-    pub fn read(&self) -> io::Result<Vec<ExecRequest>> {
+    pub fn read(&self) -> io::Result<Vec<Request>> {
         let mut buffer = [0u8; 4096];
         let mut requests = Vec::new();
         loop {
@@ -105,6 +144,7 @@ impl ExecGate {
             while offset + 24 <= size {
                 let field = |at: usize, len: usize| &buffer[offset + at..offset + at + len];
                 let length = u32::from_ne_bytes(field(0, 4).try_into().expect("4")) as usize;
+                let mask = u64::from_ne_bytes(field(8, 8).try_into().expect("8"));
                 let fd = i32::from_ne_bytes(field(16, 4).try_into().expect("4"));
                 let pid = i32::from_ne_bytes(field(20, 4).try_into().expect("4"));
                 if length < 24 || offset + length > size {
@@ -118,43 +158,28 @@ impl ExecGate {
                 // event; nothing else owns it.
                 let file = unsafe { File::from_raw_fd(fd) };
                 let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
-                requests.push(ExecRequest {
+                requests.push(Request {
                     file,
                     path,
                     pid,
                     at,
+                    access: if mask & FAN_OPEN_EXEC_PERM != 0 {
+                        Access::Exec
+                    } else {
+                        Access::Open
+                    },
+                    group: Arc::clone(&self.group),
+                    answered: false,
                 });
             }
         }
     }
 
-    /// Answers `request`. The file's fd is closed after the answer.
-    pub fn answer(&self, request: ExecRequest, answer: Answer) -> io::Result<()> {
-        // struct fanotify_response: fd i32, response u32.
-        let mut response = [0u8; 8];
-        response[..4].copy_from_slice(&request.file.as_raw_fd().to_ne_bytes());
-        let verdict = match answer {
-            Answer::Allow => FAN_ALLOW,
-            Answer::Deny => FAN_DENY,
-        };
-        response[4..].copy_from_slice(&verdict.to_ne_bytes());
-        loop {
-            match nix::unistd::write(&self.group, &response) {
-                Ok(_) => return Ok(()),
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Answers every event with `decide`, until `stop` is readable (or
-    /// closed). Meant for a thread of its own: nothing else may delay the
-    /// answers, since the kernel holds each exec until it has one.
-    pub fn serve(
-        &self,
-        stop: BorrowedFd<'_>,
-        mut decide: impl FnMut(&ExecRequest) -> Answer,
-    ) -> io::Result<()> {
+    /// Hands every event to `decide`, until `stop` is readable (or closed).
+    /// `decide` answers each request, or hands it to whoever will. Meant
+    /// for a thread of its own: nothing else may delay the answers, since
+    /// the kernel holds each exec or open until it has one.
+    pub fn serve(&self, stop: BorrowedFd<'_>, mut decide: impl FnMut(Request)) -> io::Result<()> {
         loop {
             let mut fds = [
                 PollFd::new(self.group.as_fd(), PollFlags::POLLIN),
@@ -168,33 +193,88 @@ impl ExecGate {
                 return Ok(());
             }
             for request in self.read()? {
-                let answer = decide(&request);
-                self.answer(request, answer)?;
+                decide(request);
             }
         }
     }
 }
 
-/// The content hash of a file the gate holds, read through its fd.
-pub fn sha256_of(file: &File) -> io::Result<[u8; 32]> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    // The kernel's fd starts at offset 0, and it is ours alone.
-    let mut reader = file;
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = reader.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
+impl Request {
+    /// Answers the kernel; the file's fd is closed after the answer.
+    pub fn answer(mut self, answer: Answer) -> io::Result<()> {
+        self.answered = true;
+        self.respond(answer)
     }
-    Ok(hasher.finalize().into())
+
+    fn respond(&self, answer: Answer) -> io::Result<()> {
+        // struct fanotify_response: fd i32, response u32.
+        let mut response = [0u8; 8];
+        response[..4].copy_from_slice(&self.file.as_raw_fd().to_ne_bytes());
+        let verdict = match answer {
+            Answer::Allow => FAN_ALLOW,
+            Answer::Deny => FAN_DENY,
+        };
+        response[4..].copy_from_slice(&verdict.to_ne_bytes());
+        loop {
+            match nix::unistd::write(&*self.group, &response) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Lets the later opens of this file through without asking: an
+    /// ignore mark for `FAN_OPEN_PERM` on its inode, kept across writes to
+    /// it, dropped when the kernel evicts the inode (so it pins nothing).
+    /// Execs of it are still asked. Fails on a kernel before 5.19 (no
+    /// evictable marks) or when the group's marks are spent: the opens are
+    /// then asked each time, as before.
+    pub fn pass_later_opens(&self) -> io::Result<()> {
+        sys::fanotify_mark_fd(
+            self.group.as_fd(),
+            libc::FAN_MARK_ADD
+                | FAN_MARK_IGNORED_MASK
+                | FAN_MARK_IGNORED_SURV_MODIFY
+                | FAN_MARK_EVICTABLE,
+            FAN_OPEN_PERM,
+            self.file.as_fd(),
+        )
+        .map_err(io::Error::from)
+    }
 }
 
-/// The mount points (as the world sees them) a file could be run from:
-/// every mount but the kernel's pseudo filesystems.
-fn exec_mounts(init_pid: i32) -> io::Result<Vec<PathBuf>> {
+impl Drop for Request {
+    /// A request nobody answered is denied: the kernel would hold the
+    /// process until the gate closes, then let it through.
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.respond(Answer::Deny);
+        }
+    }
+}
+
+/// The content hash of `file`, from its first byte whatever its offset
+/// (read with `pread`, so the offset is left as it was).
+pub fn sha256_of(file: &File) -> io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut offset = 0u64;
+    loop {
+        let read = file.read_at(&mut buffer, offset)?;
+        if read == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buffer[..read]);
+        offset += read as u64;
+    }
+}
+
+/// The mount points (as the world sees them) a file could be run or read
+/// from: every mount but the kernel's pseudo filesystems.
+fn world_mounts(init_pid: i32) -> io::Result<Vec<PathBuf>> {
     const PSEUDO: [&str; 12] = [
         "proc",
         "sysfs",

@@ -101,6 +101,30 @@ pub fn base_bundles() -> &'static BaseBundles {
     })
 }
 
+/// Compiles the C program `source` (a path under the workspace) static
+/// with musl-gcc into `dir` (see [`programs_dir`]), named after it.
+pub fn compile_static(source: &str, dir: &Path) -> PathBuf {
+    let src = workspace_root().join(source);
+    let out = dir.join(Path::new(source).file_stem().unwrap());
+    // The kernel headers (<linux/io_uring.h>) are not in musl's path;
+    // after it, they add only what musl lacks.
+    let status = std::process::Command::new("musl-gcc")
+        .args(["-static", "-O2"])
+        .args([
+            "-idirafter",
+            "/usr/include",
+            "-idirafter",
+            "/usr/include/x86_64-linux-gnu",
+        ])
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("musl-gcc (Debian: musl-tools)");
+    assert!(status.success(), "musl-gcc {}", src.display());
+    out
+}
+
 /// A dir for test programs that a host-rootfs world can see (its lower is
 /// the host's /, and /tmp is not the host's in a world): under /var/tmp,
 /// mode 0755, removed when dropped.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use substrate_net::link::{self, Bridge, WorldLink};
 use substrate_net::netns::NetNs;
-use substrate_tests::{programs_dir, unique_id, workspace_root, Runtime};
+use substrate_tests::{compile_static, programs_dir, unique_id, workspace_root, Runtime};
 
 /// Where worlds' (and so the test hosts') address leases live.
 const LEASES: &str = "/run/substrate/net";
@@ -785,20 +785,6 @@ fn a_static_binarys_raw_connect_is_refused_and_recorded() {
 
 fn libc_econnrefused() -> i32 {
     111
-}
-
-/// Compiles `<source>` static with musl-gcc into `dir`.
-fn compile_static(source: &str, dir: &Path) -> PathBuf {
-    let src = workspace_root().join(source);
-    let out = dir.join(Path::new(source).file_stem().unwrap());
-    let status = Command::new("musl-gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("musl-gcc (Debian: musl-tools)");
-    assert!(status.success());
-    out
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use substrate_tests::{unique_id, Runtime};
+use substrate_tests::{compile_static, programs_dir, unique_id, Runtime};
 
 fn write_policy(dir: &Path, text: &str) -> String {
     let path = dir.join("policy.yaml");
@@ -294,4 +294,132 @@ fn the_policys_limits_are_ceilings_on_the_worlds_cgroup() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "32");
+}
+
+/// The opens of `subject` the gate decided: (decision, rule, effective).
+fn open_decisions(spans: &[Value], subject: &str) -> Vec<(String, String, String)> {
+    decisions(spans, subject)
+        .into_iter()
+        .zip(spans.iter().filter(|s| s["detail"]["subject"] == subject))
+        .filter(|(_, span)| span["enforcement"]["on"] == "open")
+        .map(|(decision, _)| decision)
+        .collect()
+}
+
+/// `filesystem.deny_read`, decided at open time in the kernel: however the
+/// file is opened (cat, a static busybox, python, io_uring, for writing),
+/// and under whatever name it gets (a hard link, a rename), it is refused,
+/// and each refusal is a `policy` span. Other files open as before.
+#[test]
+fn a_file_deny_read_names_is_refused_however_it_is_opened_or_renamed() {
+    let runtime = Runtime::new();
+    let programs = programs_dir();
+    let uring_read = compile_static("tests/programs/uring_read.c", programs.path());
+    let home = programs.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(home.join("project")).unwrap();
+    let key = home.join(".ssh/id_rsa");
+    let other_key = home.join(".ssh/id_ed25519");
+    let dotenv = home.join("project/.env");
+    std::fs::write(&key, "SECRET-RSA-KEY\n").unwrap();
+    std::fs::write(&other_key, "SECRET-ED25519-KEY\n").unwrap();
+    std::fs::write(&dotenv, "TOKEN=SECRET-ENV\n").unwrap();
+    std::fs::write(home.join("readme"), "public\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "version: 1\nfilesystem:\n  deny_read: [\"{}/.ssh/id_*\", \"**/.env\"]\n",
+            home.display()
+        ),
+    );
+    let (key, other_key, dotenv) = (
+        key.to_str().unwrap(),
+        other_key.to_str().unwrap(),
+        dotenv.to_str().unwrap(),
+    );
+    let home = home.to_str().unwrap();
+    let uring_read = uring_read.to_str().unwrap();
+    let script = format!(
+        "cat {key}; echo \"cat $?\"; \
+         /bin/busybox cat {key}; echo \"busybox $?\"; \
+         python3 -c 'open(\"{key}\").read()' 2>/dev/null; echo \"python $?\"; \
+         {uring_read} {key}; echo \"uring $?\"; \
+         echo x 2>/dev/null >> {key}; echo \"append $?\"; \
+         cat {dotenv}; echo \"dotenv $?\"; \
+         ln {key} {home}/link && cat {home}/link; echo \"link $?\"; \
+         rm {key} && cat {home}/link; echo \"link-alone $?\"; \
+         mv {other_key} {home}/moved && cat {home}/moved; echo \"moved $?\"; \
+         cat {home}/readme; echo \"readme $?\""
+    );
+    let id = unique_id("policy-read");
+    let out = runtime
+        .cli(&[
+            "run", "--name", &id, "--seccomp", "unconfined", "--policy", &policy, "--", "/bin/sh",
+            "-c", &script,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+    for line in [
+        "cat 1",
+        "busybox 1",
+        "python 1",
+        "open: -1\nuring 1",
+        "append 2",
+        "dotenv 1",
+        "link 1",
+        "link-alone 1",
+        "moved 1",
+        "public\nreadme 0",
+    ] {
+        assert!(stdout.contains(line), "{line:?}: {stdout}");
+    }
+    let spans: Vec<Value> = runtime
+        .spans(&id)
+        .into_iter()
+        .filter(|s| s["kind"] == "policy")
+        .collect();
+    let refused = ("deny".to_owned(), "filesystem.deny_read[0]".to_owned(), "deny".to_owned());
+    // cat, busybox, python, io_uring, the append.
+    assert_eq!(open_decisions(&spans, key), vec![refused.clone(); 5]);
+    assert_eq!(
+        open_decisions(&spans, dotenv),
+        [("deny".into(), "filesystem.deny_read[1]".into(), "deny".into())]
+    );
+    assert_eq!(
+        open_decisions(&spans, &format!("{home}/link")),
+        vec![refused.clone(); 2]
+    );
+    assert_eq!(open_decisions(&spans, &format!("{home}/moved")), [refused]);
+    assert!(open_decisions(&spans, &format!("{home}/readme")).is_empty());
+}
+
+/// In observe mode a `deny_read` file opens, and each open is recorded as
+/// what would have been refused.
+#[test]
+fn observe_mode_opens_a_deny_read_file_and_records_it() {
+    let runtime = Runtime::new();
+    let programs = programs_dir();
+    let key = programs.path().join("id_rsa");
+    std::fs::write(&key, "SECRET\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "version: 1\nmode: observe\nfilesystem:\n  deny_read: [\"{}\"]\n",
+            key.display()
+        ),
+    );
+    let key = key.to_str().unwrap();
+    let (stdout, spans) = run(&runtime, &policy, &format!("cat {key}; cat {key}"));
+    assert_eq!(stdout, "SECRET\nSECRET\n");
+    let observed = ("deny".to_owned(), "filesystem.deny_read[0]".to_owned(), "allow".to_owned());
+    assert_eq!(open_decisions(&spans, key), [observed.clone(), observed]);
 }

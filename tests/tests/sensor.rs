@@ -11,31 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use substrate_tests::{programs_dir, unique_id, unused_loopback_port, workspace_root, Runtime};
-
-/// Compiles `<source>` (under the workspace) static with musl-gcc into `dir`.
-fn compile_static(source: &str, dir: &Path) -> PathBuf {
-    let src = workspace_root().join(source);
-    let source = Path::new(source).file_name().unwrap().to_str().unwrap();
-    let out = dir.join(source.trim_end_matches(".c"));
-    // The kernel headers (<linux/io_uring.h>) are not in musl's path;
-    // after it, they add only what musl lacks.
-    let status = Command::new("musl-gcc")
-        .args(["-static", "-O2"])
-        .args([
-            "-idirafter",
-            "/usr/include",
-            "-idirafter",
-            "/usr/include/x86_64-linux-gnu",
-        ])
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("musl-gcc (Debian: musl-tools)");
-    assert!(status.success(), "musl-gcc {}", src.display());
-    out
-}
+use substrate_tests::{compile_static, programs_dir, unique_id, unused_loopback_port, workspace_root, Runtime};
 
 fn world_span(spans: &[Value]) -> &Value {
     spans

@@ -13,10 +13,13 @@
 //!
 //! - write: build with [`Span::exec`], [`Span::file`], ... (argv and env are
 //!   redacted as they are set), then [`Span::to_line`];
-//! - read: [`read_spans`] over a `BufRead`, or [`Span::from_line`].
+//! - read: [`read_spans`] over a `BufRead`, or [`Span::from_line`];
+//! - chain: a trace file's lines are hash-chained ([`chain`]): write each
+//!   span's line with [`Chain::link`], check a file with [`verify_chain`].
 
 pub mod build;
 pub mod bytes;
+pub mod chain;
 mod errno;
 mod id;
 mod read;
@@ -26,6 +29,7 @@ mod time;
 mod wire;
 
 pub use build::SpanBuilder;
+pub use chain::{verify_chain, Broken, Chain, ChainCheck, ChainEnd};
 pub use errno::Errno;
 pub use id::{SpanId, SpanIdError};
 pub use read::{read_spans, ReadError, ReadStats, SpanReader};

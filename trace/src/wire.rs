@@ -21,7 +21,11 @@ use crate::span::{
 use crate::time::Timestamp;
 
 /// Every top-level field this version writes; `extra` never overrides one.
+/// `seq` and `prev` are the trace file's chain ([`crate::chain`]), put in
+/// front of a span's fields by its writer: they are no field of the span.
 const KNOWN_FIELDS: &[&str] = &[
+    "seq",
+    "prev",
     "v",
     "span_id",
     "parent_span_id",
@@ -92,6 +96,11 @@ struct WireOut<'a> {
 
 #[derive(Deserialize)]
 struct WireIn {
+    /// The chain's fields ([`crate::chain`]): read past, whatever they hold.
+    #[serde(default, rename = "seq")]
+    _seq: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "prev")]
+    _prev: Option<serde::de::IgnoredAny>,
     v: String,
     span_id: String,
     #[serde(default)]

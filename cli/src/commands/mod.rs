@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod approve;
 pub mod diff;
 pub mod doctor;
 pub mod gc;
@@ -11,6 +12,7 @@ pub mod rm;
 pub mod run;
 pub mod stop;
 pub mod trace;
+pub mod verify;
 
 use anyhow::{bail, Result};
 use substrate_runtime::{Runtime, WorldId, WorldRecord, WorldStatus};

@@ -1,5 +1,6 @@
 //! `substrate-cli run`: run a command in a new world, then record it.
 
+use std::io::IsTerminal;
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -232,12 +233,8 @@ fn world_network(
         None if wants_bridge => WorldNetwork::Bridge,
         None => WorldNetwork::LoopbackOnly,
     };
-    // The commands and exec sections and the exec budget: the monitor's
-    // exec gate.
-    let gated = !policy.commands.is_empty()
-        || !policy.exec.is_default()
-        || policy.budget.max_execs.is_some();
-    let commands = gated.then(|| Policy {
+    // What the world's monitor enforces.
+    let governed = policy.needs_monitor().then(|| Policy {
         network: Default::default(),
         ..policy.clone()
     });
@@ -251,7 +248,7 @@ fn world_network(
             .parse::<substrate_net::link::Bridge>()
             .with_context(|| BRIDGE_ENV.to_string())?;
     }
-    Ok((network, egress, commands, policy.limits))
+    Ok((network, egress, governed, policy.limits))
 }
 
 /// The policy's `limits` are ceilings: a flag may ask for less, never for
@@ -311,7 +308,7 @@ pub fn run(mut args: RunArgs, runtime: &Runtime) -> Result<u8> {
         (None, Some(rootfs)) => Origin::Rootfs(rootfs),
         (None, None) => Origin::Host,
     };
-    let (network, egress, commands, limits) = world_network(&args.defaults)?;
+    let (network, egress, policy, limits) = world_network(&args.defaults)?;
     apply_policy_limits(&mut args.defaults, &limits);
     let upper_limit = match args.defaults.disk.unwrap_or_default() {
         Limit::Default => Some(DEFAULT_DISK),
@@ -356,7 +353,7 @@ pub fn run(mut args: RunArgs, runtime: &Runtime) -> Result<u8> {
             network => network,
         },
         egress,
-        commands,
+        policy,
         preserve_fds: launch.init.as_ref().map_or(0, Init::preserve_fds),
         ..Default::default()
     };
@@ -366,6 +363,13 @@ pub fn run(mut args: RunArgs, runtime: &Runtime) -> Result<u8> {
     if let Some(owner) = &owner {
         start_guardian(runtime, &id, owner)?;
     }
+    // A policy that asks, run from a terminal: the person at it answers.
+    let approver = match &create.policy {
+        Some(policy) if policy.commands.may_ask() && std::io::stdin().is_terminal() => {
+            Some(start_approver(runtime, &id)?)
+        }
+        _ => None,
+    };
     // Fd 3, before the signal handlers open anything: see `Lifeline`.
     let lifeline = lifeline.then(Lifeline::claim).transpose()?;
     let started = Instant::now();
@@ -384,6 +388,12 @@ pub fn run(mut args: RunArgs, runtime: &Runtime) -> Result<u8> {
     )?;
     // Held until the world is over: its end is the world's.
     drop(lifeline);
+    if let Some(mut approver) = approver {
+        // It ends with the world's approval socket; a prompt still open
+        // (a question settled by its timeout) is closed here.
+        let _ = approver.kill();
+        let _ = approver.wait();
+    }
     let elapsed = started.elapsed();
     let exit = finished
         .exit
@@ -401,6 +411,22 @@ pub fn run(mut args: RunArgs, runtime: &Runtime) -> Result<u8> {
         );
     }
     Ok(exit.shell_status().clamp(0, 255) as u8)
+}
+
+/// `substrate-cli approve ID` on this terminal, as a process of its own
+/// (a world is created by a single-threaded process): it connects to the
+/// world's approval socket as soon as the monitor binds it, and prompts
+/// for each `ask` until the world ends.
+fn start_approver(runtime: &Runtime, id: &WorldId) -> Result<std::process::Child> {
+    std::process::Command::new(std::env::current_exe().context("cannot find substrate-cli")?)
+        .arg("--root")
+        .arg(runtime.root())
+        .arg("--state-dir")
+        .arg(runtime.store().state_dir())
+        .args(["approve", id.as_str(), "--wait", "60"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the approver")
 }
 
 /// `run --detach`: the world is created and started with a monitor that is

@@ -78,6 +78,13 @@ impl TraceLease {
         }
     }
 
+    /// Whether a monitor began the trace of the world whose record dir is
+    /// `world_dir` and has not finished it: it writes it now, or it was
+    /// lost (its lock file is there). Takes nothing.
+    pub fn is_taken(world_dir: &Path) -> bool {
+        world_dir.join(LOCK_FILE).symlink_metadata().is_ok()
+    }
+
     /// Gives the lease back once the trace is complete: the file goes
     /// first, then the lock (see [`TraceLease::of_lost_monitor`]).
     pub fn release(self) {
@@ -93,10 +100,13 @@ mod tests {
     #[test]
     fn a_held_lease_is_not_lost_and_a_released_one_is_gone() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(!TraceLease::is_taken(dir.path()));
         let lease = TraceLease::acquire(dir.path()).unwrap();
+        assert!(TraceLease::is_taken(dir.path()));
         assert!(TraceLease::of_lost_monitor(dir.path()).unwrap().is_none());
         lease.release();
         assert!(!dir.path().join(LOCK_FILE).exists());
+        assert!(!TraceLease::is_taken(dir.path()));
         assert!(TraceLease::of_lost_monitor(dir.path()).unwrap().is_none());
     }
 

@@ -20,14 +20,19 @@
 //!
 //! Lines are appended whole (`O_APPEND`, each write a run of whole lines),
 //! so a crash leaves at most an unfinished last line, which readers skip.
+//! Every line is hash-chained to the one before it ([`substrate_trace::chain`]),
+//! whoever writes it (this monitor, or whoever ends the trace of a lost one);
+//! the chain's end goes into the world record when the trace is closed.
 //! Lost events (a receive-buffer overrun, a full ring) are written as `loss`
 //! spans: silence never means "nothing happened".
 
 mod attach;
-mod commands;
+pub mod approval;
+mod guard;
 mod egress;
 mod kernel;
 mod lease;
+mod limits;
 pub mod preload;
 
 pub(crate) use attach::AttachedMonitor;
@@ -95,8 +100,10 @@ pub enum MonitorError {
     Panicked,
     #[error("cannot watch the world's egress")]
     Egress(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("cannot gate the world's execs")]
-    Commands(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot gate the world's execs and opens")]
+    Guard(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot keep the world's wall time or CPU budget")]
+    Limits(#[source] limits::LimitsError),
 }
 
 /// A world's `trace.jsonl`, with counts of what it holds, and the lease
@@ -120,6 +127,13 @@ pub struct TraceFile {
     sensor: Option<serde_json::Value>,
     /// What the world reached and was refused (on the world span).
     egress: Option<serde_json::Value>,
+    /// What its policy gate allowed and refused (on the world span).
+    policy: Option<serde_json::Value>,
+    /// The limit the monitor stopped the world at (on the world span).
+    stopped_by: Option<serde_json::Value>,
+    /// The hash chain of the lines written so far, those before this file
+    /// was opened included.
+    chain: substrate_trace::Chain,
 }
 
 /// Lines are written once this many bytes are pending (and at every pass
@@ -128,7 +142,8 @@ const WRITE_BATCH: usize = 256 * 1024;
 
 impl TraceFile {
     /// Opens the trace at `path` for appending, its holder the one writer
-    /// for as long as `lease` is held.
+    /// for as long as `lease` is held. Lines already there (a lost
+    /// monitor's) stay, and the chain goes on from the last of them.
     pub fn open(path: &Path, world_id: &str, lease: TraceLease) -> Result<Self, MonitorError> {
         let file = OpenOptions::new()
             .read(true)
@@ -139,9 +154,16 @@ impl TraceFile {
                 path: path.to_owned(),
                 source,
             })?;
+        // Read from the start; writes still go to the end (O_APPEND).
+        let chain = substrate_trace::Chain::resume(world_id, std::io::BufReader::new(&file))
+            .map_err(|source| MonitorError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
         // A writer that died mid-line (a lost monitor) left an unfinished
         // last line: it is ended here, so that it stays one bad line that
-        // readers skip and does not swallow the first line written now.
+        // readers skip and does not swallow the first line written now
+        // (the chain counts it as a line, and the next one vouches for it).
         let ends_mid_line = |file: &File| -> std::io::Result<bool> {
             let len = file.metadata()?.len();
             if len == 0 {
@@ -170,11 +192,14 @@ impl TraceFile {
             world_span: SpanId::new(),
             sensor: None,
             egress: None,
+            policy: None,
+            stopped_by: None,
+            chain,
         })
     }
 
     fn write(&mut self, span: &Span) -> Result<(), MonitorError> {
-        let mut line = match span.to_line() {
+        let mut line = match self.chain.link(span) {
             Ok(line) => line,
             // A span over the size cap (a huge argv) is dropped whole, and
             // counted with the other input refused for its size, rather
@@ -250,6 +275,12 @@ impl TraceFile {
         if let Some(egress) = self.egress.clone() {
             span.extra.insert("egress".into(), egress);
         }
+        if let Some(policy) = self.policy.clone() {
+            span.extra.insert("policy".into(), policy);
+        }
+        if let Some(stopped_by) = self.stopped_by.clone() {
+            span.extra.insert("stopped_by".into(), stopped_by);
+        }
         self.write(&span)?;
         self.flush()
     }
@@ -284,8 +315,16 @@ impl TraceFile {
         self.write(&span)
     }
 
-    /// Ends the trace once its world span is written: the lease goes back,
-    /// and the counts of what it holds are returned.
+    /// Where the trace's chain ends once the pending lines are written
+    /// (they are, here): what the world record keeps of it.
+    pub fn chain_end(&mut self) -> Result<substrate_trace::ChainEnd, MonitorError> {
+        self.flush()?;
+        Ok(self.chain.end())
+    }
+
+    /// Ends the trace once its world span is written (and its chain's end
+    /// is in the record): the lease goes back, and the counts of what it
+    /// holds are returned.
     pub fn close(mut self) -> Result<BTreeMap<String, u64>, MonitorError> {
         self.flush()?;
         self.lease.release();
@@ -318,6 +357,12 @@ impl MonitorReport {
             self.init_exit,
             record.as_ref().and_then(|r| r.diff.as_ref()),
         )?;
+        // While the lease is held: a reader that finds no lease finds the
+        // chain's end in the record.
+        let record = match record {
+            Some(_) => runtime.store().add_trace_chain(id, trace.chain_end()?)?,
+            None => None,
+        };
         Ok(ClosedWorld {
             record,
             spans: trace.close()?,
@@ -427,8 +472,10 @@ pub struct WorldMonitor {
     kernel_files: Vec<substrate_sensor::files::FileEvent>,
     /// The world's resolver and egress log, when it has an egress policy.
     egress: Option<egress::EgressWatch>,
-    /// The exec gate, when its policy says something about commands.
-    commands: Option<commands::ExecGuard>,
+    /// The policy gate, when its policy says something about execs or opens.
+    guard: Option<guard::PolicyGuard>,
+    /// The policy's wall time and CPU budget, when it sets either.
+    limits: Option<limits::LimitWatch>,
 }
 
 /// What following a world produced.
@@ -507,8 +554,8 @@ impl WorldMonitor {
             .map(|policy| egress::EgressWatch::start(init_pid, policy))
             .transpose()
             .map_err(MonitorError::Egress)?;
-        let commands = match record.as_ref().and_then(|r| r.commands.as_ref()) {
-            Some(policy) => commands::ExecGuard::start(
+        let guard = match record.as_ref().and_then(|r| r.policy.as_ref()) {
+            Some(policy) => guard::PolicyGuard::start(
                 init_pid,
                 policy,
                 record
@@ -519,10 +566,13 @@ impl WorldMonitor {
                     .as_ref()
                     .map(|r| r.mountpoints.clone())
                     .unwrap_or_default(),
+                &world_dir,
             )
-            .map_err(MonitorError::Commands)?,
+            .map_err(MonitorError::Guard)?,
             None => None,
         };
+        let limits = limits::LimitWatch::start(store, id, record.as_ref())
+            .map_err(MonitorError::Limits)?;
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
             .is_dir()
@@ -545,7 +595,8 @@ impl WorldMonitor {
             kernel_nets: Vec::new(),
             kernel_files: Vec::new(),
             egress,
-            commands,
+            guard,
+            limits,
         })
     }
 
@@ -607,6 +658,9 @@ impl WorldMonitor {
                 if give_up() {
                     break;
                 }
+            }
+            if let Some(stopped_by) = self.limits.as_mut().and_then(|l| l.check()) {
+                self.trace.stopped_by = Some(stopped_by);
             }
             // Again, right before the preload's records: the kernel's record
             // of a socket call is written before the call returns, so it is
@@ -980,10 +1034,11 @@ impl WorldMonitor {
             }
             self.trace.egress = Some(egress.summary());
         }
-        if let Some(commands) = &mut self.commands {
-            for span in commands.due_spans(&world_id, world_span) {
+        if let Some(guard) = &mut self.guard {
+            for span in guard.due_spans(&world_id, world_span) {
                 self.trace.write(&span)?;
             }
+            self.trace.policy = serde_json::to_value(guard.summary()).ok();
         }
         Ok(())
     }

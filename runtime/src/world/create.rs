@@ -80,9 +80,11 @@ pub struct CreateOptions {
     /// bundle's annotations choose and narrow it (`world/policy.rs`), or
     /// none when the node has none.
     pub egress: Option<WorldEgress>,
-    /// The policy whose `commands` and `exec` sections the world's monitor
-    /// enforces on every exec (fanotify permission events); `None`: none.
-    pub commands: Option<substrate_policy::Policy>,
+    /// The policy the world's monitor enforces, `network` aside (that is
+    /// `egress`): `commands` and `exec` on every exec, `filesystem` on every
+    /// open (fanotify permission events), `limits.wall_time` and `budget`;
+    /// `None`: none.
+    pub policy: Option<substrate_policy::Policy>,
 }
 
 /// Where a world's writes go, as the caller (never the bundle) chooses.
@@ -147,7 +149,7 @@ impl Runtime {
         // CRI's, podman's) gets the node's, as the bundle's annotations
         // choose and narrow it: refused here, before anything of the world
         // exists.
-        let (egress, node_commands) = match (options.egress.clone(), network) {
+        let (egress, node_policy) = match (options.egress.clone(), network) {
             (Some(egress), _) => (Some(egress), None),
             (None, WorldNetwork::Spec) => {
                 match super::policy::egress_of_bundle(&bundle, self.node_config()).map_err(
@@ -156,23 +158,21 @@ impl Runtime {
                         source: Box::new(source),
                     },
                 )? {
-                    // The node policy's commands and exec sections: the
-                    // monitor's exec gate, as for a CLI world's.
-                    Some((egress, policy)) => (
-                        Some(egress),
-                        (!policy.commands.is_empty()
-                            || !policy.exec.is_default()
-                            || policy.budget.max_execs.is_some())
-                        .then_some(policy),
-                    ),
+                    Some((egress, policy)) => (Some(egress), Some(policy)),
                     None => (None, None),
                 }
             }
             (None, WorldNetwork::LoopbackOnly | WorldNetwork::Bridge) => (None, None),
         };
-        if options.commands.is_none() {
-            options.commands = node_commands;
+        // The node policy's limits: ceilings on the spec's resources (below).
+        let node_limits = node_policy.as_ref().map(|policy| policy.limits.clone());
+        if options.policy.is_none() {
+            // What the world's monitor enforces of it, as for a CLI world's.
+            options.policy = node_policy.filter(|policy| policy.needs_monitor());
         }
+        // Its `filesystem.hidden`, `read_only` and `writable`: mounts in
+        // the world's spec (`world/filesystem.rs`).
+        let filesystem = super::filesystem::enforced(options.policy.as_ref());
         let linux = bundle
             .spec
             .linux()
@@ -194,7 +194,7 @@ impl Runtime {
         let mut record = WorldRecord {
             network,
             egress: egress.clone(),
-            commands: options.commands.take(),
+            policy: options.policy.take(),
             ..new_record(
                 self,
                 id,
@@ -269,12 +269,26 @@ impl Runtime {
             root.set_path(bundle.rootfs().to_owned());
             spec.set_root(Some(root));
         }
+        if let Some(limits) = &node_limits {
+            super::ceilings::apply(&mut spec, limits);
+        }
         if egress.is_some() {
             if let Err(e) = super::net::govern_spec(&mut spec, &bundle.path, &store.world_dir(id)) {
                 drop(private_mounts);
                 return Err(self.discard(id, &dir, e));
             }
         }
+        let writable_binds = match filesystem
+            .as_ref()
+            .map(|policy| super::filesystem::narrow_spec(&mut spec, policy, bundle.rootfs()))
+            .transpose()
+        {
+            Ok(binds) => binds,
+            Err(e) => {
+                drop(private_mounts);
+                return Err(self.discard(id, &dir, Error::filesystem_policy(id, e)));
+            }
+        };
         let built = self.build(id, &bundle, spec, options);
         // The container's processes have their own copy of the overlay
         // mount now; this thread goes back to the host's mounts.
@@ -287,6 +301,13 @@ impl Runtime {
                 }
                 let world = World::from_container(id.clone(), container, store.clone());
                 super::save_meta(&dir, &meta).map_err(|e| self.discard(id, &dir, e))?;
+                // The writable binds are what was checked (the rootfs did
+                // not change under libcontainer's mounts).
+                if let (Some(binds), Some(pid)) = (&writable_binds, world.pid()) {
+                    binds
+                        .verify(pid)
+                        .map_err(|e| self.discard(id, &dir, Error::filesystem_policy(id, e)))?;
+                }
                 // Before anything of the world runs: its network, and the
                 // egress table that governs it (whoever creates the world
                 // — the CLI, the runtime's CLI, the shim's helper — and
@@ -372,7 +393,7 @@ impl Runtime {
             keep_upper: _,
             network: _,
             egress: _,
-            commands: _,
+            policy: _,
         } = options;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(self.root())
@@ -465,6 +486,7 @@ fn new_record(
         limits_hit: Vec::new(),
         network: WorldNetwork::Spec,
         egress: None,
-        commands: None,
+        policy: None,
+        trace_chain: None,
     }
 }

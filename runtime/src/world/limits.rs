@@ -1,5 +1,7 @@
 //! `limits`: which of its limits a world ran into, read from its cgroup
-//! while it still exists, and noted in its record (`limits_hit`).
+//! while it still exists, and noted in its record (`limits_hit`); and the
+//! policy's limits its monitor stopped it at (`limits.wall_time`,
+//! `budget.cpu_seconds`: see `monitor/limits.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::World;
 use crate::error::Result;
+use crate::id::WorldId;
+use crate::store::WorldStore;
 
 /// A limit a world ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +25,22 @@ pub enum Limit {
     Cpu,
     /// The upper layer's filesystem full (the world saw ENOSPC).
     Disk,
+    /// Stopped (every process SIGKILLed) by its monitor once it had run
+    /// for the policy's `limits.wall_time`.
+    WallTime,
+    /// Stopped by its monitor once its cgroup had used the policy's
+    /// `budget.cpu_seconds`.
+    #[serde(rename = "budget.cpu_seconds")]
+    CpuSeconds,
+}
+
+impl Limit {
+    /// Whether the world's monitor stopped the world at this limit (noted
+    /// once, when it did) rather than the kernel counting it in the
+    /// world's cgroup.
+    fn stops_the_world(self) -> bool {
+        matches!(self, Limit::WallTime | Limit::CpuSeconds)
+    }
 }
 
 /// How often the world ran into `limit` (for `disk`: 1, it was full).
@@ -73,13 +93,17 @@ impl World {
     }
 
     /// Notes in the record the limits the world has run into (counts only
-    /// grow, so the latest reading replaces the last).
+    /// grow, so the latest reading replaces the last; a stop its monitor
+    /// noted stays).
     pub(crate) fn note_limits(&self) -> Result<()> {
         let id = self.id();
         if !self.store.has_record(id) {
             return Ok(());
         }
         let hits = self.limits_hit();
+        if hits.is_empty() {
+            return Ok(());
+        }
         let Some(_lock) = self.store.lock(id)? else {
             return Ok(());
         };
@@ -87,7 +111,8 @@ impl World {
             return Ok(());
         }
         let mut record = self.store.record(id)?;
-        if record.limits_hit != hits && !hits.is_empty() {
+        let hits = merge_hits(hits, &record.limits_hit);
+        if record.limits_hit != hits {
             record.limits_hit = hits;
             self.store.save_record(&record)?;
         }
@@ -108,6 +133,31 @@ impl World {
         }
         nix::sys::statvfs::statvfs(&mount).is_ok_and(|fs| fs.blocks_available() == 0)
     }
+}
+
+/// Notes in the record of world `id` that its monitor stopped it at
+/// `limit` (once: a second stop at the same limit changes nothing).
+pub(crate) fn note_stopped(store: &WorldStore, id: &WorldId, limit: Limit) -> Result<()> {
+    let Some(_lock) = store.lock(id)? else {
+        return Ok(());
+    };
+    if !store.has_record(id) {
+        return Ok(());
+    }
+    let mut record = store.record(id)?;
+    if record.limits_hit.iter().any(|hit| hit.limit == limit) {
+        return Ok(());
+    }
+    record.limits_hit.push(LimitHit { limit, count: 1 });
+    store.save_record(&record)
+}
+
+/// The cgroup's latest reading, `read`, with the monitor's stops `noted`
+/// before it kept.
+fn merge_hits(mut read: Vec<LimitHit>, noted: &[LimitHit]) -> Vec<LimitHit> {
+    read.retain(|hit| !hit.limit.stops_the_world());
+    read.extend(noted.iter().filter(|hit| hit.limit.stops_the_world()));
+    read
 }
 
 /// The value after `key` in a cgroup file of `key value` lines.
@@ -134,5 +184,31 @@ mod tests {
         assert_eq!(counter(&path, "under_oom"), Some(0));
         assert_eq!(counter(&path, "missing"), None);
         assert_eq!(counter(&dir.path().join("absent"), "oom_kill"), None);
+    }
+
+    #[test]
+    fn a_new_reading_keeps_the_monitors_stops() {
+        let hit = |limit, count| LimitHit { limit, count };
+        let noted = [hit(Limit::Pids, 1), hit(Limit::WallTime, 1)];
+        assert_eq!(
+            merge_hits(vec![hit(Limit::Pids, 4), hit(Limit::Memory, 1)], &noted),
+            [
+                hit(Limit::Pids, 4),
+                hit(Limit::Memory, 1),
+                hit(Limit::WallTime, 1)
+            ]
+        );
+        assert_eq!(
+            merge_hits(vec![hit(Limit::Cpu, 2)], &[hit(Limit::CpuSeconds, 1)]),
+            [hit(Limit::Cpu, 2), hit(Limit::CpuSeconds, 1)]
+        );
+    }
+
+    #[test]
+    fn stops_are_named_as_the_policy_names_them() {
+        let json = |limit| serde_json::to_value(LimitHit { limit, count: 1 }).unwrap();
+        assert_eq!(json(Limit::WallTime)["limit"], "wall_time");
+        assert_eq!(json(Limit::CpuSeconds)["limit"], "budget.cpu_seconds");
+        assert_eq!(json(Limit::Pids)["limit"], "pids");
     }
 }

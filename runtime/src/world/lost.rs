@@ -4,7 +4,8 @@
 //! whoever notices first (the next `substrate-cli` command that looks at
 //! the world, a foreground run's guardian) kills what still runs, writes a
 //! `loss` span saying the monitor was lost, finishes the record (the fs
-//! diff, the end) and writes the world span, as the monitor would have.
+//! diff, the end) and writes the world span, as the monitor would have,
+//! chained to the lost monitor's lines, with the chain's end in the record.
 
 use std::io::{BufReader, ErrorKind};
 use std::time::Duration;
@@ -77,6 +78,12 @@ impl Runtime {
         trace
             .write_world_span(start, None, record.as_ref().and_then(|r| r.diff.as_ref()))
             .map_err(monitor_error)?;
+        // The lost monitor's lines and ours are one chain (TraceFile::open
+        // went on from its last line): its end goes into the record.
+        if record.is_some() {
+            let end = trace.chain_end().map_err(monitor_error)?;
+            self.store().add_trace_chain(id, end)?;
+        }
         trace.close().map_err(monitor_error)?;
         Ok(true)
     }

@@ -4,12 +4,14 @@
 //! …) as an `impl World` block, so "what does delete do?" is answered by a
 //! file name.
 
+mod ceilings;
 mod create;
 mod delete;
 mod exec;
+pub(crate) mod filesystem;
 mod finish;
 pub(crate) mod kill;
-mod limits;
+pub(crate) mod limits;
 mod lost;
 mod net;
 mod pause;

@@ -186,13 +186,11 @@ pub(crate) fn egress_of_bundle(
     };
     check_own_netns(bundle)?;
     let mut unenforced = unenforced_sections(&policy);
-    let limits = &policy.limits;
-    if limits.memory.is_some()
-        || limits.cpus.is_some()
-        || limits.pids.is_some()
-        || limits.disk.is_some()
-    {
-        unenforced.push("limits (a bundle's cgroup limits are its caller's)");
+    // `memory`, `cpus` and `pids` are ceilings on the spec's resources
+    // (`ceilings.rs`); `disk` would size an upper layer of Substrate's own,
+    // and a bundle's rootfs is its caller's, written in place.
+    if policy.limits.disk.is_some() {
+        unenforced.push("limits.disk (a bundle's rootfs is its caller's)");
     }
     if !unenforced.is_empty() {
         tracing::warn!(
@@ -330,9 +328,12 @@ fn dns_upstream(bundle: &Bundle) -> Result<Option<SocketAddr>, BundlePolicyError
 /// today: `network` (the egress table); `mode`, `commands`, `exec` and
 /// `budget.max_execs` on every exec (the monitor's exec gate) — but for
 /// command rules that match on the arguments, which the kernel does not
-/// give at that point; `limits` but `wall_time` for `substrate-cli`'s
-/// worlds (as ceilings on its flags: a bundle world's caller says which
-/// limits it gets, see `egress_of_bundle`).
+/// give at that point; `filesystem` but `deny_read` as mounts in the
+/// world's spec (`world/filesystem.rs`); `limits.wall_time` and
+/// `budget.cpu_seconds` by the world's monitor, which stops the world
+/// (`monitor/limits.rs`); `limits` `memory`, `cpus`, `pids` and `disk` for
+/// `substrate-cli`'s worlds (as ceilings on its flags), all but `disk` for
+/// a bundle world's (as ceilings on its spec: see `egress_of_bundle`).
 pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static str> {
     let mut sections = Vec::new();
     let layers = std::iter::once(&policy.commands.rules)
@@ -344,14 +345,10 @@ pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static st
     if on_arguments {
         sections.push("commands rules on argv, command_line or regex");
     }
-    if !policy.filesystem.is_empty() {
-        sections.push("filesystem");
-    }
-    if policy.limits.wall_time.is_some() {
-        sections.push("limits.wall_time");
-    }
-    if policy.budget.cpu_seconds.is_some() {
-        sections.push("budget.cpu_seconds");
+    // `filesystem.hidden`, `read_only` and `writable` are mounts in the
+    // world's spec (`world/filesystem.rs`).
+    if !policy.filesystem.deny_read.is_empty() {
+        sections.push("filesystem.deny_read");
     }
     sections
 }

@@ -49,6 +49,30 @@ pub(crate) fn fanotify_mark(
     Ok(())
 }
 
+/// `fanotify_mark` on the object `fd` is open on itself (no path).
+pub(crate) fn fanotify_mark_fd(
+    group: BorrowedFd<'_>,
+    flags: u32,
+    mask: u64,
+    fd: BorrowedFd<'_>,
+) -> Result<(), Errno> {
+    // SAFETY: a null pathname makes the kernel mark what `fd` is open on;
+    // both fds are borrowed for the call.
+    let rc = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            flags,
+            mask,
+            fd.as_raw_fd(),
+            std::ptr::null(),
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
 /// A `struct file_handle` with room for any handle, 4-byte aligned as the
 /// kernel's struct is (`u32 handle_bytes; s32 handle_type; u8 f_handle[]`).
 #[repr(C)]

@@ -547,9 +547,16 @@ fn sysctl(kernel_params: &HashMap<String, String>) -> Result<()> {
 }
 
 // make a read only path
-// The first time we bind mount, other flags are ignored,
-// so we need to mount it once and then remount it with the necessary flags specified.
-// https://man7.org/linux/man-pages/man2/mount.2.html
+//
+// Substrate patch: the path is bind-mounted onto itself (with what is mounted
+// below it), then that bind and every mount below it are made read-only
+// (mount_setattr(2), AT_RECURSIVE), and nothing else of them changes. 0.7.0
+// remounted only the top of the bind, adding nosuid, nodev and noexec: a
+// mount below the path (a bind of /etc/hosts under a read-only /etc) stayed
+// writable, and a read-only /usr could run nothing. runc keeps a path's own
+// nosuid/nodev/noexec as well (its readonlyPath); a world policy's
+// `filesystem.read_only` (Substrate's runtime/src/world/filesystem.rs) is
+// read-only for writes only, to every mount below it.
 fn readonly_path(path: &Path, syscall: &dyn Syscall) -> Result<()> {
     if let Err(err) = syscall.mount(
         Some(path),
@@ -569,21 +576,35 @@ fn readonly_path(path: &Path, syscall: &dyn Syscall) -> Result<()> {
         return Err(InitProcessError::MountPathReadonly(err));
     }
 
+    // The bind just made: the topmost mount the path names now.
+    use std::os::unix::fs::OpenOptionsExt;
+    let bind = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|err| {
+            tracing::error!(?path, ?err, "failed to open the path made readonly");
+            InitProcessError::MountPathReadonly(SyscallError::Nix(
+                err.raw_os_error()
+                    .map_or(nix::errno::Errno::EIO, nix::errno::Errno::from_raw),
+            ))
+        })?;
+    let read_only = crate::syscall::linux::MountAttr {
+        attr_set: crate::syscall::linux::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     syscall
-        .mount(
-            Some(path),
-            path,
-            None,
-            MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC
-                | MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY,
-            None,
+        .mount_setattr(
+            std::os::fd::AsFd::as_fd(&bind),
+            Path::new(""),
+            crate::syscall::linux::AT_EMPTY_PATH | crate::syscall::linux::AT_RECURSIVE,
+            &read_only,
+            mem::size_of::<crate::syscall::linux::MountAttr>(),
         )
         .map_err(|err| {
-            tracing::error!(?path, ?err, "failed to remount path as readonly");
+            tracing::error!(?path, ?err, "failed to make path readonly");
             InitProcessError::MountPathReadonly(err)
         })?;
 
@@ -1186,35 +1207,30 @@ mod tests {
         let syscall = create_syscall();
         readonly_path(Path::new("/proc/sys"), syscall.as_ref())?;
 
-        let want = vec![
-            MountArgs {
-                source: Some(PathBuf::from("/proc/sys")),
-                target: PathBuf::from("/proc/sys"),
-                fstype: None,
-                flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-                data: None,
-            },
-            MountArgs {
-                source: Some(PathBuf::from("/proc/sys")),
-                target: PathBuf::from("/proc/sys"),
-                fstype: None,
-                flags: MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC
-                    | MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY,
-                data: None,
-            },
-        ];
-        let got = syscall
+        let want = vec![MountArgs {
+            source: Some(PathBuf::from("/proc/sys")),
+            target: PathBuf::from("/proc/sys"),
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None,
+        }];
+        let helper = syscall
             .as_any()
             .downcast_ref::<TestHelperSyscall>()
-            .unwrap()
-            .get_mount_args();
-
+            .unwrap();
+        let got = helper.get_mount_args();
         assert_eq!(want, *got);
-        assert_eq!(got.len(), 2);
+        // Substrate patch: then read-only, recursively, nothing else set
+        // or cleared.
+        let setattr = helper.get_mount_setattr_args();
+        assert_eq!(setattr.len(), 1);
+        assert_eq!(setattr[0].pathname, PathBuf::from(""));
+        assert_eq!(
+            setattr[0].flags,
+            crate::syscall::linux::AT_EMPTY_PATH | crate::syscall::linux::AT_RECURSIVE
+        );
+        assert_eq!(setattr[0].attr_set, crate::syscall::linux::MOUNT_ATTR_RDONLY);
+        assert_eq!(setattr[0].attr_clr, 0);
         Ok(())
     }
 
