@@ -20,9 +20,11 @@
 //! - `exe`: the executable's absolute path, exactly (normalized);
 //! - `name`: the executable's file name (`git` for `/usr/bin/git`);
 //! - `argv`: a prefix of the arguments, at least one element: the first
-//!   matches `argv[0]` exactly, or, when it has no `/`, `argv[0]`'s last
-//!   component (so `[git, push]` matches `/usr/bin/git push -f`); the
-//!   others match exactly;
+//!   names the program, and matches `argv[0]` or the executable's path
+//!   exactly, or, when it has no `/`, either's last component (so
+//!   `[git, push]` matches `/usr/bin/git push -f`, and an exec of
+//!   `/usr/bin/git` whose caller made `argv[0]` up); the others match
+//!   exactly;
 //! - `sha256`: the executable's content hash, 64 hex digits;
 //! - `command_line`: a glob over the whole command line (`argv` joined by
 //!   single spaces): `*` any characters (`/` and newlines too), `?` one,
@@ -279,6 +281,18 @@ impl ArgvPrefix {
 
     pub fn as_slice(&self) -> &[String] {
         &self.0
+    }
+
+    /// Whether `argv` past its first element starts with this prefix's
+    /// rest, the first element having been found equal to `program` (the
+    /// engine's index: `argv[0]`, the executable, or either's name).
+    pub(crate) fn matches_program<A: AsRef<[u8]>>(&self, argv: &[A], program: &[u8]) -> bool {
+        self.0[0].as_bytes() == program
+            && argv.len() >= self.0.len()
+            && self.0[1..]
+                .iter()
+                .zip(&argv[1..])
+                .all(|(want, got)| want.as_bytes() == got.as_ref())
     }
 
     /// Whether `argv` starts with this prefix (see the module's doc for

@@ -42,6 +42,7 @@ pub struct CompiledPolicy {
     layers: Vec<CommandLayerMatcher>,
     filesystem: FilesystemMatcher,
     needs_sha256: bool,
+    needs_argv: bool,
     needs_command_line: bool,
 }
 
@@ -165,6 +166,9 @@ impl CompiledPolicy {
             mode: policy.mode(),
             allow_written: policy.exec.allow_written,
             needs_sha256: layers.iter().any(|layer| layer.sha256.is_some()),
+            needs_argv: layers
+                .iter()
+                .any(|layer| layer.argv.is_some() || layer.patterns.is_some()),
             needs_command_line: layers.iter().any(|layer| layer.patterns.is_some()),
             layers,
             filesystem: FilesystemMatcher::new(&policy.filesystem)?,
@@ -186,6 +190,13 @@ impl CompiledPolicy {
     /// caller need not hash executables for [`ExecQuery::sha256`].
     pub fn needs_sha256(&self) -> bool {
         self.needs_sha256
+    }
+
+    /// Whether a rule matches on the arguments (`argv`, `command_line`,
+    /// `regex`): if not, a caller need not read them for
+    /// [`ExecQuery::argv`].
+    pub fn needs_argv(&self) -> bool {
+        self.needs_argv
     }
 
     /// Decides an exec: `exec.allow_written` first (a file the world wrote
@@ -488,17 +499,24 @@ impl CommandLayerMatcher {
             if let Some(first) = facts.argv.first() {
                 let first = first.as_ref();
                 let name = last_component(first);
-                // An element with a `/` is found under `argv[0]` whole, one
-                // without under `argv[0]` or its last component: never
-                // both, as a key equal to the last component has no `/`.
-                let keys = [Some(first), (name != first).then_some(name)];
-                for prefixes in keys
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|key| argv.by_first.get(key))
-                {
+                // The first element names the program: `argv[0]`, which
+                // the caller chose, or the file the kernel runs (its path,
+                // or its name), which it did not — so that an exec with a
+                // made-up `argv[0]` is still the program it runs. An
+                // element with a `/` is found under a path whole, one
+                // without under a path or its last component.
+                let keys = [Some(first), Some(name), facts.exe, Some(facts.name)];
+                let mut seen: [&[u8]; 4] = [&[]; 4];
+                for (index, key) in keys.into_iter().flatten().enumerate() {
+                    if seen[..index].contains(&key) {
+                        continue;
+                    }
+                    seen[index] = key;
+                    let Some(prefixes) = argv.by_first.get(key) else {
+                        continue;
+                    };
                     for (rule, prefix) in prefixes {
-                        if has_bit(candidates, *rule) && prefix.matches(facts.argv) {
+                        if has_bit(candidates, *rule) && prefix.matches_program(facts.argv, key) {
                             set_bit(scratch, *rule);
                         }
                     }

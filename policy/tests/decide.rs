@@ -98,6 +98,25 @@ fn argv_matches_a_prefix() {
 }
 
 #[test]
+fn argvs_first_element_names_the_program_run_whatever_argv0_says() {
+    let policy = deny_if("{ argv: [git, push] }");
+    // A made-up argv[0] does not hide the program the kernel runs.
+    assert!(denied(&policy, "/usr/bin/git", &["notgit", "push"]));
+    assert!(denied(&policy, "/usr/bin/git", &["", "push"]));
+    // Nor the other way round: argv[0] says git.
+    assert!(denied(&policy, "/tmp/tool", &["git", "push"]));
+    // A renamed copy called by its own name is another program (a
+    // `sha256` rule names its content).
+    assert!(!denied(&policy, "/tmp/tig", &["/tmp/tig", "push"]));
+    // With a `/`, the element is a path, matched whole.
+    let policy = deny_if("{ argv: [/usr/bin/git, push] }");
+    assert!(denied(&policy, "/usr/bin/git", &["git", "push"]));
+    assert!(!denied(&policy, "/usr/local/bin/git", &["git", "push"]));
+    // The rest of the prefix is still the arguments, in order.
+    assert!(!denied(&policy, "/usr/bin/git", &["git", "pull", "push"]));
+}
+
+#[test]
 fn sha256_matches_the_content_hash_when_given() {
     let policy = deny_if(&format!(
         "{{ sha256: \"{}\" }}",

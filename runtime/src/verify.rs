@@ -187,7 +187,9 @@ fn record_against_world_span(
     let mut world = None;
     while let Some(span) = reader.next() {
         match span {
-            Ok(span) if span.kind() == SpanKind::World => world = Some((reader.stats().lines, span)),
+            Ok(span) if span.kind() == SpanKind::World => {
+                world = Some((reader.stats().lines, span))
+            }
             Ok(_) => {}
             Err(e) if e.is_fatal() => {
                 return Err(Error::io(
@@ -214,16 +216,15 @@ fn record_against_world_span(
     // monitor's), never another one, nor none when it saw one.
     if let Some(Outcome::Exited(exit)) = span.result {
         if record.exit != Some(exit) {
-            return Ok(problem(
-                "exit",
-                json(&record.exit),
-                json(&exit),
-            ));
+            return Ok(problem("exit", json(&record.exit), json(&exit)));
         }
     }
     if let Detail::World(detail) = &span.detail {
         if let Some(fs) = detail.fs {
-            let recorded = record.diff.as_ref().map(|d| (d.added, d.changed, d.deleted));
+            let recorded = record
+                .diff
+                .as_ref()
+                .map(|d| (d.added, d.changed, d.deleted));
             if recorded != Some((fs.added, fs.changed, fs.deleted)) {
                 return Ok(problem(
                     "diff",
@@ -321,7 +322,11 @@ mod tests {
         let original = lines(&store, &id);
         let path = store.trace_path(&id);
         let write = |lines: &[String]| {
-            fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap()
+            fs::write(
+                &path,
+                lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+            )
+            .unwrap()
         };
         let problem_line = || store.verify(&id).unwrap().problem.and_then(|p| p.line());
 
@@ -355,7 +360,14 @@ mod tests {
         store.save_record(&record).unwrap();
         let problem = store.verify(&id).unwrap().problem.unwrap();
         assert!(
-            matches!(problem, Problem::Record { line: 4, field: "exit", .. }),
+            matches!(
+                problem,
+                Problem::Record {
+                    line: 4,
+                    field: "exit",
+                    ..
+                }
+            ),
             "{problem}"
         );
 
@@ -409,7 +421,9 @@ mod tests {
         trace
             .write_world_span(Timestamp::now(), Some(ExitStatus::Code(3)), None)
             .unwrap();
-        store.add_trace_chain(&id, trace.chain_end().unwrap()).unwrap();
+        store
+            .add_trace_chain(&id, trace.chain_end().unwrap())
+            .unwrap();
         trace.close().unwrap();
         let verification = store.verify(&id).unwrap();
         assert_eq!(verification.problem, None, "{:?}", verification.problem);

@@ -244,6 +244,127 @@ impl Request {
     }
 }
 
+/// The arguments of an exec the gate holds: see [`Request::exec_arguments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecArguments {
+    /// `argv`, `argv[0]` included.
+    pub argv: Vec<Vec<u8>>,
+    /// The process had other threads when they were read: one of them
+    /// could change the strings before the kernel copies them.
+    pub other_threads: bool,
+}
+
+/// The most `argv` is read up to: the kernel's own bound (a quarter of an
+/// 8 MiB stack) for the strings, and as many pointers.
+const ARGV_BYTES: usize = 2 << 20;
+
+#[cfg(target_arch = "x86_64")]
+const EXEC_SYSCALLS: (u64, u64) = (59, 322);
+#[cfg(target_arch = "aarch64")]
+const EXEC_SYSCALLS: (u64, u64) = (221, 281);
+
+impl Request {
+    /// The `argv` the held exec was given, read from the process while the
+    /// kernel holds it in `execve` (or `execveat`): the kernel opens the
+    /// file before it copies the arguments, so they are still in the
+    /// caller's memory, where the system call's registers point
+    /// (`/proc/PID/syscall`, `/proc/PID/mem`). The caller is blocked, but
+    /// its other threads are not: [`ExecArguments::other_threads`] says
+    /// whether there were any.
+    ///
+    /// Fails when the process is not in an exec system call (an exec of the
+    /// loader, a script's interpreter: the same call, so the same argv), or
+    /// its memory cannot be read (the kernel would fail the exec too).
+    pub fn exec_arguments(&self) -> io::Result<ExecArguments> {
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+        // The kernel says "running" when the task is not seen asleep at
+        // once (it is woken and put back while it waits for the gate, as
+        // on a signal it does not die of): asked again, briefly.
+        let mut syscall = String::new();
+        for attempt in 0..100 {
+            syscall = std::fs::read_to_string(format!("/proc/{}/syscall", self.pid))?;
+            if !syscall.starts_with("running") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(20 * attempt));
+        }
+        let fields: Vec<u64> = syscall
+            .split_whitespace()
+            .map(|field| match field.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => field.parse().ok(),
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid(&format!("the process is not in a system call ({})", syscall.trim())))?;
+        let argv_at = match fields.as_slice() {
+            [nr, _path, argv, ..] if *nr == EXEC_SYSCALLS.0 => *argv,
+            [nr, _dirfd, _path, argv, ..] if *nr == EXEC_SYSCALLS.1 => *argv,
+            _ => return Err(invalid("the process is not in execve or execveat")),
+        };
+        let memory = File::open(format!("/proc/{}/mem", self.pid))?;
+        let mut argv = Vec::new();
+        let mut total = 0usize;
+        for index in 0u64.. {
+            let mut pointer = [0u8; 8];
+            read_exact_at(&memory, &mut pointer, argv_at + index * 8)?;
+            let at = u64::from_ne_bytes(pointer);
+            if at == 0 {
+                break;
+            }
+            let arg = read_string_at(&memory, at, ARGV_BYTES - total)?;
+            total += arg.len() + 1 + 8;
+            if total > ARGV_BYTES {
+                return Err(invalid("argv is larger than the kernel takes"));
+            }
+            argv.push(arg);
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let threads = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(1);
+        Ok(ExecArguments {
+            argv,
+            other_threads: threads > 1,
+        })
+    }
+}
+
+fn read_exact_at(file: &File, buffer: &mut [u8], at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buffer, at)
+}
+
+/// The NUL-terminated string at `at`, of at most `limit` bytes.
+fn read_string_at(file: &File, at: u64, limit: usize) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut string = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        let offset = at + string.len() as u64;
+        // Up to the page's end, so that a string ending just before an
+        // unmapped page reads.
+        let page_left = 4096 - (offset % 4096) as usize;
+        let want = chunk.len().min(page_left);
+        let read = file.read_at(&mut chunk[..want], offset)?;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(end) = chunk[..read].iter().position(|&b| b == 0) {
+            string.extend_from_slice(&chunk[..end]);
+            return Ok(string);
+        }
+        string.extend_from_slice(&chunk[..read]);
+        if string.len() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "argv is larger than the kernel takes",
+            ));
+        }
+    }
+}
+
 impl Drop for Request {
     /// A request nobody answered is denied: the kernel would hold the
     /// process until the gate closes, then let it through.

@@ -13,7 +13,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 #[test]
-fn check_accepts_the_example_and_names_what_is_not_enforced_yet() {
+fn check_accepts_the_example() {
     let runtime = Runtime::new();
     let example = workspace_root().join("policy/examples/policy.yaml");
     let out = runtime
@@ -26,10 +26,9 @@ fn check_accepts_the_example_and_names_what_is_not_enforced_yet() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("a valid policy"), "{stdout}");
-    assert!(
-        stdout.contains("commands") && stdout.contains("not enforced yet"),
-        "{stdout}"
+    assert_eq!(
+        stdout,
+        format!("{}: a valid policy (version 1)\n", example.display())
     );
 }
 
@@ -90,7 +89,7 @@ fn explain_prints_the_deciding_rule_and_exits_by_the_decision() {
 }
 
 #[test]
-fn run_warns_about_the_sections_not_enforced_yet() {
+fn run_warns_when_an_untraced_world_would_not_enforce_its_policy() {
     let runtime = Runtime::new();
     let dir = tempfile::tempdir().unwrap();
     let file = write(
@@ -98,14 +97,23 @@ fn run_warns_about_the_sections_not_enforced_yet() {
         "p.yaml",
         "version: 1\nfilesystem:\n  deny_read: [\"/etc/shadow\"]\n",
     );
-    let out = runtime
-        .cli(&["run", "--policy", &file, "--", "true"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let run = |trace: &str| {
+        let out = runtime
+            .cli(&["run", "--policy", &file, "--", "true"])
+            .env("SUBSTRATE_TRACE", trace)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let untraced = run("off");
     assert!(
-        stderr.contains("warning: the policy's filesystem is not enforced yet"),
-        "{stderr}"
+        untraced.contains(
+            "warning: the policy's filesystem.deny_read is not enforced: the world runs untraced"
+        ),
+        "{untraced}"
     );
+    let traced = run("on");
+    assert!(!traced.contains("warning"), "{traced}");
 }

@@ -423,3 +423,66 @@ fn observe_mode_opens_a_deny_read_file_and_records_it() {
     let observed = ("deny".to_owned(), "filesystem.deny_read[0]".to_owned(), "allow".to_owned());
     assert_eq!(open_decisions(&spans, key), [observed.clone(), observed]);
 }
+
+/// Rules on the arguments (`argv`, `command_line`, `regex`) are decided on
+/// the argv the held exec was given, read from the caller while the kernel
+/// holds it: however the program is started (a shell, python's `os.execv`,
+/// a static busybox, `env -i`), and whatever the program file is called.
+#[test]
+fn rules_on_the_arguments_are_decided_on_the_execs_own_argv() {
+    let runtime = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        "version: 1\ncommands:\n  rules:\n    \
+         - match: { argv: [git, push] }\n      action: deny\n      reason: no pushing\n    \
+         - match: { command_line: \"sort --version*\" }\n      action: deny\n    \
+         - match: { regex: \"^uniq .*--help\" }\n      action: deny\n",
+    );
+    let (stdout, spans) = run(
+        &runtime,
+        &policy,
+        "git push 2>/dev/null; echo \"push $?\"; \
+         python3 -c 'import os; os.execv(\"/usr/bin/git\", [\"notgit\", \"push\"])' 2>/dev/null; echo \"python $?\"; \
+         /bin/busybox sh -c 'exec git push' 2>/dev/null; echo \"busybox $?\"; \
+         env -i /usr/bin/git push 2>/dev/null; echo \"env $?\"; \
+         cp /usr/bin/git /tmp/tig; /tmp/tig push 2>/dev/null; echo \"renamed $?\"; \
+         git --version >/dev/null; echo \"version $?\"; \
+         sort --version >/dev/null 2>&1; echo \"sort $?\"; \
+         uniq --help >/dev/null 2>&1; echo \"uniq $?\"; \
+         uniq --version >/dev/null; echo \"uniq-version $?\"",
+    );
+    for line in [
+        "push 126",
+        "python 1",
+        "busybox 126",
+        "env 126",
+        "version 0",
+        "sort 126",
+        "uniq 126",
+        "uniq-version 0",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    // python's made-up argv[0] does not hide /usr/bin/git; the renamed
+    // copy run by its own name is another program (git outside a
+    // repository: 128), which a `sha256` rule would name.
+    assert!(stdout.contains("renamed 128"), "{stdout}");
+    let pushes: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["detail"]["rule"] == "commands.rules[0]")
+        .collect();
+    assert!(pushes.len() >= 4, "{pushes:#?}");
+    for span in &pushes {
+        assert_eq!(span["detail"]["decision"], "deny");
+        assert_eq!(span["detail"]["reason"], "no pushing");
+        assert_eq!(span["argv"][1], "push", "{span}");
+        assert!(span["argv"][0].as_str().unwrap().ends_with("git"), "{span}");
+    }
+    assert!(spans
+        .iter()
+        .any(|s| s["detail"]["rule"] == "commands.rules[1]" && s["argv"][0] == "sort"));
+    assert!(spans
+        .iter()
+        .any(|s| s["detail"]["rule"] == "commands.rules[2]" && s["argv"][0] == "uniq"));
+}

@@ -138,7 +138,11 @@ fn a_read_only_path_reads_runs_and_refuses_writes_in_a_cli_world() {
              /usr/bin/true; echo \"exec: $?\""
         ),
     );
-    assert_eq!(line(&out, &format!("read {conf}/app.conf")), "[CONF]", "{out}");
+    assert_eq!(
+        line(&out, &format!("read {conf}/app.conf")),
+        "[CONF]",
+        "{out}"
+    );
     for written in ["app.conf", "new", "sub/deep"] {
         assert_eq!(
             line(&out, &format!("write {conf}/{written}")),
@@ -180,7 +184,11 @@ fn with_writable_listed_only_the_listed_paths_take_writes_in_a_cli_world() {
     // The spec's own filesystems keep working.
     assert_eq!(line(&out, "write /dev/null"), "ok", "{out}");
     assert_eq!(line(&out, "write /dev/shm/x"), "ok", "{out}");
-    assert_eq!(line(&out, &format!("read {elsewhere}")), "[ELSEWHERE]", "{out}");
+    assert_eq!(
+        line(&out, &format!("read {elsewhere}")),
+        "[ELSEWHERE]",
+        "{out}"
+    );
     assert_eq!(line(&out, &format!("read {work}/new")), "[x]", "{out}");
     // Into the world's upper layer, not the host's directory.
     assert!(!d.join("work/new").exists());
@@ -328,7 +336,11 @@ fn an_inline_annotation_adds_hidden_paths_but_cannot_remove_or_widen() {
     let rootfs = own_rootfs(dir.path());
     for name in ["a", "b"] {
         fs::create_dir_all(rootfs.join("srv").join(name)).unwrap();
-        fs::write(rootfs.join("srv").join(name).join("key"), name.to_uppercase()).unwrap();
+        fs::write(
+            rootfs.join("srv").join(name).join("key"),
+            name.to_uppercase(),
+        )
+        .unwrap();
     }
     fs::create_dir_all(rootfs.join("work")).unwrap();
     node_policy(
@@ -352,9 +364,15 @@ fn an_inline_annotation_adds_hidden_paths_but_cannot_remove_or_widen() {
             c["annotations"] = serde_json::json!({ "io.substrate.policy.inline": inline });
         });
         let out = runtime_run(&runtime, &bundle, &id);
-        assert!(line(&out, "read /srv/a/key").starts_with("failed"), "{inline}: {out}");
+        assert!(
+            line(&out, "read /srv/a/key").starts_with("failed"),
+            "{inline}: {out}"
+        );
         if b_hidden {
-            assert!(line(&out, "read /srv/b/key").starts_with("failed"), "{inline}: {out}");
+            assert!(
+                line(&out, "read /srv/b/key").starts_with("failed"),
+                "{inline}: {out}"
+            );
         } else {
             assert_eq!(line(&out, "read /srv/b/key"), "[B]", "{inline}: {out}");
         }
@@ -394,11 +412,17 @@ fn a_hostile_rootfs_links_never_lead_a_mount_out_of_it() {
     );
     let out = runtime_run(&runtime, &bundle, &id);
     assert!(!out.contains("HOST"), "{out}");
-    assert!(!out.contains(host_path), "the host's directory is mounted: {out}");
+    assert!(
+        !out.contains(host_path),
+        "the host's directory is mounted: {out}"
+    );
     assert!(line(&out, "read /ro/secret").starts_with("failed"), "{out}");
     assert_eq!(line(&out, "read /ro2/secret"), "[INSIDE]", "{out}");
     assert_eq!(line(&out, "write /ro2/secret"), EROFS, "{out}");
-    assert_eq!(fs::read_to_string(host.path().join("secret")).unwrap(), "HOST");
+    assert_eq!(
+        fs::read_to_string(host.path().join("secret")).unwrap(),
+        "HOST"
+    );
     assert_eq!(
         fs::read_to_string(rootfs.join("inside/secret")).unwrap(),
         "INSIDE"
@@ -417,5 +441,33 @@ fn a_hostile_rootfs_links_never_lead_a_mount_out_of_it() {
     assert!(!error.contains(host_path), "{error}");
     assert_no_leftovers(runtime.root(), &id);
     assert!(!runtime.world_dir(&id).exists());
-    assert_eq!(fs::read_to_string(host.path().join("secret")).unwrap(), "HOST");
+    assert_eq!(
+        fs::read_to_string(host.path().join("secret")).unwrap(),
+        "HOST"
+    );
+}
+
+#[test]
+fn a_bundle_world_that_could_undo_the_mounts_is_refused_and_leaves_nothing() {
+    let runtime = Runtime::new();
+    node_policy(&runtime, "version: 1\nfilesystem:\n  hidden: [/srv]\n");
+    for capability in ["CAP_SYS_ADMIN", "CAP_DAC_READ_SEARCH"] {
+        let id = unique_id("fs-caps");
+        let mut bundle = Bundle::new(&id, &["true"]);
+        bundle.edit(|c| {
+            for set in ["bounding", "permitted", "effective"] {
+                c["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(capability.into());
+            }
+        });
+        let error = runtime.fails(&["create", "--bundle", bundle.path_str(), &id]);
+        assert!(
+            error.contains(&format!("cannot hold {capability}")),
+            "{error}"
+        );
+        assert_no_leftovers(runtime.root(), &id);
+        assert!(!runtime.world_dir(&id).exists());
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use substrate_tests::{unique_id, wait_until, Bundle, Runtime};
+use substrate_tests::{processes_mentioning, unique_id, wait_until, Bundle, Runtime};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -24,7 +24,12 @@ fn verify(rt: &Runtime, id: &str) -> (i32, String, Value) {
         .cli(&["verify", "--json", id])
         .output()
         .expect("substrate-cli");
-    assert_eq!(json_out.status.code(), Some(code), "{}", text(&json_out.stderr));
+    assert_eq!(
+        json_out.status.code(),
+        Some(code),
+        "{}",
+        text(&json_out.stderr)
+    );
     let verdict: Value = serde_json::from_slice(&json_out.stdout)
         .unwrap_or_else(|e| panic!("verify --json: {e}: {}", text(&json_out.stdout)));
     assert_eq!(verdict["whole"], code == 0, "{verdict}");
@@ -51,7 +56,11 @@ fn run_ok(rt: &Runtime, args: &[&str]) -> Output {
 }
 
 fn write_lines(path: &Path, lines: &[&str]) {
-    fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
 }
 
 /// A finished world verifies; an edited line, a deleted line and a
@@ -60,7 +69,10 @@ fn write_lines(path: &Path, lines: &[&str]) {
 fn verify_catches_an_edited_line_a_deleted_line_and_a_truncated_file() {
     let rt = Runtime::new();
     let id = unique_id("verify");
-    rt.cli_run_ok(&id, "echo a > /tmp/a; ls / > /dev/null; cat /etc/hostname > /dev/null");
+    rt.cli_run_ok(
+        &id,
+        "echo a > /tmp/a; ls / > /dev/null; cat /etc/hostname > /dev/null",
+    );
 
     let record = rt.record(&id);
     let path = rt.world_dir(&id).join("trace.jsonl");
@@ -84,8 +96,16 @@ fn verify_catches_an_edited_line_a_deleted_line_and_a_truncated_file() {
     let mut edited = lines.clone();
     let target = 1;
     let at = edited[target].find(r#""span_id":""#).unwrap() + r#""span_id":""#.len();
-    let flipped = if &edited[target][at..at + 1] == "0" { "1" } else { "0" };
-    let changed = format!("{}{flipped}{}", &edited[target][..at], &edited[target][at + 1..]);
+    let flipped = if &edited[target][at..at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    let changed = format!(
+        "{}{flipped}{}",
+        &edited[target][..at],
+        &edited[target][at + 1..]
+    );
     assert_ne!(changed, edited[target]);
     edited[target] = &changed;
     write_lines(&path, &edited);
@@ -146,7 +166,16 @@ fn verify_of_a_running_world_checks_the_lines_so_far() {
     let id = unique_id("verify-running");
     let out = run_ok(
         &rt,
-        &["run", "-d", "--name", &id, "--", "sh", "-c", "ls / > /dev/null; exec sleep 3031"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "ls / > /dev/null; exec sleep 3031",
+        ],
     );
     assert_eq!(text(&out.stdout), format!("{id}\n"));
     rt.wait_running(&id);
@@ -190,10 +219,81 @@ fn verify_of_a_running_world_checks_the_lines_so_far() {
         rt.record(&id)["trace_chain"].is_object()
     });
     let record = rt.record(&id);
-    assert!(record["trace_chain"]["lines"].as_u64().unwrap() >= 2, "{record}");
+    assert!(
+        record["trace_chain"]["lines"].as_u64().unwrap() >= 2,
+        "{record}"
+    );
     let (code, says, verdict) = verify(&rt, &id);
     assert_eq!(code, 0, "{says}");
     assert_eq!(verdict["state"], "closed", "{verdict}");
+}
+
+/// A world whose monitor was SIGKILLed is ended by `verify` (as by any
+/// command that looks at it): the `loss` span and the world span written
+/// then continue the lost monitor's chain, and the whole trace verifies.
+#[test]
+fn a_trace_continued_after_its_monitor_was_lost_is_one_chain() {
+    let rt = Runtime::new();
+    let id = unique_id("verify-lost");
+    run_ok(
+        &rt,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "ls / > /dev/null; exec sleep 3032",
+        ],
+    );
+    rt.wait_running(&id);
+    let path = rt.world_dir(&id).join("trace.jsonl");
+    wait_until("two lines in the trace", || {
+        fs::read_to_string(&path).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    let monitors = processes_mentioning(&format!("monitor {id}"));
+    assert_eq!(monitors.len(), 1, "one monitor process: {monitors:?}");
+    let monitor = nix::unistd::Pid::from_raw(monitors[0]);
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Gone: a zombie or reaped (its lease's lock is released by then).
+    wait_until("the monitor to be gone", || {
+        let stat = fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap_or_default();
+        stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
+    });
+    let written = fs::read_to_string(&path).unwrap().lines().count();
+
+    let (code, says, verdict) = verify(&rt, &id);
+    assert_eq!(code, 0, "{says}");
+    assert!(says.contains("its monitor was lost"), "{says}");
+    assert_eq!(verdict["state"], "closed", "{verdict}");
+    let spans = rt.spans(&id);
+    let [.., loss, world] = spans.as_slice() else {
+        panic!("{spans:#?}");
+    };
+    assert_eq!(loss["kind"], "loss", "{loss}");
+    assert_eq!(world["kind"], "world", "{world}");
+    assert!(spans.len() >= written + 2, "{spans:#?}");
+    assert_eq!(verdict["lines"], spans.len(), "{verdict}");
+    // The lines the lost monitor wrote are in the one chain: an edit of
+    // its first line is named.
+    let original = fs::read_to_string(&path).unwrap();
+    let first = original.lines().next().unwrap();
+    let edited = first.replacen(r#""kind":"#, r#""kind" :"#, 1);
+    assert_ne!(edited, first);
+    fs::write(&path, original.replacen(first, &edited, 1)).unwrap();
+    assert_names(
+        &rt,
+        &id,
+        1,
+        "altered",
+        "the lost monitor's first line edited",
+    );
 }
 
 /// What a probe inside a world tries, as a POSIX `sh` script (host shell or
@@ -248,7 +348,10 @@ fn assert_probe_found_nothing(what: &str, out: &Output) -> u64 {
         "{what}: {stdout}{}",
         text(&out.stderr)
     );
-    assert!(stdout.contains("DONE"), "{what}: the probe did not finish: {stdout}");
+    assert!(
+        stdout.contains("DONE"),
+        "{what}: the probe did not finish: {stdout}"
+    );
     let breaches: Vec<&str> = stdout.lines().filter(|l| l.starts_with("BREACH")).collect();
     assert!(breaches.is_empty(), "{what}: {breaches:#?}");
     let count = |key: &str| -> u64 {
@@ -267,54 +370,97 @@ fn name_of(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// Nothing under the state dir is writable from inside a world: neither
-/// the paths bind-mounted into it from there (`/.substrate`, the init,
-/// `/etc/ld.so.preload`), nor its own trace and record, nor any open file;
-/// after the probe, the world's trace and record verify, and no world
-/// file holds what the probe tried to write.
+/// Nothing under the state dir is writable from inside a world, of any
+/// kind (over the host's `/`, of a bundle, governed by an egress policy,
+/// made by `substrate-runtime`): neither the paths bind-mounted into it
+/// from there (`/.substrate`, the init, `/etc/ld.so.preload`, a governed
+/// world's `/etc/resolv.conf`), nor its own trace and record at their host
+/// paths, nor any open file; after the probe, the world's trace and record
+/// verify, and the record holds nothing the probe tried to write.
 #[test]
 fn no_process_in_a_world_can_write_its_trace_or_record() {
-    let rt = Runtime::new();
+    // Worlds of `substrate-runtime` get the preload tracer (its mounts from
+    // the state dir) with Substrate's overlay.
+    let rt = Runtime::overlay();
     let (state, root) = (name_of(rt.state_dir()), name_of(rt.root()));
-    let bundle = Bundle::new("verify-probe", &["true"]);
-    for (what, bundle) in [("host world", None), ("bundle world", Some(&bundle))] {
+    let cli_bundle = Bundle::new("verify-probe", &["true"]);
+    // (what, how it is run, the fewest mounts from the state dir it has)
+    let worlds: [(&str, Option<&Bundle>, &[&str], bool, u64); 4] = [
+        // /.substrate, /etc/ld.so.preload, the init at /.substrate-init.
+        ("a CLI world over the host's /", None, &[], false, 3),
+        ("a CLI world of a bundle", Some(&cli_bundle), &[], false, 3),
+        // And its /etc/resolv.conf, naming its resolver.
+        (
+            "a CLI world with an egress policy",
+            None,
+            &["--allow", "192.0.2.1:443"],
+            false,
+            4,
+        ),
+        ("a substrate-runtime world", None, &[], true, 2),
+    ];
+    for (what, bundle, flags, runtime, fewest) in worlds {
         let id = unique_id("verify-probe");
         let trace = rt.world_dir(&id).join("trace.jsonl");
         let record = rt.world_dir(&id).join("world.json");
-        let mut args = vec!["run", "--name", &id];
-        if let Some(bundle) = bundle {
-            args.extend(["--bundle", bundle.path_str()]);
-        }
         let (trace_arg, record_arg) = (
             trace.to_str().unwrap().to_owned(),
             record.to_str().unwrap().to_owned(),
         );
-        args.extend([
-            "--", "sh", "-c", PROBE, "probe", &state, &root, &trace_arg, &record_arg,
-        ]);
-        let out = rt.cli(&args).output().expect("substrate-cli");
+        let probe = [
+            "sh",
+            "-c",
+            PROBE,
+            "probe",
+            &state,
+            &root,
+            &trace_arg,
+            &record_arg,
+        ];
+        let out = if runtime {
+            let bundle = Bundle::new(&id, &probe);
+            rt.run(&["run", "--bundle", bundle.path_str(), &id])
+        } else {
+            let mut args = vec!["run", "--name", &id];
+            if let Some(bundle) = bundle {
+                args.extend(["--bundle", bundle.path_str()]);
+            }
+            args.extend(flags);
+            args.push("--");
+            args.extend(probe);
+            rt.cli(&args).output().expect("substrate-cli")
+        };
         let probed = assert_probe_found_nothing(what, &out);
-        // The preload's dir and library, its ld.so.preload, the init.
-        assert!(probed >= 3, "{what}: only {probed} mounts from the state dir tried");
+        assert!(
+            probed >= fewest,
+            "{what}: only {probed} mounts from the state dir tried: {}",
+            text(&out.stdout)
+        );
 
         // The trace is as its monitor wrote it (the probe's own commands
         // are in it, the marker in their argv: the chain tells the two
         // apart), and the record holds nothing the probe wrote.
-        let (code, says, _) = verify(&rt, &id);
+        wait_until("the trace to be closed", || {
+            rt.record(&id)["trace_chain"].is_object()
+        });
+        let (code, says, verdict) = verify(&rt, &id);
         assert_eq!(code, 0, "{what}: {says}");
+        assert_eq!(verdict["state"], "closed", "{what}: {verdict}");
         let stdout = text(&out.stdout);
         let marker = stdout
             .lines()
             .find_map(|l| l.strip_prefix("MARKER "))
             .unwrap_or_else(|| panic!("{what}: no marker: {stdout}"));
         let content = fs::read_to_string(&record).unwrap();
-        assert!(!content.contains(marker), "{what}: {} was written", record.display());
-        let mut leftovers = Vec::new();
-        for entry in walk(rt.state_dir()) {
-            if name_of(&entry).starts_with(".probe-") {
-                leftovers.push(entry);
-            }
-        }
+        assert!(
+            !content.contains(marker),
+            "{what}: {} was written",
+            record.display()
+        );
+        let leftovers: Vec<_> = walk(rt.state_dir())
+            .into_iter()
+            .filter(|entry| name_of(entry).starts_with(".probe-"))
+            .collect();
         assert!(leftovers.is_empty(), "{what}: {leftovers:?}");
     }
 }

@@ -394,7 +394,7 @@ struct LinkFields {
 fn parse_link(bytes: &[u8], len: u64) -> Result<(u64, Hash), String> {
     if len > MAX_LINE_BYTES as u64 {
         return Err(format!(
-            "{len} bytes, over the limit of {MAX_LINE_BYTES} bytes a line"
+            "{len} bytes, over the {MAX_LINE_BYTES}-byte limit of a line"
         ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -645,7 +645,10 @@ mod tests {
     }
 
     fn file(lines: &[String]) -> Vec<u8> {
-        lines.iter().flat_map(|l| [l.as_bytes(), b"\n"].concat()).collect()
+        lines
+            .iter()
+            .flat_map(|l| [l.as_bytes(), b"\n"].concat())
+            .collect()
     }
 
     fn check(bytes: &[u8], end: Option<&ChainEnd>) -> ChainCheck {
@@ -735,7 +738,16 @@ mod tests {
                     }
                 );
             } else {
-                assert!(matches!(b, Broken::Truncated { cut_mid_line: false, .. }), "{b}");
+                assert!(
+                    matches!(
+                        b,
+                        Broken::Truncated {
+                            cut_mid_line: false,
+                            ..
+                        }
+                    ),
+                    "{b}"
+                );
             }
         }
     }
@@ -746,7 +758,13 @@ mod tests {
         let bytes = file(&lines);
         // Cut at every line boundary and in the middle of every line.
         let starts: Vec<usize> = std::iter::once(0)
-            .chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1))
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
             .collect();
         for (whole, &at) in starts.iter().enumerate().take(5) {
             let b = broken(&bytes[..at], &end);
@@ -794,7 +812,15 @@ mod tests {
         // A forged line chained as the writer would: it still shows.
         let mut forger = Chain::resume(WORLD, Cursor::new(file(&lines[..2]))).unwrap();
         let forged = forger
-            .link(&Span::world(WORLD, Source::Runtime, Timestamp::from_unix_nanos(7), WorldDetail::default()).build())
+            .link(
+                &Span::world(
+                    WORLD,
+                    Source::Runtime,
+                    Timestamp::from_unix_nanos(7),
+                    WorldDetail::default(),
+                )
+                .build(),
+            )
             .unwrap();
         let mut inserted = lines.clone();
         inserted.insert(2, forged);
@@ -893,7 +919,10 @@ mod tests {
         let (lines, end) = trace(4);
         let chain = Chain::resume(WORLD, Cursor::new(file(&lines))).unwrap();
         assert_eq!(chain.end(), end);
-        assert_eq!(Chain::resume(WORLD, Cursor::new(b"")).unwrap().end(), trace(0).1);
+        assert_eq!(
+            Chain::resume(WORLD, Cursor::new(b"")).unwrap().end(),
+            trace(0).1
+        );
     }
 
     #[test]
@@ -901,7 +930,10 @@ mod tests {
         let (lines, _) = trace(4);
         let mut edited = lines.clone();
         edited[1] = edited[1].replace(r#""pid":101"#, r#""pid":1"#);
-        assert_eq!(check(&file(&edited), None).broken.map(|b| b.line()), Some(2));
+        assert_eq!(
+            check(&file(&edited), None).broken.map(|b| b.line()),
+            Some(2)
+        );
         // The last line of a running trace has no witness yet but its own
         // `prev`: only an edit of that is seen.
         let result = check(&file(&lines), None);
@@ -924,32 +956,52 @@ mod tests {
     fn chain_fields_in_a_spans_extra_are_never_written() {
         let mut span = Span::exec(WORLD, Source::Kernel, Timestamp::from_unix_nanos(0)).build();
         span.extra.insert("seq".into(), serde_json::json!(99));
-        span.extra.insert("prev".into(), serde_json::json!("forged"));
+        span.extra
+            .insert("prev".into(), serde_json::json!("forged"));
         let mut chain = Chain::start(WORLD);
         let line = chain.link(&span).unwrap();
         assert_eq!(line.matches(r#""seq""#).count(), 1, "{line}");
         assert_eq!(line.matches(r#""prev""#).count(), 1, "{line}");
-        assert_eq!(check(format!("{line}\n").as_bytes(), Some(&chain.end())).broken, None);
+        assert_eq!(
+            check(format!("{line}\n").as_bytes(), Some(&chain.end())).broken,
+            None
+        );
     }
 
     /// One change to a closed trace, of those a verifier must name.
     #[derive(Clone, Debug)]
     enum Tamper {
         /// Byte `at` (modulo the line's length) of line `line` replaced.
-        Edit { line: usize, at: usize, byte: u8 },
-        Delete { line: usize },
+        Edit {
+            line: usize,
+            at: usize,
+            byte: u8,
+        },
+        Delete {
+            line: usize,
+        },
         /// The file cut at byte `at` (modulo its length).
-        Truncate { at: usize },
-        Swap { a: usize, b: usize },
+        Truncate {
+            at: usize,
+        },
+        Swap {
+            a: usize,
+            b: usize,
+        },
         /// A forged line, chained as the writer would, put before `line`.
-        Insert { line: usize },
+        Insert {
+            line: usize,
+        },
     }
 
     fn tamper() -> impl proptest::strategy::Strategy<Value = Tamper> {
         use proptest::prelude::*;
         prop_oneof![
-            (0usize..64, any::<usize>(), any::<u8>())
-                .prop_map(|(line, at, byte)| Tamper::Edit { line, at, byte }),
+            (0usize..64, any::<usize>(), any::<u8>()).prop_map(|(line, at, byte)| Tamper::Edit {
+                line,
+                at,
+                byte
+            }),
             (0usize..64).prop_map(|line| Tamper::Delete { line }),
             any::<usize>().prop_map(|at| Tamper::Truncate { at }),
             (0usize..64, 0usize..64).prop_map(|(a, b)| Tamper::Swap { a, b }),
@@ -974,7 +1026,7 @@ mod tests {
                 let mut file = file(&changed[..line]);
                 file.extend_from_slice(&bytes);
                 file.push(b'\n');
-                file.extend_from_slice(&super::tests::file(&changed[line + 1..]));
+                file.extend_from_slice(&file(&changed[line + 1..]));
                 return Some((file, line as u64 + 1));
             }
             Tamper::Delete { line } => {

@@ -62,13 +62,6 @@ pub fn policy(args: PolicyArgs, runtime: &Runtime) -> Result<u8> {
                 file.display(),
                 policy.version
             );
-            let unenforced = substrate_runtime::unenforced_sections(&policy);
-            if !unenforced.is_empty() {
-                println!(
-                    "note: {} decided (`policy explain`) but not enforced yet",
-                    unenforced.join(", ")
-                );
-            }
             Ok(0)
         }
         PolicyCommand::Explain { file, command } => {

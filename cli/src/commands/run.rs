@@ -199,15 +199,11 @@ fn world_network(
     let unenforced = substrate_runtime::unenforced_sections(&policy);
     if !unenforced.is_empty() {
         eprintln!(
-            "substrate-cli: warning: the policy's {} {} not enforced yet: \
-             `substrate-cli policy explain` shows what {} decide",
+            "substrate-cli: warning: the policy's {} {} not enforced: the world runs \
+             untraced (SUBSTRATE_TRACE=off), without the monitor that enforces {}",
             unenforced.join(", "),
             if unenforced.len() == 1 { "is" } else { "are" },
-            if unenforced.len() == 1 {
-                "it would"
-            } else {
-                "they would"
-            },
+            if unenforced.len() == 1 { "it" } else { "them" },
         );
     }
     for text in &args.allow {

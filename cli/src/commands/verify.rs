@@ -30,7 +30,11 @@ pub fn verify(args: VerifyArgs, runtime: &Runtime) -> Result<u8> {
     } else {
         print!("{}", as_text(&verification));
     }
-    Ok(if verification.is_whole() { 0 } else { NOT_WHOLE })
+    Ok(if verification.is_whole() {
+        0
+    } else {
+        NOT_WHOLE
+    })
 }
 
 fn as_text(v: &Verification) -> String {
@@ -41,7 +45,10 @@ fn as_text(v: &Verification) -> String {
     };
     match (&v.problem, &v.state) {
         (Some(problem), _) => {
-            text.push_str(&format!("world {}: NOT whole and unaltered: {problem}\n", v.id));
+            text.push_str(&format!(
+                "world {}: NOT whole and unaltered: {problem}\n",
+                v.id
+            ));
         }
         (None, TraceState::Closed(_)) => text.push_str(&format!(
             "world {}: trace and record whole and unaltered ({lines} lines, last hash {last})\n",

@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 
 use serde_json::json;
 use substrate_policy::{Action, CompiledPolicy, ExecQuery, Mode, OpenQuery, Policy, RuleRef};
-use substrate_sensor::gate::{sha256_of, Access, Answer, Gate, Held, Request};
+use substrate_sensor::gate::{sha256_of, Access, Answer, ExecArguments, Gate, Held, Request};
 use substrate_trace::{Decision, PolicyDetail, Source, Span, SpanId, Timestamp};
 
 use super::approval::{Approvals, Pending, Settlement};
@@ -36,6 +36,8 @@ use super::approval::{Approvals, Pending, Settlement};
 pub(super) struct Decided {
     /// How an `ask` was settled.
     approval: Option<Settlement>,
+    /// The exec's arguments, when a rule needed them.
+    arguments: Option<ExecArguments>,
     at: Timestamp,
     pid: i32,
     path: PathBuf,
@@ -345,6 +347,7 @@ impl Guard {
             path: request.path.clone(),
             on: Access::Open,
             approval: None,
+            arguments: None,
             action,
             effective,
             rule,
@@ -602,10 +605,20 @@ impl Guard {
         } else {
             None
         };
-        let argv: [&[u8]; 0] = [];
+        // Read only when a rule matches on them (see
+        // `Request::exec_arguments`).
+        let arguments = self
+            .compiled
+            .needs_argv()
+            .then(|| request.exec_arguments());
+        let no_argv: Vec<Vec<u8>> = Vec::new();
+        let argv = match &arguments {
+            Some(Ok(arguments)) => &arguments.argv,
+            _ => &no_argv,
+        };
         let decision = self.compiled.decide_exec(&ExecQuery {
             exe: &request.path,
-            argv: &argv,
+            argv: argv.as_slice(),
             sha256,
             written_by_world,
         });
@@ -613,6 +626,16 @@ impl Guard {
         let mut rule = decision.rule.to_string();
         let mut action = decision.action;
         let mut reason = decision.reason.as_deref().map(str::to_owned);
+        if let Some(Err(e)) = &arguments {
+            // A rule could match on arguments no one can read: refused
+            // (the kernel could not copy them either).
+            (action, rule) = (Action::Deny, "commands (arguments)".into());
+            reason = Some(format!("the exec's arguments cannot be read: {e}"));
+            effective = match decision.mode {
+                Mode::Enforce => Action::Deny,
+                Mode::Observe => Action::Allow,
+            };
+        }
         let mut approval = None;
         if effective == Action::Ask {
             let for_world = self
@@ -657,6 +680,7 @@ impl Guard {
             rule,
             reason,
             approval,
+            arguments: arguments.and_then(Result::ok),
             on: Access::Exec,
             mode: decision.mode,
             latency_ns: request.at.elapsed().as_nanos() as u64,
@@ -743,6 +767,15 @@ fn policy_span(world_id: &str, parent: SpanId, decided: Decided) -> Span {
             "latency_ns": decided.latency_ns,
         }),
     );
+    if let Some(arguments) = decided.arguments {
+        // What the decision read (redacted as an exec span's argv is).
+        span.process.argv = Some(arguments.argv);
+        if arguments.other_threads {
+            // Another thread could have changed them before the kernel
+            // copied them: the exec span has what the program got.
+            span.extra.insert("argv_racy".into(), json!(true));
+        }
+    }
     if let Some(approval) = decided.approval {
         span.extra
             .insert("approval".into(), serde_json::to_value(approval).unwrap_or_default());

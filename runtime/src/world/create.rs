@@ -166,13 +166,15 @@ impl Runtime {
         };
         // The node policy's limits: ceilings on the spec's resources (below).
         let node_limits = node_policy.as_ref().map(|policy| policy.limits.clone());
+        // The policy's `filesystem.hidden`, `read_only` and `writable`:
+        // mounts in the world's spec (`world/filesystem.rs`), whether or
+        // not a monitor is needed.
+        let filesystem =
+            super::filesystem::enforced(options.policy.as_ref().or(node_policy.as_ref()));
         if options.policy.is_none() {
             // What the world's monitor enforces of it, as for a CLI world's.
             options.policy = node_policy.filter(|policy| policy.needs_monitor());
         }
-        // Its `filesystem.hidden`, `read_only` and `writable`: mounts in
-        // the world's spec (`world/filesystem.rs`).
-        let filesystem = super::filesystem::enforced(options.policy.as_ref());
         let linux = bundle
             .spec
             .linux()

@@ -29,12 +29,17 @@
 //! This only ever narrows the spec: the bundle's own masked and read-only
 //! paths stay, a root the bundle made read-only gets no writable binds, and
 //! nothing is made writable that the spec's own mounts decide (an entry at
-//! or below one of them is that mount's business).
+//! or below one of them is that mount's business). A spec whose processes
+//! could undo the mounts (`CAP_SYS_ADMIN`: unmount; `CAP_DAC_READ_SEARCH`:
+//! `open_by_handle_at` through another mount of the same filesystem; no
+//! `process.capabilities` at all: every capability kept) or that has no
+//! mount namespace of its own is refused, as `net.rs` refuses
+//! `CAP_NET_ADMIN` under an egress policy.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Mount, MountBuilder, Spec};
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Mount, MountBuilder, Spec};
 use rustix::fs::{Mode as FileMode, OFlags, ResolveFlags};
 use substrate_policy::filesystem::AbsPath;
 use substrate_policy::{FilesystemPolicy, Mode, Policy};
@@ -74,6 +79,18 @@ pub enum FilesystemPolicyError {
         #[source]
         source: std::io::Error,
     },
+
+    #[error("its mounts need a mount namespace of the world's own, which the spec does not give it (linux.namespaces: a \"mount\" entry without a path)")]
+    NoMountNamespace,
+
+    #[error("a world whose paths the policy hides or protects cannot hold {name}: {why}; drop it from process.capabilities")]
+    Capability {
+        name: &'static str,
+        why: &'static str,
+    },
+
+    #[error("the spec has no process.capabilities, so the world would keep every capability (CAP_SYS_ADMIN among them: it could unmount what hides or protects its paths); list the ones it needs")]
+    EveryCapability,
 
     #[error("cannot open the world's rootfs {}", rootfs.display())]
     Rootfs {
@@ -144,7 +161,10 @@ impl WritableBinds {
         )
         .map_err(|e| failed(Path::new("/"))(e.into()))?;
         for bind in &self.0 {
-            let relative = bind.destination.strip_prefix("/").unwrap_or(&bind.destination);
+            let relative = bind
+                .destination
+                .strip_prefix("/")
+                .unwrap_or(&bind.destination);
             // Mounts are crossed (the bind is one), symbolic links never
             // (the last one included: no O_NOFOLLOW, which would open the
             // link itself): the destination had none when it was checked.
@@ -175,6 +195,17 @@ pub(crate) fn narrow_spec(
     rootfs: &Path,
 ) -> Result<WritableBinds, FilesystemPolicyError> {
     let mut linux = spec.linux().clone().unwrap_or_default();
+    // Without one, libcontainer would mount in the runtime's namespace or
+    // another's (it refuses the masked and read-only paths there).
+    let own_mount_namespace = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::Mount && ns.path().is_none());
+    if !own_mount_namespace {
+        return Err(FilesystemPolicyError::NoMountNamespace);
+    }
+    check_capabilities(spec)?;
     if !policy.hidden.is_empty() {
         let mut masked = linux.masked_paths().clone().unwrap_or_default();
         add_paths(&mut masked, &policy.hidden);
@@ -191,7 +222,10 @@ pub(crate) fn narrow_spec(
         return Ok(WritableBinds::default());
     };
     // `/` listed: every path may be written; nothing to mount.
-    if writable.iter().any(|entry| entry.as_path() == Path::new("/")) {
+    if writable
+        .iter()
+        .any(|entry| entry.as_path() == Path::new("/"))
+    {
         return Ok(WritableBinds::default());
     }
     let mut root = spec.root().clone().unwrap_or_default();
@@ -277,6 +311,55 @@ pub(crate) fn narrow_spec(
     new_mounts.extend(mounts);
     spec.set_mounts(Some(new_mounts));
     Ok(WritableBinds(binds))
+}
+
+/// Capabilities with which a world's processes could undo its mounts, and
+/// how.
+const UNDOING: [(Capability, &str, &str); 2] = [
+    (
+        Capability::SysAdmin,
+        "CAP_SYS_ADMIN",
+        "it could unmount what hides its paths and remount what is read-only",
+    ),
+    (
+        Capability::DacReadSearch,
+        "CAP_DAC_READ_SEARCH",
+        "open_by_handle_at(2) opens a file by its handle, through any mount of its \
+         filesystem: a hidden one, or a read-only one through a writable bind",
+    ),
+];
+
+/// Refuses a spec whose processes could hold a capability of [`UNDOING`]
+/// (as `net.rs` refuses CAP_NET_ADMIN under an egress policy): a bundle's
+/// capabilities are never widened, nor silently narrowed.
+fn check_capabilities(spec: &Spec) -> Result<(), FilesystemPolicyError> {
+    let Some(capabilities) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().clone())
+    else {
+        // libcontainer then drops nothing: the world keeps every
+        // capability of the runtime.
+        return Err(FilesystemPolicyError::EveryCapability);
+    };
+    let sets = [
+        capabilities.bounding(),
+        capabilities.effective(),
+        capabilities.permitted(),
+        capabilities.inheritable(),
+        capabilities.ambient(),
+    ];
+    for (capability, name, why) in UNDOING {
+        if sets
+            .iter()
+            .copied()
+            .flatten()
+            .any(|set| set.contains(&capability))
+        {
+            return Err(FilesystemPolicyError::Capability { name, why });
+        }
+    }
+    Ok(())
 }
 
 /// Opens `entry` in the rootfs without following any symbolic link or
@@ -439,7 +522,12 @@ mod tests {
     }
 
     fn masked(spec: &Spec) -> Vec<String> {
-        spec.linux().as_ref().unwrap().masked_paths().clone().unwrap()
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .masked_paths()
+            .clone()
+            .unwrap()
     }
 
     fn readonly(spec: &Spec) -> Vec<String> {
@@ -512,12 +600,27 @@ mod tests {
         assert_eq!(
             binds_made,
             [
-                ("/work".into(), format!("{root}/work"), vec!["bind".into(), "rw".into()]),
-                ("/var/cache".into(), format!("{root}/var/cache"), vec!["bind".into(), "rw".into()]),
-                ("/notes.txt".into(), format!("{root}/notes.txt"), vec!["bind".into(), "rw".into()]),
+                (
+                    "/work".into(),
+                    format!("{root}/work"),
+                    vec!["bind".into(), "rw".into()]
+                ),
+                (
+                    "/var/cache".into(),
+                    format!("{root}/var/cache"),
+                    vec!["bind".into(), "rw".into()]
+                ),
+                (
+                    "/notes.txt".into(),
+                    format!("{root}/notes.txt"),
+                    vec!["bind".into(), "rw".into()]
+                ),
             ]
         );
-        assert_eq!(mounts.len(), Spec::default().mounts().as_ref().unwrap().len() + 1 + 3);
+        assert_eq!(
+            mounts.len(),
+            Spec::default().mounts().as_ref().unwrap().len() + 1 + 3
+        );
         assert_eq!(binds.0.len(), 3);
         let work = fs::metadata(rootfs.path().join("work")).unwrap();
         use std::os::unix::fs::MetadataExt;
@@ -594,10 +697,14 @@ mod tests {
         symlink("/real", rootfs.path().join("inside")).unwrap();
         let message = refusal(&rootfs, "  writable: [/abs]\n");
         assert!(
-            message.starts_with("filesystem.writable[0]: /abs: a symbolic link in the world's rootfs"),
+            message
+                .starts_with("filesystem.writable[0]: /abs: a symbolic link in the world's rootfs"),
             "{message}"
         );
-        assert!(!message.contains(&host.path().display().to_string()), "{message}");
+        assert!(
+            !message.contains(&host.path().display().to_string()),
+            "{message}"
+        );
         let message = refusal(&rootfs, "  writable: [/up/etc]\n");
         assert!(message.contains("a symbolic link"), "{message}");
         // One within the image: where it leads is named.
@@ -606,6 +713,96 @@ mod tests {
             "filesystem.writable[0]: /inside/deeper: a symbolic link in the world's rootfs \
              (it leads to /real/deeper): list the path it leads to"
         );
+    }
+
+    #[test]
+    fn a_spec_without_a_mount_namespace_of_its_own_is_refused() {
+        let rootfs = Rootfs::new(&[]);
+        for join in [false, true] {
+            let mut spec = bundle_spec(false);
+            let mut linux = spec.linux().clone().unwrap();
+            let mut namespaces = linux.namespaces().clone().unwrap();
+            namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Mount);
+            if join {
+                namespaces.push(
+                    oci_spec::runtime::LinuxNamespaceBuilder::default()
+                        .typ(LinuxNamespaceType::Mount)
+                        .path("/proc/1/ns/mnt")
+                        .build()
+                        .unwrap(),
+                );
+            }
+            linux.set_namespaces(Some(namespaces));
+            spec.set_linux(Some(linux));
+            let error =
+                narrow_spec(&mut spec, &section("  hidden: [/srv]\n"), rootfs.path()).unwrap_err();
+            assert!(
+                matches!(error, FilesystemPolicyError::NoMountNamespace),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_world_that_could_undo_its_mounts_is_refused() {
+        let rootfs = Rootfs::new(&[]);
+        let with = |caps: Option<&[Capability]>| {
+            let mut spec = bundle_spec(false);
+            let mut process = spec.process().clone().unwrap();
+            process.set_capabilities(caps.map(|caps| {
+                let set: oci_spec::runtime::Capabilities = caps.iter().copied().collect();
+                let mut linux_caps = oci_spec::runtime::LinuxCapabilities::default();
+                linux_caps.set_bounding(Some(set));
+                linux_caps.set_effective(None);
+                linux_caps.set_permitted(None);
+                linux_caps.set_inheritable(None);
+                linux_caps.set_ambient(None);
+                linux_caps
+            }));
+            spec.set_process(Some(process));
+            narrow_spec(&mut spec, &section("  read_only: [/etc]\n"), rootfs.path())
+                .map(|_| ())
+                .map_err(|e| crate::one_line(&e))
+        };
+        with(Some(&[Capability::Kill, Capability::Chown])).unwrap();
+        let message = with(Some(&[Capability::Kill, Capability::SysAdmin])).unwrap_err();
+        assert!(message.contains("cannot hold CAP_SYS_ADMIN"), "{message}");
+        let message = with(Some(&[Capability::DacReadSearch])).unwrap_err();
+        assert!(
+            message.contains("cannot hold CAP_DAC_READ_SEARCH"),
+            "{message}"
+        );
+        let message = with(None).unwrap_err();
+        assert!(message.contains("no process.capabilities"), "{message}");
+    }
+
+    #[test]
+    fn a_bind_that_is_not_the_file_checked_refuses_the_world() {
+        use std::os::unix::fs::MetadataExt;
+        // This process's own mounts stand in for a world's.
+        let pid = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("checked")).unwrap();
+        fs::create_dir(dir.path().join("swapped")).unwrap();
+        symlink(dir.path().join("checked"), dir.path().join("link")).unwrap();
+        let checked = fs::metadata(dir.path().join("checked")).unwrap();
+        let bind = |name: &str| {
+            WritableBinds(vec![Bind {
+                destination: dir.path().join(name),
+                dev: checked.dev(),
+                ino: checked.ino(),
+            }])
+        };
+        bind("checked").verify(pid).unwrap();
+        assert!(matches!(
+            bind("swapped").verify(pid),
+            Err(FilesystemPolicyError::Changed { .. })
+        ));
+        // A link where the bind was made is never followed.
+        assert!(matches!(
+            bind("link").verify(pid),
+            Err(FilesystemPolicyError::Verify { .. })
+        ));
     }
 
     #[test]

@@ -324,31 +324,35 @@ fn dns_upstream(bundle: &Bundle) -> Result<Option<SocketAddr>, BundlePolicyError
 }
 
 /// The parts of `policy` that say something no part of Substrate enforces
-/// yet: callers say so, so that no one takes them for enforced. Enforced
-/// today: `network` (the egress table); `mode`, `commands`, `exec` and
-/// `budget.max_execs` on every exec (the monitor's exec gate) — but for
-/// command rules that match on the arguments, which the kernel does not
-/// give at that point; `filesystem` but `deny_read` as mounts in the
-/// world's spec (`world/filesystem.rs`); `limits.wall_time` and
-/// `budget.cpu_seconds` by the world's monitor, which stops the world
-/// (`monitor/limits.rs`); `limits` `memory`, `cpus`, `pids` and `disk` for
-/// `substrate-cli`'s worlds (as ceilings on its flags), all but `disk` for
-/// a bundle world's (as ceilings on its spec: see `egress_of_bundle`).
+/// for this process's worlds: callers say so, so that no one takes them for
+/// enforced. Every section is enforced for a monitored world — `network`
+/// by the egress table; `mode`, `commands`, `exec`, `budget.max_execs` and
+/// `filesystem.deny_read` by the monitor's policy gate (fanotify permission
+/// events); `filesystem`'s other keys as mounts in the world's spec
+/// (`world/filesystem.rs`); `limits.wall_time` and `budget.cpu_seconds` by
+/// the monitor, which stops the world (`monitor/limits.rs`); `limits`'
+/// others as cgroup limits. A world run untraced (`SUBSTRATE_TRACE=off`,
+/// the benchmarks' anchor) has no monitor: what the monitor enforces is
+/// not.
 pub fn unenforced_sections(policy: &substrate_policy::Policy) -> Vec<&'static str> {
-    let mut sections = Vec::new();
-    let layers = std::iter::once(&policy.commands.rules)
-        .chain(policy.commands.narrowed_by.iter().map(|layer| &layer.rules));
-    let on_arguments = layers.flatten().any(|rule| {
-        let matches = &rule.matches;
-        matches.argv.is_some() || matches.command_line.is_some() || matches.regex.is_some()
-    });
-    if on_arguments {
-        sections.push("commands rules on argv, command_line or regex");
+    if crate::inject::tracing_enabled() {
+        return Vec::new();
     }
-    // `filesystem.hidden`, `read_only` and `writable` are mounts in the
-    // world's spec (`world/filesystem.rs`).
+    let mut sections = Vec::new();
+    if !policy.commands.is_empty() {
+        sections.push("commands");
+    }
+    if !policy.exec.is_default() {
+        sections.push("exec");
+    }
     if !policy.filesystem.deny_read.is_empty() {
         sections.push("filesystem.deny_read");
+    }
+    if policy.limits.wall_time.is_some() {
+        sections.push("limits.wall_time");
+    }
+    if !policy.budget.is_empty() {
+        sections.push("budget");
     }
     sections
 }

@@ -1229,7 +1229,10 @@ mod tests {
             setattr[0].flags,
             crate::syscall::linux::AT_EMPTY_PATH | crate::syscall::linux::AT_RECURSIVE
         );
-        assert_eq!(setattr[0].attr_set, crate::syscall::linux::MOUNT_ATTR_RDONLY);
+        assert_eq!(
+            setattr[0].attr_set,
+            crate::syscall::linux::MOUNT_ATTR_RDONLY
+        );
         assert_eq!(setattr[0].attr_clr, 0);
         Ok(())
     }
