@@ -486,3 +486,51 @@ fn rules_on_the_arguments_are_decided_on_the_execs_own_argv() {
         .iter()
         .any(|s| s["detail"]["rule"] == "commands.rules[2]" && s["argv"][0] == "uniq"));
 }
+
+/// A decision is a child of the span of the process that asked (the
+/// program that called `execve`), and the exec it allowed names it.
+#[test]
+fn a_decision_is_linked_to_the_process_it_decided_for_and_the_exec_it_allowed() {
+    let runtime = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        "version: 1\ncommands:\n  rules:\n    - match: { name: id }\n      action: deny\n",
+    );
+    let id = unique_id("policy-link");
+    let out = runtime
+        .cli(&[
+            "run", "--name", &id, "--policy", &policy, "--", "/bin/sh", "-c",
+            "/usr/bin/id; /usr/bin/true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let spans = runtime.spans(&id);
+    let exec_of = |exe: &str| {
+        spans
+            .iter()
+            .find(|s| s["kind"] == "exec" && s["exe"] == exe)
+            .unwrap_or_else(|| panic!("no exec of {exe}: {spans:#?}"))
+    };
+    let decision_about = |subject: &str| {
+        spans
+            .iter()
+            .find(|s| s["kind"] == "policy" && s["detail"]["subject"] == subject)
+            .unwrap_or_else(|| panic!("no decision about {subject}: {spans:#?}"))
+    };
+    let shell = exec_of("/usr/bin/dash");
+    let refused = decision_about("/usr/bin/id");
+    assert_eq!(refused["detail"]["decision"], "deny");
+    assert_eq!(refused["parent_span_id"], shell["span_id"]);
+    let allowed = decision_about("/usr/bin/true");
+    assert_eq!(allowed["parent_span_id"], shell["span_id"]);
+    assert_eq!(
+        exec_of("/usr/bin/true")["decided_by"],
+        serde_json::json!([allowed["span_id"]])
+    );
+    assert_eq!(
+        shell["decided_by"],
+        serde_json::json!([decision_about("/usr/bin/dash")["span_id"]])
+    );
+}

@@ -370,6 +370,31 @@ fn name_of(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
+/// A world the probe runs in.
+struct ProbedWorld<'a> {
+    what: &'a str,
+    /// `substrate-cli run --bundle`; without, the host's `/`.
+    bundle: Option<&'a Bundle>,
+    /// More flags of `substrate-cli run`.
+    flags: &'a [&'a str],
+    /// Run by `substrate-runtime run` on a bundle of its own instead.
+    runtime: bool,
+    /// The fewest mounts from the state dir the world has.
+    fewest: u64,
+}
+
+impl<'a> ProbedWorld<'a> {
+    fn cli(what: &'a str, flags: &'a [&'a str], fewest: u64) -> Self {
+        ProbedWorld {
+            what,
+            bundle: None,
+            flags,
+            runtime: false,
+            fewest,
+        }
+    }
+}
+
 /// Nothing under the state dir is writable from inside a world, of any
 /// kind (over the host's `/`, of a bundle, governed by an egress policy,
 /// made by `substrate-runtime`): neither the paths bind-mounted into it
@@ -384,22 +409,32 @@ fn no_process_in_a_world_can_write_its_trace_or_record() {
     let rt = Runtime::overlay();
     let (state, root) = (name_of(rt.state_dir()), name_of(rt.root()));
     let cli_bundle = Bundle::new("verify-probe", &["true"]);
-    // (what, how it is run, the fewest mounts from the state dir it has)
-    let worlds: [(&str, Option<&Bundle>, &[&str], bool, u64); 4] = [
+    let worlds = [
         // /.substrate, /etc/ld.so.preload, the init at /.substrate-init.
-        ("a CLI world over the host's /", None, &[], false, 3),
-        ("a CLI world of a bundle", Some(&cli_bundle), &[], false, 3),
+        ProbedWorld::cli("a CLI world over the host's /", &[], 3),
+        ProbedWorld {
+            bundle: Some(&cli_bundle),
+            ..ProbedWorld::cli("a CLI world of a bundle", &[], 3)
+        },
         // And its /etc/resolv.conf, naming its resolver.
-        (
+        ProbedWorld::cli(
             "a CLI world with an egress policy",
-            None,
             &["--allow", "192.0.2.1:443"],
-            false,
             4,
         ),
-        ("a substrate-runtime world", None, &[], true, 2),
+        ProbedWorld {
+            runtime: true,
+            ..ProbedWorld::cli("a substrate-runtime world", &[], 2)
+        },
     ];
-    for (what, bundle, flags, runtime, fewest) in worlds {
+    for ProbedWorld {
+        what,
+        bundle,
+        flags,
+        runtime,
+        fewest,
+    } in worlds
+    {
         let id = unique_id("verify-probe");
         let trace = rt.world_dir(&id).join("trace.jsonl");
         let record = rt.world_dir(&id).join("world.json");

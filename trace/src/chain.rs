@@ -1023,11 +1023,11 @@ mod tests {
                     return None;
                 }
                 bytes[at] = byte;
-                let mut file = file(&changed[..line]);
-                file.extend_from_slice(&bytes);
-                file.push(b'\n');
-                file.extend_from_slice(&file(&changed[line + 1..]));
-                return Some((file, line as u64 + 1));
+                let mut edited = file(&changed[..line]);
+                edited.extend_from_slice(&bytes);
+                edited.push(b'\n');
+                edited.extend_from_slice(&file(&changed[line + 1..]));
+                return Some((edited, line as u64 + 1));
             }
             Tamper::Delete { line } => {
                 changed.remove(line % n);

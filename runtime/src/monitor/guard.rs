@@ -70,6 +70,13 @@ pub(super) struct GuardSummary {
     pub deny_read_walk_complete: bool,
 }
 
+/// A decision's `policy` span, and the pid whose exec it allowed (whose
+/// exec span then names it).
+pub(super) struct DueDecision {
+    pub span: Span,
+    pub allowed_exec: Option<i32>,
+}
+
 pub(super) struct PolicyGuard {
     /// Written (or dropped) to stop the thread.
     stop: Option<OwnedFd>,
@@ -169,13 +176,22 @@ impl PolicyGuard {
         }))
     }
 
-    /// The decisions made since the last call, as `policy` spans.
-    pub(super) fn due_spans(&mut self, world_id: &str, parent: SpanId) -> Vec<Span> {
-        let mut spans = Vec::new();
+    /// The decisions made since the last call, as `policy` spans, each the
+    /// child of the span of the process it decided for (`parent_of` its
+    /// pid).
+    pub(super) fn due_decisions(
+        &mut self,
+        world_id: &str,
+        parent_of: impl Fn(i32) -> SpanId,
+    ) -> Vec<DueDecision> {
+        let mut due = Vec::new();
         while let Ok(decided) = self.decided.try_recv() {
-            spans.push(policy_span(world_id, parent, decided));
+            let allowed_exec = (decided.on == Access::Exec && decided.effective == Action::Allow)
+                .then_some(decided.pid);
+            let span = policy_span(world_id, parent_of(decided.pid), decided);
+            due.push(DueDecision { span, allowed_exec });
         }
-        spans
+        due
     }
 
     /// What the guard did so far.
@@ -733,6 +749,8 @@ fn elf_interpreter(file: &File) -> Option<PathBuf> {
     None
 }
 
+/// A decision's `policy` span: the child of the deciding process's span
+/// (the program that called `execve` or `open`).
 fn policy_span(world_id: &str, parent: SpanId, decided: Decided) -> Span {
     let decision = match decided.action {
         Action::Allow => Decision::Allow,

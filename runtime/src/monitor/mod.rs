@@ -474,6 +474,8 @@ pub struct WorldMonitor {
     egress: Option<egress::EgressWatch>,
     /// The policy gate, when its policy says something about execs or opens.
     guard: Option<guard::PolicyGuard>,
+    /// The `policy` spans that allowed each pid's coming exec.
+    exec_decisions: HashMap<i32, Vec<SpanId>>,
     /// The policy's wall time and CPU budget, when it sets either.
     limits: Option<limits::LimitWatch>,
 }
@@ -596,6 +598,7 @@ impl WorldMonitor {
             kernel_files: Vec::new(),
             egress,
             guard,
+            exec_decisions: HashMap::new(),
             limits,
         })
     }
@@ -820,7 +823,7 @@ impl WorldMonitor {
                 for lost in unreported {
                     self.write_unmatched_exec(state, lost)?;
                 }
-                let exec = describe_exec(
+                let mut exec = describe_exec(
                     tgid,
                     state.parent_of.get(&tgid).copied(),
                     state.current.get(&tgid).copied(),
@@ -828,6 +831,15 @@ impl WorldMonitor {
                     event.timestamp_ns,
                     record.as_ref(),
                 );
+                if let Some(decisions) = self.exec_decisions.remove(&tgid) {
+                    exec.extra.insert(
+                        "decided_by".into(),
+                        serde_json::json!(decisions
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()),
+                    );
+                }
                 state.current.insert(tgid, exec.id);
                 state.open.insert(tgid, exec);
             }
@@ -859,6 +871,7 @@ impl WorldMonitor {
     /// (or fill) the connector's exec spans, socket records become `net`
     /// spans; drops are `loss` spans.
     fn take_sensor_events(&mut self, state: &mut Follow) -> Result<(), MonitorError> {
+        self.write_decisions(state)?;
         let read = self.sensor.read();
         for _ in 0..read.malformed {
             self.trace.reject("bad_kernel_record");
@@ -1034,11 +1047,35 @@ impl WorldMonitor {
             }
             self.trace.egress = Some(egress.summary());
         }
-        if let Some(guard) = &mut self.guard {
-            for span in guard.due_spans(&world_id, world_span) {
-                self.trace.write(&span)?;
-            }
+        self.write_decisions(state)?;
+        if let Some(guard) = &self.guard {
             self.trace.policy = serde_json::to_value(guard.summary()).ok();
+        }
+        Ok(())
+    }
+
+    /// Writes the policy gate's decisions, each under the span of the
+    /// process it decided for, and notes the execs they allowed, whose
+    /// spans name them (`decided_by`). Called before the kernel's events
+    /// are applied: the gate records a decision before it answers, so an
+    /// exec's decision is here before the exec's own event.
+    fn write_decisions(&mut self, state: &Follow) -> Result<(), MonitorError> {
+        let Some(guard) = &mut self.guard else {
+            return Ok(());
+        };
+        let world_span = self.trace.world_span;
+        let world_id = self.trace.world_id.clone();
+        let due = guard.due_decisions(&world_id, |pid| {
+            state.current.get(&pid).copied().unwrap_or(world_span)
+        });
+        for decision in due {
+            if let Some(pid) = decision.allowed_exec {
+                self.exec_decisions
+                    .entry(pid)
+                    .or_default()
+                    .push(decision.span.span_id);
+            }
+            self.trace.write(&decision.span)?;
         }
         Ok(())
     }
