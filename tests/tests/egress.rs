@@ -1063,45 +1063,59 @@ fn a_governed_world_holds_neither_cap_net_admin_nor_cap_net_raw() {
     let net = TestNet::new(1);
     let a = &net.hosts[0];
     let runtime = Runtime::new();
-    let id = unique_id("egress-netadmin");
-    let mut bundle = substrate_tests::Bundle::new(&id, &["true"]);
-    bundle.edit(|config| {
-        for set in ["bounding", "effective", "permitted"] {
-            config["process"]["capabilities"][set]
-                .as_array_mut()
+    // Asked for, or held for want of a `capabilities` list (a process
+    // without one keeps every capability).
+    type Edit = fn(&mut Value);
+    let edits: [Edit; 2] = [
+        |config| {
+            for set in ["bounding", "effective", "permitted"] {
+                config["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push("CAP_NET_ADMIN".into());
+            }
+        },
+        |config| {
+            config["process"]
+                .as_object_mut()
                 .unwrap()
-                .push("CAP_NET_ADMIN".into());
-        }
-    });
-    let leases_before = leases(&net);
-    let out = net
-        .cli(
-            &runtime,
-            &[
-                "run",
-                "--name",
-                &id,
-                "--bundle",
-                bundle.path_str(),
-                "--allow",
-                &a.v4(),
-            ],
-        )
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "a world with CAP_NET_ADMIN was governed"
-    );
-    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
-    assert!(!runtime.world_dir(&id).exists());
-    assert_eq!(
-        std::fs::read_dir(runtime.root()).unwrap().count(),
-        0,
-        "runtime state left"
-    );
-    assert_eq!(leases(&net), leases_before);
+                .remove("capabilities");
+        },
+    ];
+    for edit in edits {
+        let id = unique_id("egress-netadmin");
+        let mut bundle = substrate_tests::Bundle::new(&id, &["true"]);
+        bundle.edit(edit);
+        let leases_before = leases(&net);
+        let out = net
+            .cli(
+                &runtime,
+                &[
+                    "run",
+                    "--name",
+                    &id,
+                    "--bundle",
+                    bundle.path_str(),
+                    "--allow",
+                    &a.v4(),
+                ],
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "a world with CAP_NET_ADMIN was governed"
+        );
+        assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+        assert!(!runtime.world_dir(&id).exists());
+        assert_eq!(
+            std::fs::read_dir(runtime.root()).unwrap().count(),
+            0,
+            "runtime state left"
+        );
+        assert_eq!(leases(&net), leases_before);
+    }
 
     // Without it, the same bundle is governed, and CAP_NET_RAW it asks
     // for is taken away: packet sockets would go around the table.

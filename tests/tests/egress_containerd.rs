@@ -511,6 +511,20 @@ fn substrate_runtime_create_refuses_what_the_node_does_not_allow_and_leaves_noth
         1 << 20,
         "{record}"
     );
+    // An exec cannot bring in what the world could not hold: CAP_NET_ADMIN
+    // asked for, or every capability (a process without a list).
+    let error = runtime.fails(&["exec", "--cap", "CAP_NET_ADMIN", &id, "true"]);
+    assert!(error.contains("cannot hold CAP_NET_ADMIN"), "{error}");
+    let process = bundle.path().join("exec-process.json");
+    fs::write(
+        &process,
+        r#"{"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
+    )
+    .unwrap();
+    let error = runtime.fails(&["exec", "--process", process.to_str().unwrap(), &id]);
+    assert!(error.contains("cannot hold CAP_NET_ADMIN"), "{error}");
+    runtime.ok(&["start", &id]);
+    runtime.ok(&["exec", &id, "true"]);
     runtime.ok(&["delete", "--force", &id]);
     assert_no_leftovers(runtime.root(), &id);
 }

@@ -48,9 +48,44 @@ impl World {
             WorldStatus::Paused if options.ignore_paused => {}
             _ => return Err(self.incorrect_status("exec into it")),
         }
+        // What governs the world, an exec may not undo: its process is
+        // refused a capability the world could not hold either.
+        let forbidden = runtime
+            .store()
+            .record(self.id())
+            .map(|record| super::capabilities::forbidden_in(&record))
+            .unwrap_or_default();
+        if let Some(forbidden) = forbidden.iter().find(|f| {
+            options
+                .capabilities
+                .iter()
+                .any(|cap| cap.eq_ignore_ascii_case(f.name) || format!("CAP_{cap}").eq_ignore_ascii_case(f.name))
+        }) {
+            return Err(Error::UnsupportedConfig {
+                path: PathBuf::from("--cap"),
+                reason: format!(
+                    "world {id} is governed: a process in it cannot hold {}: {}",
+                    forbidden.name, forbidden.why
+                ),
+            });
+        }
         let process_file = match &options.process {
             Some(path) => {
-                check_process_file(path)?;
+                let process = check_process_file(path)?;
+                if let Some(forbidden) = forbidden
+                    .iter()
+                    .find(|f| super::capabilities::may_hold(&process, f.capability))
+                {
+                    return Err(Error::UnsupportedConfig {
+                        path: path.clone(),
+                        reason: format!(
+                            "world {id} is governed: a process in it cannot hold {}: {}; \
+                             drop it from capabilities (a process without that list \
+                             keeps them all)",
+                            forbidden.name, forbidden.why
+                        ),
+                    });
+                }
                 Some(path.clone())
             }
             None if options.args.is_empty() => {
@@ -139,7 +174,7 @@ impl World {
 
 /// A process file is parsed here so that a bad one is reported by its path
 /// and the JSON error, before any process is started.
-fn check_process_file(path: &PathBuf) -> Result<()> {
+fn check_process_file(path: &PathBuf) -> Result<Process> {
     let bad = |reason: String| Error::ProcessFile {
         path: path.clone(),
         reason,
@@ -150,5 +185,5 @@ fn check_process_file(path: &PathBuf) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(bad("args: empty (nothing to run)".into()));
     }
-    Ok(())
+    Ok(process)
 }

@@ -39,7 +39,8 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Capability, LinuxNamespaceType, Mount, MountBuilder, Spec};
+use super::capabilities::{may_hold, Forbidden, UNDER_MOUNTS};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, MountBuilder, Spec};
 use rustix::fs::{Mode as FileMode, OFlags, ResolveFlags};
 use substrate_policy::filesystem::AbsPath;
 use substrate_policy::{FilesystemPolicy, Mode, Policy};
@@ -313,49 +314,26 @@ pub(crate) fn narrow_spec(
     Ok(WritableBinds(binds))
 }
 
-/// Capabilities with which a world's processes could undo its mounts, and
-/// how.
-const UNDOING: [(Capability, &str, &str); 2] = [
-    (
-        Capability::SysAdmin,
-        "CAP_SYS_ADMIN",
-        "it could unmount what hides its paths and remount what is read-only",
-    ),
-    (
-        Capability::DacReadSearch,
-        "CAP_DAC_READ_SEARCH",
-        "open_by_handle_at(2) opens a file by its handle, through any mount of its \
-         filesystem: a hidden one, or a read-only one through a writable bind",
-    ),
-];
-
-/// Refuses a spec whose processes could hold a capability of [`UNDOING`]
-/// (as `net.rs` refuses CAP_NET_ADMIN under an egress policy): a bundle's
-/// capabilities are never widened, nor silently narrowed.
+/// Refuses a spec whose processes could hold a capability of
+/// [`UNDER_MOUNTS`] (as `net.rs` refuses CAP_NET_ADMIN under an egress
+/// policy): a bundle's capabilities are never widened, nor silently
+/// narrowed.
 fn check_capabilities(spec: &Spec) -> Result<(), FilesystemPolicyError> {
-    let Some(capabilities) = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.capabilities().clone())
-    else {
+    let Some(process) = spec.process().as_ref() else {
+        return Ok(());
+    };
+    if process.capabilities().is_none() {
         // libcontainer then drops nothing: the world keeps every
         // capability of the runtime.
         return Err(FilesystemPolicyError::EveryCapability);
-    };
-    let sets = [
-        capabilities.bounding(),
-        capabilities.effective(),
-        capabilities.permitted(),
-        capabilities.inheritable(),
-        capabilities.ambient(),
-    ];
-    for (capability, name, why) in UNDOING {
-        if sets
-            .iter()
-            .copied()
-            .flatten()
-            .any(|set| set.contains(&capability))
-        {
+    }
+    for Forbidden {
+        capability,
+        name,
+        why,
+    } in UNDER_MOUNTS
+    {
+        if may_hold(process, capability) {
             return Err(FilesystemPolicyError::Capability { name, why });
         }
     }

@@ -4,6 +4,7 @@
 //! …) as an `impl World` block, so "what does delete do?" is answered by a
 //! file name.
 
+pub(crate) mod capabilities;
 mod ceilings;
 mod create;
 mod delete;

@@ -191,30 +191,21 @@ pub(crate) fn govern_spec(
     world_dir: &std::path::Path,
 ) -> Result<()> {
     use oci_spec::runtime::Capability;
-    let capabilities = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.capabilities().clone());
-    let holds_net_admin = capabilities.is_some_and(|c| {
-        [
-            c.bounding(),
-            c.effective(),
-            c.permitted(),
-            c.inheritable(),
-            c.ambient(),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|set| set.contains(&Capability::NetAdmin))
-    });
-    if holds_net_admin {
-        return Err(Error::UnsupportedConfig {
-            path: bundle.join("config.json"),
-            reason: "a world governed by an egress policy cannot hold CAP_NET_ADMIN: \
-                     it could rewrite its own nftables table; drop it from \
-                     process.capabilities"
-                .into(),
-        });
+    for forbidden in super::capabilities::UNDER_EGRESS {
+        if spec
+            .process()
+            .as_ref()
+            .is_some_and(|process| super::capabilities::may_hold(process, forbidden.capability))
+        {
+            return Err(Error::UnsupportedConfig {
+                path: bundle.join("config.json"),
+                reason: format!(
+                    "a world governed by an egress policy cannot hold {}: {}; drop it from \
+                     process.capabilities (a process without that list keeps them all)",
+                    forbidden.name, forbidden.why
+                ),
+            });
+        }
     }
     // Packet sockets (AF_PACKET) hand frames to the device below the IP
     // stack, where no nftables output hook sees them: with CAP_NET_RAW a
