@@ -12,7 +12,8 @@ DEB_PACKAGES := pkg-config libseccomp-dev busybox-static procps iproute2 \
                 musl-tools strace python3 containerd bsdutils \
                 protobuf-compiler containernetworking-plugins libc6-dev \
                 libelf-dev e2fsprogs clang linux-libc-dev zlib1g-dev \
-                libnftnl-dev libmnl-dev dnsmasq-base nftables
+                libnftnl-dev libmnl-dev dnsmasq-base nftables \
+                libclang-dev librocksdb-dev graphviz
 
 .PHONY: all deps build release bundles demo test fuzz bench install clean
 

@@ -9,6 +9,8 @@
 #   gated      as sensor, with a policy whose commands rule (none matches)
 #              puts the exec gate in front of every exec (fanotify
 #              FAN_OPEN_EXEC_PERM answered by the monitor)
+#   argv       as gated, the rule on the arguments (`argv: [git, push]`):
+#              the gate reads each held exec's argv from the process
 # Prints medians in µs per exec, what each adds (goal: the sensor adds
 # <= 10 µs), and how many of the execs' spans have their argv.
 #
@@ -31,25 +33,28 @@ printf 'int main(void) { return 0; }\n' > "$work/true.c"
 musl-gcc -static -O2 -o "$work/true" "$work/true.c"
 
 printf 'version: 1\ncommands:\n  rules:\n    - match: { name: no-such-program }\n      action: deny\n' > "$work/policy.yaml"
+printf 'version: 1\ncommands:\n  rules:\n    - match: { argv: [git, push] }\n      action: deny\n' > "$work/argv.yaml"
 
-declare -a untraced connector sensor gated with_argv_c with_argv_s
+declare -a untraced connector sensor gated argv with_argv_c with_argv_s
 argv_of() { grep '"kind":"exec"' "$SUBSTRATE_STATE_DIR/worlds/$1/trace.jsonl" | grep -c "\"argv\":\[\"$work/true\",\"x\"\]" || true; }
 for r in $(seq "$runs"); do
   untraced+=("$(SUBSTRATE_TRACE=off "$cli" --root "$root" run -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
   connector+=("$(SUBSTRATE_SENSOR=off "$cli" --root "$root" run --name "c$r" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
   sensor+=("$("$cli" --root "$root" run --name "s$r" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
   gated+=("$("$cli" --root "$root" run --name "g$r" --policy "$work/policy.yaml" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
+  argv+=("$("$cli" --root "$root" run --name "a$r" --policy "$work/argv.yaml" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
   with_argv_c+=("$(argv_of "c$r")")
   with_argv_s+=("$(argv_of "s$r")")
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-mu=$(median "${untraced[@]}"); mc=$(median "${connector[@]}"); ms=$(median "${sensor[@]}"); mg=$(median "${gated[@]}")
+mu=$(median "${untraced[@]}"); mc=$(median "${connector[@]}"); ms=$(median "${sensor[@]}"); mg=$(median "${gated[@]}"); ma=$(median "${argv[@]}")
 echo "exec benchmark: $execs fork+exec+wait of a static program per world, $runs interleaved rounds, medians"
-printf '  %-10s %8.1f µs/exec\n' untraced "$mu" connector "$mc" sensor "$ms" gated "$mg"
-awk -v u="$mu" -v c="$mc" -v s="$ms" -v g="$mg" 'BEGIN {
+printf '  %-10s %8.1f µs/exec\n' untraced "$mu" connector "$mc" sensor "$ms" gated "$mg" argv "$ma"
+awk -v u="$mu" -v c="$mc" -v s="$ms" -v g="$mg" -v a="$ma" 'BEGIN {
   printf "  added by tracing with the sensor: %.1f µs/exec (sensor - untraced; goal <= 10)\n", s - u
   printf "  added by the sensor over the connector alone: %.1f µs/exec\n", s - c
   printf "  added by the exec gate: %.1f µs/exec (gated - sensor; goal <= 10), %.2fx sensor\n", g - s, g / s
+  printf "  added by reading argv for a rule on the arguments: %.1f µs/exec (argv - gated)\n", a - g
 }'
 echo "  spans with their argv: sensor $(median "${with_argv_s[@]}") of $execs, connector alone $(median "${with_argv_c[@]}") of $execs"

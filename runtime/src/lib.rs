@@ -38,6 +38,7 @@ mod overlay;
 mod proptests;
 pub mod record;
 mod runtime;
+pub mod settings;
 mod state;
 mod store;
 mod upper_fs;

@@ -277,16 +277,22 @@ impl Request {
     /// its memory cannot be read (the kernel would fail the exec too).
     pub fn exec_arguments(&self) -> io::Result<ExecArguments> {
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-        // The kernel says "running" when the task is not seen asleep at
-        // once (it is woken and put back while it waits for the gate, as
-        // on a signal it does not die of): asked again, briefly.
+        // The kernel says "running" until the task is seen asleep: the
+        // event reaches the gate while the task, on another CPU, is still
+        // on its way to sleep (or it was woken by a signal it does not die
+        // of, and goes back): asked again, at once and then less often.
+        let path = format!("/proc/{}/syscall", self.pid);
         let mut syscall = String::new();
-        for attempt in 0..100 {
-            syscall = std::fs::read_to_string(format!("/proc/{}/syscall", self.pid))?;
+        for attempt in 0..200u64 {
+            syscall = std::fs::read_to_string(&path)?;
             if !syscall.starts_with("running") {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_micros(20 * attempt));
+            if attempt < 50 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
         }
         let fields: Vec<u64> = syscall
             .split_whitespace()

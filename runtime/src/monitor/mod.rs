@@ -28,6 +28,7 @@
 
 mod attach;
 pub mod approval;
+pub mod export;
 mod guard;
 mod egress;
 mod kernel;
@@ -363,9 +364,13 @@ impl MonitorReport {
             Some(_) => runtime.store().add_trace_chain(id, trace.chain_end()?)?,
             None => None,
         };
+        let spans = trace.close()?;
+        if record.is_some() {
+            export::world_ended(runtime.store(), id);
+        }
         Ok(ClosedWorld {
             record,
-            spans: trace.close()?,
+            spans,
             lost: self.lost,
         })
     }

@@ -85,6 +85,9 @@ impl Runtime {
             self.store().add_trace_chain(id, end)?;
         }
         trace.close().map_err(monitor_error)?;
+        if record.is_some() {
+            crate::monitor::export::world_ended(self.store(), id);
+        }
         Ok(true)
     }
 }
