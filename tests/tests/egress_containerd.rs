@@ -603,6 +603,8 @@ struct PodLab {
     gateway: Ipv4Addr,
     allowed_port: u16,
     other_port: u16,
+    /// Sections the pods' inline policy adds to its `network`.
+    inline_extra: String,
 }
 
 impl PodLab {
@@ -629,15 +631,32 @@ impl PodLab {
             gateway,
             allowed_port,
             other_port,
+            inline_extra: String::new(),
         }
+    }
+
+    /// The node policy `pods` with `node_extra` beside its network, and the
+    /// pods' inline policy with `inline_extra` beside theirs.
+    fn with_sections(node_extra: &str, inline_extra: &str) -> PodLab {
+        let mut lab = PodLab::new();
+        let subnet = format!("{}/24", Ipv4Addr::from(u32::from(lab.gateway) & !0xff));
+        lab.ctd.install_policy(
+            Some("pods"),
+            &format!(
+                "version: 1\nnetwork:\n  allow: [\"{subnet}\"]\n  deny: [\"{}:22/tcp\"]\n{node_extra}",
+                lab.gateway
+            ),
+        );
+        lab.inline_extra = inline_extra.to_owned();
+        lab
     }
 
     /// The pod's annotations: the node policy `pods`, narrowed to the
     /// allowed port of the gateway.
     fn inline(&self) -> String {
         format!(
-            "version: 1\nnetwork:\n  allow: [\"{}:{}/tcp\"]\n",
-            self.gateway, self.allowed_port
+            "version: 1\nnetwork:\n  allow: [\"{}:{}/tcp\"]\n{}",
+            self.gateway, self.allowed_port, self.inline_extra
         )
     }
 
@@ -949,4 +968,102 @@ fn a_ctr_containers_execs_are_gated_by_the_node_policys_exec_section() {
             && s["enforcement"]["effective"] == "deny"),
         "{spans:#?}"
     );
+}
+
+/// The same policy through a CRI pod: the node policy's `commands` rule on
+/// the arguments and its `deny_read`, and a rule the pod's inline policy
+/// adds, hold for the pod's container (its monitor's gate), each refusal a
+/// `policy` span in the container's trace.
+#[test]
+fn a_cri_pods_container_is_gated_by_the_node_policys_commands_and_files() {
+    let lab = PodLab::with_sections(
+        "commands:\n  rules:\n    - match: { argv: [busybox, id] }\n      action: deny\n\
+         filesystem:\n  deny_read: [/etc/group]\n",
+        "commands:\n  rules:\n    - match: { argv: [busybox, whoami] }\n      action: deny\n",
+    );
+    let ctd = &lab.ctd;
+    block_on(async {
+        let mut cri = client(&ctd.socket()).await;
+        let (sandbox, config, _) = lab.run_pod(&mut cri).await;
+        let container = cri
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: "job".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: IMAGE.into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".into(), "300".into()],
+                    log_path: "job.log".into(),
+                    linux: Some(LinuxContainerConfig::default()),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", ctd.log_tail()))
+            .into_inner()
+            .container_id;
+        cri.start_container(StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", ctd.log_tail()));
+        let exec = cri
+            .exec_sync(ExecSyncRequest {
+                container_id: container.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "/bin/busybox id >/dev/null 2>&1; echo \"id $?\"; \
+                     /bin/busybox whoami >/dev/null 2>&1; echo \"whoami $?\"; \
+                     cat /etc/group >/dev/null 2>&1; echo \"group $?\"; \
+                     cat /etc/passwd >/dev/null; echo \"passwd $?\""
+                        .into(),
+                ],
+                timeout: 30,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        let stdout = String::from_utf8_lossy(&exec.stdout).into_owned();
+        assert_eq!(
+            stdout,
+            "id 126\nwhoami 126\ngroup 1\npasswd 0\n",
+            "{}",
+            String::from_utf8_lossy(&exec.stderr)
+        );
+        cri.stop_container(StopContainerRequest {
+            container_id: container.clone(),
+            timeout: 2,
+        })
+        .await
+        .expect("StopContainer");
+        let spans = finished_trace(ctd, &container);
+        let refused = |on: &str, rule: &str| {
+            spans.iter().any(|s| {
+                s["kind"] == "policy"
+                    && s["enforcement"]["on"] == on
+                    && s["detail"]["rule"] == rule
+                    && s["enforcement"]["effective"] == "deny"
+            })
+        };
+        assert!(refused("exec", "commands.rules[0]"), "{spans:#?}");
+        assert!(
+            refused("exec", "commands.narrowed_by[0].rules[0]"),
+            "{spans:#?}"
+        );
+        assert!(refused("open", "filesystem.deny_read[0]"), "{spans:#?}");
+        cri.remove_container(RemoveContainerRequest {
+            container_id: container.clone(),
+        })
+        .await
+        .expect("RemoveContainer");
+        ctd.assert_clean(&container);
+        lab.remove_pod(&mut cri, &sandbox).await;
+    });
 }

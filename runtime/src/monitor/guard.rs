@@ -63,11 +63,13 @@ pub(super) struct GuardSummary {
     pub files_passed: u64,
     /// The files `deny_read` names, found by walking its globs' directories
     /// when the world started (so that a hard link or a rename of one is
-    /// refused too).
-    pub deny_read_inodes: usize,
+    /// refused too); absent without `deny_read`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_read_inodes: Option<usize>,
     /// Whether that walk saw every entry under those directories (it stops
     /// after [`WALK_BUDGET`] entries).
-    pub deny_read_walk_complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_read_walk_complete: Option<bool>,
 }
 
 /// A decision's `policy` span, and the pid whose exec it allowed (whose
@@ -113,8 +115,8 @@ impl PolicyGuard {
         let mut summary = GuardSummary::default();
         let denied = if held.open {
             let denied = DeniedFiles::walk(init_pid, policy, &compiled);
-            summary.deny_read_inodes = denied.inodes.len();
-            summary.deny_read_walk_complete = denied.complete;
+            summary.deny_read_inodes = Some(denied.inodes.len());
+            summary.deny_read_walk_complete = Some(denied.complete);
             denied
         } else {
             DeniedFiles::default()
