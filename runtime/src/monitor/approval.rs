@@ -414,10 +414,12 @@ impl<T> Server<T> {
         let Pending {
             request, decided, ..
         } = waiting.pending;
+        // Recorded before the kernel is answered: the world cannot end
+        // (and its monitor close the trace) before its decision is there.
+        (self.settle)(decided, allowed, settlement);
         if let Err(e) = request.answer(if allowed { Answer::Allow } else { Answer::Deny }) {
             tracing::error!("answering the kernel: {e}");
         }
-        (self.settle)(decided, allowed, settlement);
         self.broadcast(&ToApprover::Settled {
             settled: id,
             verdict,
