@@ -34,6 +34,10 @@ use super::approval::{Approvals, Pending, Settlement};
 
 /// One decision, for its `policy` span.
 pub(super) struct Decided {
+    /// The parent of `pid` when it asked (read while the kernel held it):
+    /// the decision's span is its process's, which the monitor may not
+    /// know yet (its fork not yet read), but it knows its parent's.
+    ppid: Option<i32>,
     /// How an `ask` was settled.
     approval: Option<Settlement>,
     /// The exec's arguments, when a rule needed them.
@@ -76,7 +80,8 @@ pub(super) struct GuardSummary {
 /// exec span then names it).
 pub(super) struct DueDecision {
     pub span: Span,
-    pub allowed_exec: Option<i32>,
+    /// The pid and file of the exec it allowed.
+    pub allowed_exec: Option<(i32, PathBuf)>,
 }
 
 pub(super) struct PolicyGuard {
@@ -179,18 +184,23 @@ impl PolicyGuard {
     }
 
     /// The decisions made since the last call, as `policy` spans, each the
-    /// child of the span of the process it decided for (`parent_of` its
-    /// pid).
+    /// child of the span of the process it decided for: `span_of` its pid,
+    /// else of its parent's (a process the monitor has not seen fork yet
+    /// has its parent's span).
     pub(super) fn due_decisions(
         &mut self,
         world_id: &str,
-        parent_of: impl Fn(i32) -> SpanId,
+        span_of: impl Fn(i32) -> Option<SpanId>,
+        world_span: SpanId,
     ) -> Vec<DueDecision> {
         let mut due = Vec::new();
         while let Ok(decided) = self.decided.try_recv() {
             let allowed_exec = (decided.on == Access::Exec && decided.effective == Action::Allow)
-                .then_some(decided.pid);
-            let span = policy_span(world_id, parent_of(decided.pid), decided);
+                .then(|| (decided.pid, decided.path.clone()));
+            let parent = span_of(decided.pid)
+                .or_else(|| decided.ppid.and_then(&span_of))
+                .unwrap_or(world_span);
+            let span = policy_span(world_id, parent, decided);
             due.push(DueDecision { span, allowed_exec });
         }
         due
@@ -362,6 +372,7 @@ impl Guard {
         let decided = Decided {
             at: Timestamp::now(),
             pid: request.pid,
+            ppid: parent_of(request.pid),
             path: request.path.clone(),
             on: Access::Open,
             approval: None,
@@ -692,6 +703,7 @@ impl Guard {
         let decided = Decided {
             at: Timestamp::now(),
             pid: request.pid,
+            ppid: parent_of(request.pid),
             path: request.path.clone(),
             action,
             effective,
@@ -709,6 +721,15 @@ impl Guard {
             Action::Ask => Outcome::Ask(decided),
         }
     }
+}
+
+/// The parent of process `pid` (`PPid` of its status), while it lives.
+fn parent_of(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("PPid:"))
+        .and_then(|ppid| ppid.trim().parse().ok())
 }
 
 /// The `PT_INTERP` of an ELF file (its dynamic loader), if it has one:

@@ -479,8 +479,9 @@ pub struct WorldMonitor {
     egress: Option<egress::EgressWatch>,
     /// The policy gate, when its policy says something about execs or opens.
     guard: Option<guard::PolicyGuard>,
-    /// The `policy` spans that allowed each pid's coming exec.
-    exec_decisions: HashMap<i32, Vec<SpanId>>,
+    /// The `policy` spans that allowed each pid's coming execs, with the
+    /// file each allowed.
+    exec_decisions: HashMap<i32, Vec<(PathBuf, SpanId)>>,
     /// The policy's wall time and CPU budget, when it sets either.
     limits: Option<limits::LimitWatch>,
 }
@@ -836,10 +837,11 @@ impl WorldMonitor {
                     event.timestamp_ns,
                     record.as_ref(),
                 );
-                if let Some(decisions) = self.exec_decisions.remove(&tgid) {
+                let decided_by = self.decisions_of_exec(tgid, exec.exe.as_deref());
+                if !decided_by.is_empty() {
                     exec.extra.insert(
                         "decided_by".into(),
-                        serde_json::json!(decisions
+                        serde_json::json!(decided_by
                             .iter()
                             .map(ToString::to_string)
                             .collect::<Vec<_>>()),
@@ -1070,19 +1072,44 @@ impl WorldMonitor {
         };
         let world_span = self.trace.world_span;
         let world_id = self.trace.world_id.clone();
-        let due = guard.due_decisions(&world_id, |pid| {
-            state.current.get(&pid).copied().unwrap_or(world_span)
-        });
+        let due = guard.due_decisions(
+            &world_id,
+            |pid| state.current.get(&pid).copied(),
+            world_span,
+        );
         for decision in due {
-            if let Some(pid) = decision.allowed_exec {
+            if let Some((pid, file)) = decision.allowed_exec {
                 self.exec_decisions
                     .entry(pid)
                     .or_default()
-                    .push(decision.span.span_id);
+                    .push((file, decision.span.span_id));
             }
             self.trace.write(&decision.span)?;
         }
         Ok(())
+    }
+
+    /// The decisions that allowed `pid`'s exec of `exe`: the one about
+    /// that file and those before it (a script's, before its
+    /// interpreter's). The pid's events may be read in a later pass than
+    /// its decisions, so a decision is matched by its file: an earlier
+    /// exec of the pid (of Substrate's own init, which no rule decides)
+    /// does not take it.
+    fn decisions_of_exec(&mut self, pid: i32, exe: Option<&[u8]>) -> Vec<SpanId> {
+        let (Some(exe), Some(pending)) = (exe, self.exec_decisions.get_mut(&pid)) else {
+            return Vec::new();
+        };
+        let Some(last) = pending
+            .iter()
+            .position(|(file, _)| std::os::unix::ffi::OsStrExt::as_bytes(file.as_os_str()) == exe)
+        else {
+            return Vec::new();
+        };
+        let taken: Vec<SpanId> = pending.drain(..=last).map(|(_, id)| id).collect();
+        if pending.is_empty() {
+            self.exec_decisions.remove(&pid);
+        }
+        taken
     }
 
     /// Gives a socket call's span the egress verdict of the packet it sent.
