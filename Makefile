@@ -93,10 +93,13 @@ bench: release bundles
 	bash bench/sensor-exec.sh $(TARGET_DIR)/release/substrate-cli
 	bash bench/shim.sh $(TARGET_DIR)/shim $(BUNDLES)/busybox-image.tar $(TARGET_DIR)/release/libsubstrate_preload.so
 	CARGO=$(CARGO) bash bench/egress.sh
+	CARGO=$(CARGO) bash bench/graph.sh
 
 install: release
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-runtime $(DESTDIR)$(PREFIX)/bin/substrate-runtime
 	install -D -m 0755 $(TARGET_DIR)/release/substrate-cli $(DESTDIR)$(PREFIX)/bin/substrate-cli
+	install -D -m 0755 $(TARGET_DIR)/release/substrate-graph $(DESTDIR)$(PREFIX)/bin/substrate-graph
+	install -D -m 0755 $(TARGET_DIR)/release/substrate-export $(DESTDIR)$(PREFIX)/bin/substrate-export
 	install -D -m 0755 $(TARGET_DIR)/shim/containerd-shim-substrate-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-substrate-v1
 	install -D -m 0644 $(TARGET_DIR)/release/libsubstrate_preload.so $(DESTDIR)$(PREFIX)/lib/substrate/libsubstrate_preload.so
 

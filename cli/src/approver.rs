@@ -86,7 +86,10 @@ pub fn serve(stream: UnixStream, answering: Answering, by: &str) -> Result<u64> 
                 let question = format!(
                     "\r\nsubstrate: pid {pid} wants to {on} {subject}\r\n  {rule}{}\r\n  \
                      allow [o]nce, for this [w]orld, or [d]eny? ({}s) ",
-                    reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+                    reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default(),
                     timeout_ms.div_ceil(1000)
                 );
                 prompt(tty, &mut reader, &mut queue, ask, &question)?
@@ -131,7 +134,10 @@ fn prompt(
             ];
             poll(&mut fds, PollTimeout::NONE)?;
             let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), ready(&fds[1]) || !reader.buffer().is_empty())
+            (
+                ready(&fds[0]),
+                ready(&fds[1]) || !reader.buffer().is_empty(),
+            )
         };
         if socket_ready {
             let mut line = String::new();

@@ -25,6 +25,10 @@ Examples:
   substrate-cli diff build                     what it added (A), changed (C), deleted (D)
   substrate-cli trace build                    what ran in it, as a process tree
   substrate-cli verify build                   are its trace and record whole and unaltered?
+  substrate-cli graph tree build               its process tree from the span graph, with files,
+                                               connections and policy decisions
+  substrate-cli export otlp --endpoint http://localhost:4318 build
+                                               its trace to an OpenTelemetry collector
   substrate-cli rm build                       its record, trace and files gone";
 
 #[derive(Parser, Debug)]
@@ -81,11 +85,18 @@ enum Command {
                       Example: substrate-cli verify build"
     )]
     Verify(commands::verify::VerifyArgs),
+    /// Export worlds' traces as OpenTelemetry traces: to an OTLP collector, or an OTLP JSON file.
+    #[command(long_about = EXPORT_ABOUT)]
+    Export(commands::export::ExportArgs),
     /// Answer a running world's `ask`s: allow once, for the world, or deny.
     #[command(after_help = "Example: substrate-cli approve build --verdict once")]
     Approve(commands::approve::ApproveArgs),
     /// Work with policies: suggest one from recorded worlds.
     Policy(commands::policy::PolicyArgs),
+    /// Query the span graph: process trees, who wrote a path, what a process changed,
+    /// connections, suspicious chains (`substrate-cli graph --help`).
+    #[command(after_help = "Example: substrate-cli graph who-wrote /etc/passwd")]
+    Graph(commands::graph::GraphArgs),
     /// Check this host: kernel, cgroups, tools and dirs a world needs.
     #[command(long_about = commands::doctor::ABOUT)]
     Doctor(commands::doctor::DoctorArgs),
@@ -107,6 +118,24 @@ Examples:
   substrate-cli run --name build --memory 4g --cpus 2 -- make -j2
   substrate-cli run --bundle target/bundles/busybox -- sh -c 'touch /hello'
   substrate-cli run --keep -- make install     (--keep: the files stay to look at)";
+
+/// `export --help`'s opening.
+const EXPORT_ABOUT: &str = "\
+Export worlds' traces as OpenTelemetry traces: one trace per world, its
+processes, files, network and decisions as spans with their parent links,
+attributes named after OpenTelemetry's semantic conventions (docs/export.md).
+
+`otlp` sends them to an OTLP/HTTP collector (Jaeger, Tempo, the OpenTelemetry
+Collector); `otlp-json` writes the OTLP JSON file format. Without WORLDs,
+every world that has ended. A node whose /etc/substrate/config.yaml names a
+collector (export: {otlp: {endpoint: URL}}) exports each world as it ends.
+
+The exporter is the substrate-export binary, installed beside substrate-cli
+(`cargo build -p substrate-export`; `make build` and `make install` do).
+
+Examples:
+  substrate-cli export otlp --endpoint http://localhost:4318 build
+  substrate-cli export otlp-json worlds.otlp.jsonl";
 
 /// `run`'s own failures exit with this (as `docker run`), so they are told
 /// apart from the command's exit statuses.
@@ -143,8 +172,10 @@ fn main() -> ExitCode {
         Command::Gc(args) => (commands::gc::gc(args, &runtime), 1),
         Command::Trace(args) => (commands::trace::trace(args, &runtime).map(|()| 0), 1),
         Command::Verify(args) => (commands::verify::verify(args, &runtime), 2),
+        Command::Export(args) => (commands::export::export(args, &runtime), 1),
         Command::Doctor(args) => (commands::doctor::doctor(args, &runtime), 1),
         Command::Policy(args) => (commands::policy::policy(args, &runtime), 1),
+        Command::Graph(args) => (commands::graph::graph(args, &runtime), 1),
     };
     match result {
         Ok(code) => ExitCode::from(code),

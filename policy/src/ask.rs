@@ -92,13 +92,19 @@ mod tests {
         use Unanswered::*;
         let node = ask(Some(30), Some(Allow));
         assert_eq!(node.narrow(&ask(Some(10), None)), ask(Some(10), Some(Deny)));
-        assert_eq!(node.narrow(&ask(Some(90), Some(Allow))), ask(Some(30), Some(Allow)));
+        assert_eq!(
+            node.narrow(&ask(Some(90), Some(Allow))),
+            ask(Some(30), Some(Allow))
+        );
         // An inline timeout cannot outlast the default the node leaves.
         assert_eq!(
             ask(None, None).narrow(&ask(Some(600), None)).timeout(),
             DEFAULT_TIMEOUT
         );
         assert_eq!(ask(None, None).narrow(&ask(None, None)), ask(None, None));
-        assert_eq!(ask(None, None).narrow(&ask(None, Some(Allow))).unanswered(), Deny);
+        assert_eq!(
+            ask(None, None).narrow(&ask(None, Some(Allow))).unanswered(),
+            Deny
+        );
     }
 }

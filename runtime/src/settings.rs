@@ -274,24 +274,37 @@ mod tests {
     fn unknown_keys_are_errors_with_their_line_and_column() {
         let message = error("export:\n  otlp:\n    endpoint: http://c:4318\n    header: {}\n");
         assert!(
-            message.starts_with("/etc/substrate/config.yaml:4:5: export.otlp: unknown field `header`"),
+            message
+                .starts_with("/etc/substrate/config.yaml:4:5: export.otlp: unknown field `header`"),
             "{message}"
         );
         let message = error("exports: {}\n");
-        assert!(message.starts_with("/etc/substrate/config.yaml:1:1: "), "{message}");
+        assert!(
+            message.starts_with("/etc/substrate/config.yaml:1:1: "),
+            "{message}"
+        );
         assert!(message.contains("unknown field `exports`"), "{message}");
     }
 
     #[test]
     fn bad_endpoints_and_headers_are_marked_where_they_are() {
         let message = error("export:\n  otlp:\n    endpoint: collector:4318\n");
-        assert!(message.starts_with("/etc/substrate/config.yaml:3:15: "), "{message}");
-        assert!(message.contains("not an http:// or https:// URL"), "{message}");
+        assert!(
+            message.starts_with("/etc/substrate/config.yaml:3:15: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("not an http:// or https:// URL"),
+            "{message}"
+        );
         let message = error("export:\n  otlp:\n    endpoint: http:///v1\n");
         assert!(message.contains("names no host"), "{message}");
         let message =
             error("export:\n  otlp:\n    endpoint: http://c\n    headers:\n      \"a b\": x\n");
-        assert!(message.starts_with("/etc/substrate/config.yaml:5:7: "), "{message}");
+        assert!(
+            message.starts_with("/etc/substrate/config.yaml:5:7: "),
+            "{message}"
+        );
         assert!(message.contains("not an HTTP header name"), "{message}");
         let message = error("export:\n  otlp:\n    headers: {}\n");
         assert!(message.contains("missing field `endpoint`"), "{message}");

@@ -126,16 +126,19 @@ impl Gate {
         Ok(gate)
     }
 
-    /// Reads the events queued now (none: an empty list).
+    /// Reads the events queued now, as many as one read returns (none: an
+    /// empty list); the group stays readable while more are queued.
     pub fn read(&self) -> io::Result<Vec<Request>> {
         let mut buffer = [0u8; 4096];
         let mut requests = Vec::new();
-        loop {
-            let size = match nix::unistd::read(self.group.as_raw_fd(), &mut buffer) {
-                Ok(size) => size,
-                Err(Errno::EAGAIN) => return Ok(requests),
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
+        {
+            let size = loop {
+                match nix::unistd::read(self.group.as_raw_fd(), &mut buffer) {
+                    Ok(size) => break size,
+                    Err(Errno::EAGAIN) => return Ok(requests),
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
             };
             let at = Instant::now();
             let mut offset = 0;
@@ -173,6 +176,7 @@ impl Gate {
                 });
             }
         }
+        Ok(requests)
     }
 
     /// Hands every event to `decide`, until `stop` is readable (or closed).
@@ -301,7 +305,12 @@ impl Request {
                 None => field.parse().ok(),
             })
             .collect::<Option<_>>()
-            .ok_or_else(|| invalid(&format!("the process is not in a system call ({})", syscall.trim())))?;
+            .ok_or_else(|| {
+                invalid(&format!(
+                    "the process is not in a system call ({})",
+                    syscall.trim()
+                ))
+            })?;
         let argv_at = match fields.as_slice() {
             [nr, _path, argv, ..] if *nr == EXEC_SYSCALLS.0 => *argv,
             [nr, _dirfd, _path, argv, ..] if *nr == EXEC_SYSCALLS.1 => *argv,

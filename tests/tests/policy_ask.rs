@@ -32,7 +32,9 @@ fn asking_policy(dir: &Path, extra: &str) -> String {
 /// `substrate-cli run --name ID --policy POLICY -- sh -c SCRIPT`, started.
 fn spawn_run(runtime: &Runtime, id: &str, policy: &str, script: &str) -> Child {
     runtime
-        .cli(&["run", "--name", id, "--policy", policy, "--", "/bin/sh", "-c", script])
+        .cli(&[
+            "run", "--name", id, "--policy", policy, "--", "/bin/sh", "-c", script,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -89,7 +91,10 @@ fn an_ask_answered_once_runs_the_exec_and_the_span_says_who_answered() {
     assert_eq!(span["enforcement"]["effective"], "allow");
     assert_eq!(span["approval"]["answer"], "once");
     let by = span["approval"]["by"].as_str().unwrap();
-    assert!(by.starts_with("substrate-cli approve") && by.contains("uid 0"), "{by}");
+    assert!(
+        by.starts_with("substrate-cli approve") && by.contains("uid 0"),
+        "{by}"
+    );
     assert!(span["approval"]["waited_ms"].as_u64().is_some());
 }
 
@@ -116,7 +121,11 @@ fn an_unanswered_ask_is_settled_by_the_default_after_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     for (extra, expected, effective) in [
         ("ask:\n  timeout: 2\n", "id 126\n", "deny"),
-        ("ask:\n  timeout: 2\n  default: allow\n", "0\nid 0\n", "allow"),
+        (
+            "ask:\n  timeout: 2\n  default: allow\n",
+            "0\nid 0\n",
+            "allow",
+        ),
     ] {
         let policy = asking_policy(dir.path(), extra);
         let id = unique_id("ask-timeout");
@@ -157,7 +166,9 @@ fn an_ask_answered_for_the_world_is_not_asked_again() {
         spans[1]["approval"]["by"],
         "an approver, earlier in this world"
     );
-    assert!(spans.iter().all(|s| s["enforcement"]["effective"] == "allow"));
+    assert!(spans
+        .iter()
+        .all(|s| s["enforcement"]["effective"] == "allow"));
 }
 
 /// `substrate-cli run` on a terminal prompts there: driven through a pty.
@@ -171,7 +182,14 @@ fn run_on_a_terminal_prompts_and_the_answer_typed_there_decides() {
         let pty = nix::pty::openpty(None, None).unwrap();
         let slave = |pty: &OwnedFd| Stdio::from(pty.try_clone().unwrap());
         let mut command = runtime.cli(&[
-            "run", "--name", &id, "--policy", &policy, "--", "/bin/sh", "-c",
+            "run",
+            "--name",
+            &id,
+            "--policy",
+            &policy,
+            "--",
+            "/bin/sh",
+            "-c",
             "/usr/bin/id -u; echo \"id $?\"",
         ]);
         command

@@ -355,8 +355,17 @@ fn a_file_deny_read_names_is_refused_however_it_is_opened_or_renamed() {
     let id = unique_id("policy-read");
     let out = runtime
         .cli(&[
-            "run", "--name", &id, "--seccomp", "unconfined", "--policy", &policy, "--", "/bin/sh",
-            "-c", &script,
+            "run",
+            "--name",
+            &id,
+            "--seccomp",
+            "unconfined",
+            "--policy",
+            &policy,
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
         ])
         .output()
         .unwrap();
@@ -386,12 +395,20 @@ fn a_file_deny_read_names_is_refused_however_it_is_opened_or_renamed() {
         .into_iter()
         .filter(|s| s["kind"] == "policy")
         .collect();
-    let refused = ("deny".to_owned(), "filesystem.deny_read[0]".to_owned(), "deny".to_owned());
+    let refused = (
+        "deny".to_owned(),
+        "filesystem.deny_read[0]".to_owned(),
+        "deny".to_owned(),
+    );
     // cat, busybox, python, io_uring, the append.
     assert_eq!(open_decisions(&spans, key), vec![refused.clone(); 5]);
     assert_eq!(
         open_decisions(&spans, dotenv),
-        [("deny".into(), "filesystem.deny_read[1]".into(), "deny".into())]
+        [(
+            "deny".into(),
+            "filesystem.deny_read[1]".into(),
+            "deny".into()
+        )]
     );
     assert_eq!(
         open_decisions(&spans, &format!("{home}/link")),
@@ -420,7 +437,11 @@ fn observe_mode_opens_a_deny_read_file_and_records_it() {
     let key = key.to_str().unwrap();
     let (stdout, spans) = run(&runtime, &policy, &format!("cat {key}; cat {key}"));
     assert_eq!(stdout, "SECRET\nSECRET\n");
-    let observed = ("deny".to_owned(), "filesystem.deny_read[0]".to_owned(), "allow".to_owned());
+    let observed = (
+        "deny".to_owned(),
+        "filesystem.deny_read[0]".to_owned(),
+        "allow".to_owned(),
+    );
     assert_eq!(open_decisions(&spans, key), [observed.clone(), observed]);
 }
 
@@ -500,7 +521,14 @@ fn a_decision_is_linked_to_the_process_it_decided_for_and_the_exec_it_allowed() 
     let id = unique_id("policy-link");
     let out = runtime
         .cli(&[
-            "run", "--name", &id, "--policy", &policy, "--", "/bin/sh", "-c",
+            "run",
+            "--name",
+            &id,
+            "--policy",
+            &policy,
+            "--",
+            "/bin/sh",
+            "-c",
             "/usr/bin/id; /usr/bin/true",
         ])
         .output()

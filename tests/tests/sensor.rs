@@ -7,11 +7,9 @@
 //! trace tests (`make test`).
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
-use substrate_tests::{compile_static, programs_dir, unique_id, unused_loopback_port, workspace_root, Runtime};
+use substrate_tests::{compile_static, programs_dir, unique_id, unused_loopback_port, Runtime};
 
 fn world_span(spans: &[Value]) -> &Value {
     spans

@@ -244,15 +244,35 @@ fn a_monitor_that_falls_behind_writes_down_the_loss() {
     });
     let spans = rt.spans(&id);
     let losses: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "loss").collect();
-    assert_eq!(losses.len(), 1, "one overrun, one loss span: {losses:#?}");
+    // The connector's overrun, once; the eBPF sensor's ring, which the
+    // stopped monitor does not drain either, may have filled too (how many
+    // execs ran before the kill depends on the host's load): each loss is
+    // written down once, by its source.
+    let by_source = |source: &str| {
+        losses
+            .iter()
+            .filter(|s| s["detail"]["source"] == source)
+            .count()
+    };
     assert_eq!(
-        losses[0]["detail"]["source"], "proc_connector",
-        "{}",
-        losses[0]
+        by_source("proc_connector"),
+        1,
+        "one overrun, one loss span: {losses:#?}"
+    );
+    assert!(by_source("ebpf") <= 1, "{losses:#?}");
+    assert_eq!(
+        by_source("proc_connector") + by_source("ebpf"),
+        losses.len(),
+        "{losses:#?}"
     );
     let world: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "world").collect();
     assert_eq!(world.len(), 1);
-    assert_eq!(world[0]["detail"]["spans"]["loss"], 1, "{}", world[0]);
+    assert_eq!(
+        world[0]["detail"]["spans"]["loss"],
+        losses.len(),
+        "{}",
+        world[0]
+    );
     substrate_tests::assert_no_leftovers(rt.root(), &id);
 }
 

@@ -57,7 +57,12 @@ pub fn approve(args: ApproveArgs, runtime: &Runtime) -> Result<u8> {
             if !std::io::stdin().is_terminal() {
                 bail!("no terminal to ask on: give --verdict once|world|deny");
             }
-            Answering::Prompt(std::fs::File::options().read(true).write(true).open("/dev/tty")?)
+            Answering::Prompt(
+                std::fs::File::options()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/tty")?,
+            )
         }
     };
     let stream = approver::connect(&world_dir, Duration::from_secs(args.wait))?;

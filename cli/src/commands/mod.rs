@@ -3,7 +3,9 @@
 pub mod approve;
 pub mod diff;
 pub mod doctor;
+pub mod export;
 pub mod gc;
+pub mod graph;
 pub mod inspect;
 pub mod kill;
 pub mod policy;

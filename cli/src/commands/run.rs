@@ -1,7 +1,7 @@
 //! `substrate-cli run`: run a command in a new world, then record it.
 
-use std::io::IsTerminal;
 use std::fs;
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;

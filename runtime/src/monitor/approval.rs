@@ -307,14 +307,12 @@ impl<T> Server<T> {
 
     fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
-            let peer = nix::sys::socket::getsockopt(
-                &stream,
-                nix::sys::socket::sockopt::PeerCredentials,
-            )
-            .map_or_else(
-                |_| "unknown peer".to_owned(),
-                |c| format!("uid {} pid {}", c.uid(), c.pid()),
-            );
+            let peer =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                    .map_or_else(
+                        |_| "unknown peer".to_owned(),
+                        |c| format!("uid {} pid {}", c.uid(), c.pid()),
+                    );
             // A slow or half-written approver must not hold the monitor
             // (and with it every ask's timeout): it is dropped instead.
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));

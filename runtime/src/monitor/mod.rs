@@ -26,11 +26,12 @@
 //! Lost events (a receive-buffer overrun, a full ring) are written as `loss`
 //! spans: silence never means "nothing happened".
 
-mod attach;
 pub mod approval;
-pub mod export;
-mod guard;
+mod attach;
 mod egress;
+pub mod export;
+mod graph;
+mod guard;
 mod kernel;
 mod lease;
 mod limits;
@@ -367,6 +368,7 @@ impl MonitorReport {
         let spans = trace.close()?;
         if record.is_some() {
             export::world_ended(runtime.store(), id);
+            graph::world_ended(runtime.store(), id);
         }
         Ok(ClosedWorld {
             record,
@@ -579,8 +581,8 @@ impl WorldMonitor {
             .map_err(MonitorError::Guard)?,
             None => None,
         };
-        let limits = limits::LimitWatch::start(store, id, record.as_ref())
-            .map_err(MonitorError::Limits)?;
+        let limits =
+            limits::LimitWatch::start(store, id, record.as_ref()).map_err(MonitorError::Limits)?;
         let inject_dir = store.inject_dir(id);
         let socket = inject_dir
             .is_dir()

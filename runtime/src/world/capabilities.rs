@@ -87,7 +87,11 @@ mod tests {
         if let Some(set) = bounding {
             builder = builder.capabilities(
                 LinuxCapabilitiesBuilder::default()
-                    .bounding(set.iter().copied().collect::<std::collections::HashSet<_>>())
+                    .bounding(
+                        set.iter()
+                            .copied()
+                            .collect::<std::collections::HashSet<_>>(),
+                    )
                     .build()
                     .unwrap(),
             );
@@ -102,8 +106,14 @@ mod tests {
     #[test]
     fn a_process_without_capabilities_holds_them_all() {
         assert!(may_hold(&process(None), Capability::NetAdmin));
-        assert!(may_hold(&process(Some(&[Capability::NetAdmin])), Capability::NetAdmin));
-        assert!(!may_hold(&process(Some(&[Capability::Kill])), Capability::NetAdmin));
+        assert!(may_hold(
+            &process(Some(&[Capability::NetAdmin])),
+            Capability::NetAdmin
+        ));
+        assert!(!may_hold(
+            &process(Some(&[Capability::Kill])),
+            Capability::NetAdmin
+        ));
         assert!(!may_hold(&process(Some(&[])), Capability::SysAdmin));
     }
 }

@@ -56,10 +56,10 @@ impl World {
             .map(|record| super::capabilities::forbidden_in(&record))
             .unwrap_or_default();
         if let Some(forbidden) = forbidden.iter().find(|f| {
-            options
-                .capabilities
-                .iter()
-                .any(|cap| cap.eq_ignore_ascii_case(f.name) || format!("CAP_{cap}").eq_ignore_ascii_case(f.name))
+            options.capabilities.iter().any(|cap| {
+                cap.eq_ignore_ascii_case(f.name)
+                    || format!("CAP_{cap}").eq_ignore_ascii_case(f.name)
+            })
         }) {
             return Err(Error::UnsupportedConfig {
                 path: PathBuf::from("--cap"),

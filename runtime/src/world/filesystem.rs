@@ -452,6 +452,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+    use oci_spec::runtime::Capability;
 
     fn section(yaml: &str) -> FilesystemPolicy {
         Policy::parse(&format!("version: 1\nfilesystem:\n{yaml}"))
