@@ -295,26 +295,24 @@ impl ArgvPrefix {
                 .all(|(want, got)| want.as_bytes() == got.as_ref())
     }
 
-    /// Whether `argv` starts with this prefix (see the module's doc for
-    /// how the first element is compared).
-    pub fn matches<A: AsRef<[u8]>>(&self, argv: &[A]) -> bool {
-        argv.len() >= self.0.len()
-            && self
-                .0
-                .iter()
-                .zip(argv)
-                .enumerate()
-                .all(|(index, (want, got))| {
-                    let got = got.as_ref();
-                    let want = want.as_bytes();
-                    if index == 0 && !want.contains(&b'/') {
-                        want == got || want == last_component(got)
-                    } else {
-                        want == got
-                    }
-                })
-    }
-}
+    /// Whether an exec of `exe` with `argv` matches this prefix (see the
+    /// module's doc): its first element names the program — `argv[0]` or
+    /// `exe` (normalized) whole, or, without a `/`, either's last
+    /// component — and the others are `argv[1..]`'s first, whole.
+    pub fn matches<A: AsRef<[u8]>>(&self, argv: &[A], exe: &std::path::Path) -> bool {
+        let Some(first) = argv.first().map(AsRef::as_ref) else {
+            return false;
+        };
+        let want = self.0[0].as_bytes();
+        let exe_whole = crate::filesystem::resolved(exe);
+        let exe_name = last_component(std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()));
+        let names_program = if want.contains(&b'/') {
+            want == first || exe_whole.as_deref() == Some(want)
+        } else {
+            want == first || want == last_component(first) || want == exe_name
+        };
+        names_program && self.matches_program(argv, want)
+    }}
 
 /// What follows the last `/` of `path` (all of it without one).
 pub(crate) fn last_component(path: &[u8]) -> &[u8] {
@@ -592,19 +590,24 @@ mod tests {
 
     #[test]
     fn argv_prefixes() {
+        let tool = std::path::Path::new("/opt/tool");
         let push = argv(&["git", "push"]);
-        assert!(push.matches(&[b"git".as_slice(), b"push", b"-f"]));
-        assert!(push.matches(&["/usr/bin/git", "push"]));
-        assert!(!push.matches(&["git"]));
-        assert!(!push.matches(&["git", "pull"]));
-        assert!(!push.matches(&["legit", "push"]));
-        assert!(!push.matches(&["git/", "push"]));
+        assert!(push.matches(&[b"git".as_slice(), b"push", b"-f"], tool));
+        assert!(push.matches(&["/usr/bin/git", "push"], tool));
+        assert!(!push.matches(&["git"], tool));
+        assert!(!push.matches(&["git", "pull"], tool));
+        assert!(!push.matches(&["legit", "push"], tool));
+        assert!(!push.matches(&["git/", "push"], tool));
+        // The program run, whatever argv[0] says.
+        let git = std::path::Path::new("/usr//bin/git");
+        assert!(push.matches(&["made-up", "push"], git));
         let exact = argv(&["/usr/bin/git", "push"]);
-        assert!(exact.matches(&["/usr/bin/git", "push"]));
-        assert!(!exact.matches(&["git", "push"]));
-        assert!(!exact.matches(&["/opt/usr/bin/git", "push"]));
+        assert!(exact.matches(&["/usr/bin/git", "push"], tool));
+        assert!(!exact.matches(&["git", "push"], tool));
+        assert!(exact.matches(&["git", "push"], git));
+        assert!(!exact.matches(&["/opt/usr/bin/git", "push"], tool));
         // Later elements are compared whole, never by their last component.
-        assert!(!argv(&["cat", "id_rsa"]).matches(&["cat", "/root/.ssh/id_rsa"]));
+        assert!(!argv(&["cat", "id_rsa"]).matches(&["cat", "/root/.ssh/id_rsa"], tool));
         assert!(ArgvPrefix::new(vec![]).is_err());
     }
 

@@ -264,7 +264,7 @@ fn plain_match(matches: &Match, exec: &Exec) -> bool {
         && matches
             .argv
             .as_ref()
-            .is_none_or(|want| want.matches(exec.argv))
+            .is_none_or(|want| want.matches(exec.argv, exe))
         && matches
             .sha256
             .is_none_or(|want| exec.sha256 == Some(want.0))
