@@ -463,7 +463,8 @@ fn rules_on_the_arguments_are_decided_on_the_execs_own_argv() {
     let (stdout, spans) = run(
         &runtime,
         &policy,
-        "git push 2>/dev/null; echo \"push $?\"; \
+        // Outside any repository, whatever the test's working directory.
+        "cd /; git push 2>/dev/null; echo \"push $?\"; \
          python3 -c 'import os; os.execv(\"/usr/bin/git\", [\"notgit\", \"push\"])' 2>/dev/null; echo \"python $?\"; \
          /bin/busybox sh -c 'exec git push' 2>/dev/null; echo \"busybox $?\"; \
          env -i /usr/bin/git push 2>/dev/null; echo \"env $?\"; \
