@@ -111,6 +111,13 @@ fn exit_code(record: &Value) -> Value {
 /// (which has no handler, and is not PID 1) dies at once: 130, as a shell
 /// reports a SIGINT. Without the init, PID 1 ignored it and was killed 2 s
 /// later (137).
+
+/// How soon a world Ctrl-C stops counts as stopped by it: well under
+/// `run`'s grace before it kills (2 s), so that a world killed after the
+/// grace fails; how fast it is, a loaded host aside, is `make bench`'s
+/// business, not a test's.
+const PROMPTLY: Duration = Duration::from_secs(1);
+
 #[test]
 fn ctrl_c_stops_a_plain_program_at_once_with_130() {
     let rt = Runtime::new();
@@ -138,11 +145,11 @@ fn ctrl_c_stops_a_plain_program_at_once_with_130() {
     };
     let (command, init) = (ended(2), ended(1));
     assert!(
-        took < Duration::from_millis(200),
+        took < PROMPTLY,
         "Ctrl-C took {took:?} to end the run (the command ended {command:?} after it, \
          the init {init:?}): {stderr}"
     );
-    assert!(init < Duration::from_millis(100), "{init:?}");
+    assert!(init < PROMPTLY, "{init:?}");
     assert_eq!(exit_code(&rt.record(&id)), 130);
     assert!(running("sleep 3011").is_empty());
     assert_no_leftovers(rt.root(), &id);
@@ -172,7 +179,7 @@ fn ctrl_c_typed_in_a_terminal_stops_the_world() {
     script.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
     let (status, took) = wait_within(&mut script, Duration::from_secs(5));
     assert_eq!(status.code(), Some(130));
-    assert!(took < Duration::from_millis(200), "^C took {took:?}");
+    assert!(took < PROMPTLY, "^C took {took:?}");
     assert_eq!(exit_code(&rt.record(&id)), 130);
     assert_no_leftovers(rt.root(), &id);
 }
