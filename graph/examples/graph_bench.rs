@@ -457,18 +457,51 @@ fn write_traces(state: &Path, spans: usize, per_world: usize) -> (Vec<String>, u
     (ids, total, mix)
 }
 
-/// Median and worst of `runs` runs of `f`, in ms, and what it returned.
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, f64, T) {
+/// CPU seconds (user + system) this process has used, every thread: what
+/// an ingest costs whatever else the machine runs (/proc/self/stat, proc(5)).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15: 11 and 12 after the comm.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Nanoseconds this thread has run on a CPU (CLOCK_THREAD_CPUTIME_ID): a
+/// query's cost whatever else the machine runs.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Median and worst of `runs` runs of `f`, in ms (wall), the median CPU
+/// time of this thread, and what it returned.
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, f64, f64, T) {
     let mut times = Vec::with_capacity(runs);
+    let mut cpus = Vec::with_capacity(runs);
     let mut last = None;
     for _ in 0..runs {
         let t = Instant::now();
+        let c = thread_cpu_ns();
         last = Some(f());
+        cpus.push(thread_cpu_ns() - c);
         times.push(t.elapsed());
     }
     times.sort();
+    cpus.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(times[runs / 2]), ms(times[runs - 1]), last.unwrap())
+    (
+        ms(times[runs / 2]),
+        ms(times[runs - 1]),
+        cpus[runs / 2] as f64 / 1e6,
+        last.unwrap(),
+    )
 }
 
 fn main() {
@@ -477,6 +510,9 @@ fn main() {
     let mut base: Option<PathBuf> = None;
     let mut cli: Option<PathBuf> = None;
     let mut queries = true;
+    let mut keep = false;
+    let mut reuse = false;
+    let mut runs = 15usize;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--sizes" => {
@@ -490,14 +526,28 @@ fn main() {
             "--dir" => base = Some(args.next().expect("--dir DIR").into()),
             "--cli" => cli = Some(args.next().expect("--cli substrate-graph").into()),
             "--ingest-only" => queries = false,
+            // The traces and the store are left in DIR (last size only).
+            "--keep" => keep = true,
+            // Queries only, on what `--keep` left in DIR (one size).
+            "--reuse" => reuse = true,
+            "--runs" => runs = args.next().expect("--runs N").parse().expect("a number"),
             other => panic!("unknown argument {other}"),
         }
     }
     let base = base.unwrap_or_else(|| std::env::temp_dir().join("substrate-graph-bench"));
     println!("# substrate-graph benchmark: worlds of ~1000 spans (graph/examples/graph_bench.rs)");
-    for size in sizes {
-        let _ = std::fs::remove_dir_all(&base);
+    let last = sizes.len().saturating_sub(1);
+    for (i, size) in sizes.into_iter().enumerate() {
         let state = base.join("state");
+        if reuse {
+            let traces = Traces::new(&state);
+            let worlds = traces.worlds().unwrap();
+            println!("\n## queries on the store kept in {}", base.display());
+            let dir = GraphDir::new(base.join("graph"));
+            queries_of(&Graph::open(&dir).unwrap(), &worlds, runs);
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&base);
         let t = Instant::now();
         let (worlds, spans, mix) = write_traces(&state, size, 1000);
         let trace_bytes: u64 = worlds
@@ -518,22 +568,36 @@ fn main() {
         let traces = Traces::new(&state);
         let dir = GraphDir::new(base.join("graph"));
         let t = Instant::now();
+        let cpu = cpu_secs();
         {
+            // As `substrate-graph ingest` (every world) and `rebuild` do.
             let writer = Graph::open_writer(&dir, store::LOCK_WAIT).unwrap();
-            for w in &worlds {
-                writer
-                    .ingest(w, &traces.trace(w).unwrap(), &IngestOptions::default())
-                    .unwrap();
+            let found: Vec<(&str, PathBuf)> = worlds
+                .iter()
+                .map(|w| (w.as_str(), traces.trace(w).unwrap()))
+                .collect();
+            let found: Vec<(&str, &std::path::Path)> =
+                found.iter().map(|(w, t)| (*w, t.as_path())).collect();
+            for report in writer
+                .ingest_many(&found, &IngestOptions::default())
+                .unwrap()
+            {
+                report.unwrap();
             }
             writer.flush().unwrap();
         }
         let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu;
         let graph = Graph::open(&dir).unwrap();
         let disk = graph.disk_bytes();
         println!(
-            "ingest: {:.2} s, {:.0} spans/s (one world's trace at a time, then a flush)",
+            "ingest: {:.2} s, {:.0} spans/s (every world, as `ingest` does, then a flush)",
             secs,
             spans as f64 / secs
+        );
+        println!(
+            "ingest CPU: {cpu:.2} s on all threads, {:.1} us/span",
+            cpu * 1e6 / spans as f64
         );
         println!(
             "store: {:.1} MB, {:.0} bytes/span (trace: {:.0} bytes/span)",
@@ -542,8 +606,43 @@ fn main() {
             trace_bytes as f64 / spans as f64
         );
         if !queries {
+            if keep && i == last {
+                return;
+            }
             continue;
         }
+        queries_of(&graph, &worlds, runs);
+        drop(graph);
+        if let Some(cli) = &cli {
+            let world = &worlds[worlds.len() / 2];
+            // What a person waits for: a process that opens the store,
+            // answers and exits.
+            let (median, worst, _, _) = time(5, || {
+                let out = std::process::Command::new(cli)
+                    .arg("--graph-dir")
+                    .arg(dir.path())
+                    .args(["tree", world, "--json"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+            });
+            println!(
+                "  {:<44} {median:>8.2} {worst:>8.2}   (a process: open, answer, exit)",
+                "substrate-graph tree WORLD --json"
+            );
+        }
+        if keep && i == last {
+            return;
+        }
+    }
+    if !keep {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+/// Each query, `runs` times.
+fn queries_of(graph: &Graph, worlds: &[String], runs: usize) {
+    {
         // Targets: a world in the middle; its shell; the deepest process
         // with children; a path it alone wrote; one every world writes.
         let world = &worlds[worlds.len() / 2];
@@ -560,9 +659,11 @@ fn main() {
             .and_then(|c| c.process.span.clone())
             .unwrap();
         let own_path = "/tmp/installer";
-        println!("query (runs: 15; median / worst ms; answer size):");
-        let report = |name: &str, (median, worst, rows): (f64, f64, usize)| {
-            println!("  {name:<44} {median:>8.2} {worst:>8.2}   {rows} rows");
+        println!(
+            "query (runs: {runs}; median / worst ms; median CPU ms of the thread; answer size):"
+        );
+        let report = |name: &str, (median, worst, cpu, rows): (f64, f64, f64, usize)| {
+            println!("  {name:<44} {median:>8.2} {worst:>8.2} {cpu:>8.2}   {rows} rows");
         };
         let nodes = |n: &substrate_graph::query::tree::Node| -> usize {
             fn count(n: &substrate_graph::query::tree::Node) -> usize {
@@ -571,80 +672,61 @@ fn main() {
             count(n)
         };
         report("tree WORLD (a world of ~1000 spans)", {
-            let (a, b, t) = time(15, || graph.tree(world, None).unwrap());
-            (a, b, nodes(&t.root))
+            let (a, b, c, t) = time(runs, || graph.tree(world, None).unwrap());
+            (a, b, c, nodes(&t.root))
         });
         report("tree SPAN (one job below the shell)", {
-            let (a, b, t) = time(15, || graph.tree(&job, None).unwrap());
-            (a, b, nodes(&t.root))
+            let (a, b, c, t) = time(runs, || graph.tree(&job, None).unwrap());
+            (a, b, c, nodes(&t.root))
         });
         report("who-wrote PATH (a path of one world)", {
             let p = format!("/work/dist/{world}.tar");
-            let (a, b, t) = time(15, || graph.who_wrote(p.as_bytes()).unwrap());
-            (a, b, t.changes.len())
+            let (a, b, c, t) = time(runs, || graph.who_wrote(p.as_bytes()).unwrap());
+            (a, b, c, t.changes.len())
         });
         report("who-wrote /tmp/installer (2% of worlds)", {
-            let (a, b, t) = time(15, || graph.who_wrote(own_path.as_bytes()).unwrap());
-            (a, b, t.changes.len())
+            let (a, b, c, t) = time(runs, || graph.who_wrote(own_path.as_bytes()).unwrap());
+            (a, b, c, t.changes.len())
         });
         report("who-wrote /var/log/build.log (every world)", {
-            let (a, b, t) = time(15, || graph.who_wrote(b"/var/log/build.log").unwrap());
-            (a, b, t.changes.len())
+            let (a, b, c, t) = time(runs, || graph.who_wrote(b"/var/log/build.log").unwrap());
+            (a, b, c, t.changes.len())
         });
         report("what-changed SPAN (the job)", {
-            let (a, b, t) = time(15, || graph.what_changed(&job, None).unwrap());
-            (a, b, t.changes.len())
+            let (a, b, c, t) = time(runs, || graph.what_changed(&job, None).unwrap());
+            (a, b, c, t.changes.len())
         });
         report("what-changed SPAN (the world's shell)", {
-            let (a, b, t) = time(15, || graph.what_changed(&shell, None).unwrap());
-            (a, b, t.changes.len())
+            let (a, b, c, t) = time(runs, || graph.what_changed(&shell, None).unwrap());
+            (a, b, c, t.changes.len())
         });
         report("connections --world W", {
-            let (a, b, t) = time(15, || graph.connections(Some(world), false).unwrap());
-            (a, b, t.connections.len())
+            let (a, b, c, t) = time(runs, || graph.connections(Some(world), false).unwrap());
+            (a, b, c, t.connections.len())
         });
         report("connections --blocked --world W", {
-            let (a, b, t) = time(15, || graph.connections(Some(world), true).unwrap());
-            (a, b, t.connections.len())
+            let (a, b, c, t) = time(runs, || graph.connections(Some(world), true).unwrap());
+            (a, b, c, t.connections.len())
         });
         report("connections --blocked (every world)", {
-            let (a, b, t) = time(15, || graph.connections(None, true).unwrap());
-            (a, b, t.connections.len())
+            let (a, b, c, t) = time(runs, || graph.connections(None, true).unwrap());
+            (a, b, c, t.connections.len())
         });
         report("chains --world W", {
-            let (a, b, t) = time(15, || graph.chains(Some(world), None).unwrap());
-            (a, b, t.chains.len())
+            let (a, b, c, t) = time(runs, || graph.chains(Some(world), None).unwrap());
+            (a, b, c, t.chains.len())
         });
         report("chains (every world)", {
-            let (a, b, t) = time(15, || graph.chains(None, None).unwrap());
-            (a, b, t.chains.len())
+            let (a, b, c, t) = time(runs, || graph.chains(None, None).unwrap());
+            (a, b, c, t.chains.len())
         });
         report("chains --kind download_exec (every world)", {
-            let (a, b, t) = time(15, || graph.chains(None, Some("download_exec")).unwrap());
-            (a, b, t.chains.len())
+            let (a, b, c, t) = time(runs, || graph.chains(None, Some("download_exec")).unwrap());
+            (a, b, c, t.chains.len())
         });
         report("connections (every world, every destination)", {
-            let (a, b, t) = time(3, || graph.connections(None, false).unwrap());
-            (a, b, t.connections.len())
+            let (a, b, c, t) = time(3, || graph.connections(None, false).unwrap());
+            (a, b, c, t.connections.len())
         });
-        drop(graph);
-        if let Some(cli) = &cli {
-            // What a person waits for: a process that opens the store,
-            // answers and exits.
-            let (median, worst, _) = time(5, || {
-                let out = std::process::Command::new(cli)
-                    .arg("--graph-dir")
-                    .arg(dir.path())
-                    .args(["tree", world, "--json"])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success());
-            });
-            println!(
-                "  {:<44} {median:>8.2} {worst:>8.2}   (a process: open, answer, exit)",
-                "substrate-graph tree WORLD --json"
-            );
-        }
     }
-    let _ = std::fs::remove_dir_all(&base);
 }

@@ -109,6 +109,136 @@ impl GraphWriter {
     /// Ingests what `world`'s trace at `trace` holds past what was
     /// ingested before.
     pub fn ingest(&self, world: &str, trace: &Path, opts: &IngestOptions) -> Result<IngestReport> {
+        self.ingest_many(&[(world, trace)], opts)?
+            .pop()
+            .expect("one report a world")
+    }
+
+    /// Ingests each world's trace (`(world, trace)`, each world once), in
+    /// order: a report or an error for each (an error of the whole store,
+    /// after: the flush that keeps the log short). The next world's lines are
+    /// read, parsed and made into graph items on one thread while the
+    /// world before is written on this one, so both cores work when
+    /// worlds are small (a world of ~1000 spans is one batch).
+    pub fn ingest_many(
+        &self,
+        worlds: &[(&str, &Path)],
+        opts: &IngestOptions,
+    ) -> Result<Vec<Result<IngestReport>>> {
+        let batch_lines = opts.batch_lines.max(1);
+        let mut results: Vec<Option<Result<IngestReport>>> = worlds.iter().map(|_| None).collect();
+        // What this ingest wrote, across worlds: a file or endpoint vertex
+        // many worlds share is written once.
+        let mut run = Run::new(false);
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(1);
+            scope.spawn(move || {
+                for (i, &(world, trace)) in worlds.iter().enumerate() {
+                    let (file, begun) = match self.begin(world, trace) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            if tx.send(Msg::Begin(i, Err(e))).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    let mut lines = Lines {
+                        next: begun.state.lines + 1,
+                        buf: Vec::new(),
+                    };
+                    let mut cwd = Cwd {
+                        known: HashMap::new(),
+                        fresh: begun.fresh,
+                    };
+                    if tx.send(Msg::Begin(i, Ok(begun))).is_err() {
+                        return;
+                    }
+                    let mut reader = BufReader::with_capacity(1 << 20, file);
+                    loop {
+                        let prepared =
+                            self.prepare(world, &mut reader, &mut lines, batch_lines, &mut cwd);
+                        let last = !matches!(&prepared, Ok(Some(p)) if !p.at_end);
+                        let msg = match prepared {
+                            Ok(Some(p)) => Msg::Batch(i, Ok(Box::new(p))),
+                            Ok(None) => break,
+                            Err(e) => Msg::Batch(i, Err(e)),
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                        if last {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut current: Option<Ingesting> = None;
+            for msg in rx {
+                match msg {
+                    Msg::Begin(i, begun) => {
+                        if let Some(done) = current.take() {
+                            let index = done.index;
+                            results[index] = Some(Ok(done.finish()));
+                        }
+                        let world = worlds[i].0;
+                        let started = begun.and_then(|begun| {
+                            let memory = if begun.fresh {
+                                detect::Memory::default()
+                            } else {
+                                detect::Memory::seed(&self.view(), world)?
+                            };
+                            Ok(Ingesting {
+                                index: i,
+                                world,
+                                begun,
+                                memory,
+                            })
+                        });
+                        match started {
+                            Ok(ingesting) => {
+                                run.fresh = ingesting.begun.fresh;
+                                current = Some(ingesting);
+                            }
+                            Err(e) => results[i] = Some(Err(e)),
+                        }
+                    }
+                    Msg::Batch(i, prepared) => {
+                        // Batches of a world that failed are dropped.
+                        let Some(ingesting) = current.as_mut().filter(|c| c.index == i) else {
+                            continue;
+                        };
+                        if let Err(e) =
+                            prepared.and_then(|p| self.take_batch(ingesting, *p, &mut run))
+                        {
+                            results[i] = Some(Err(e));
+                            current = None;
+                        }
+                    }
+                }
+            }
+            if let Some(done) = current.take() {
+                let index = done.index;
+                results[index] = Some(Ok(done.finish()));
+            }
+        });
+        self.flush_if_log_large()?;
+        Ok(results
+            .into_iter()
+            .zip(worlds)
+            .map(|(r, (world, _))| {
+                r.unwrap_or_else(|| {
+                    Err(Error::Corrupt {
+                        what: format!("world {world:?}'s ingest"),
+                        reason: "ended without a report".into(),
+                    })
+                })
+            })
+            .collect())
+    }
+
+    /// Where `world`'s ingest starts: its state, its trace open there.
+    fn begin(&self, world: &str, trace: &Path) -> Result<(File, Begun)> {
         check_world_id(world)?;
         let started = Instant::now();
         let wv = model::world_vertex(world);
@@ -145,82 +275,45 @@ impl GraphWriter {
             report.from = 0;
         }
         file.seek(SeekFrom::Start(state.offset)).map_err(io)?;
-        let mut run = Run::new(state.offset == 0 && !report.restarted);
-        let mut memory = if run.fresh {
-            detect::Memory::default()
-        } else {
-            detect::Memory::seed(&self.view(), world)?
-        };
-        let reader = BufReader::with_capacity(1 << 20, file);
-        let batch_lines = opts.batch_lines.max(1);
-        let fresh = run.fresh;
-        let first_line = state.lines;
-        // Batches are read, parsed and made into graph items on one thread
-        // while the one before is written on this one.
-        std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared>>(1);
-            scope.spawn(move || {
-                let mut reader = reader;
-                let mut lines = Lines {
-                    next: first_line + 1,
-                    buf: Vec::new(),
-                };
-                let mut cwd = Cwd {
-                    known: HashMap::new(),
-                    fresh,
-                };
-                loop {
-                    let prepared =
-                        self.prepare(world, &mut reader, &mut lines, batch_lines, &mut cwd);
-                    let last = !matches!(&prepared, Ok(Some(p)) if !p.at_end);
-                    match prepared {
-                        Ok(Some(p)) => {
-                            if tx.send(Ok(p)).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => return,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    }
-                    if last {
-                        return;
-                    }
-                }
-            });
-            for prepared in rx {
-                let p = prepared?;
-                let triggers = self.write_batch(p.batch, &mut run)?;
-                crate::fail_point("graph.ingest.batch_written");
-                memory.learn(&triggers);
-                let chains = detect::chains(&self.view(), world, &triggers, &memory)?;
-                state.offset += p.consumed;
-                state.lines += p.read;
-                state.spans += p.spans;
-                state.skipped += p.skipped;
-                self.write_state(world, &state, chains)?;
-                report.batches += 1;
-                report.lines += p.read;
-                report.spans += p.spans;
-                report.skipped += p.skipped;
-                for skipped in p.skipped_lines {
-                    if report.skipped_lines.len() < MAX_SKIPPED_LISTED {
-                        report.skipped_lines.push(skipped);
-                    }
-                }
-                if p.unfinished.is_some() {
-                    report.unfinished = p.unfinished;
-                }
+        let fresh = state.offset == 0 && !report.restarted;
+        Ok((
+            file,
+            Begun {
+                state,
+                report,
+                started,
+                fresh,
+            },
+        ))
+    }
+
+    /// A batch written, the chains it completes found, and the world's
+    /// state moved past it.
+    fn take_batch(&self, ingesting: &mut Ingesting<'_>, p: Prepared, run: &mut Run) -> Result<()> {
+        let world = ingesting.world;
+        let triggers = self.write_batch(p.batch, run)?;
+        crate::fail_point("graph.ingest.batch_written");
+        ingesting.memory.learn(&triggers);
+        let chains = detect::chains(&self.view(), world, &triggers, &ingesting.memory)?;
+        let Begun { state, report, .. } = &mut ingesting.begun;
+        state.offset += p.consumed;
+        state.lines += p.read;
+        state.spans += p.spans;
+        state.skipped += p.skipped;
+        self.write_state(world, state, chains)?;
+        report.batches += 1;
+        report.lines += p.read;
+        report.spans += p.spans;
+        report.skipped += p.skipped;
+        for skipped in p.skipped_lines {
+            if report.skipped_lines.len() < MAX_SKIPPED_LISTED {
+                report.skipped_lines.push(skipped);
             }
-            Ok(())
-        })?;
-        report.to = state.offset;
-        report.total = state;
-        self.flush_if_log_large()?;
-        report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        Ok(report)
+        }
+        if p.unfinished.is_some() {
+            report.unfinished = p.unfinished;
+        }
+        Ok(())
     }
 
     /// A batch's vertices, edges and properties, in one write.
@@ -362,6 +455,46 @@ impl GraphWriter {
             self.flush()?;
         }
         Ok(())
+    }
+}
+
+/// What the reading thread tells the writing one.
+enum Msg {
+    /// World `i` starts (or could not).
+    Begin(usize, Result<Begun>),
+    /// A batch of world `i` (or why there is none).
+    Batch(usize, Result<Box<Prepared>>),
+}
+
+/// A world's ingest, started.
+struct Begun {
+    state: IngestState,
+    report: IngestReport,
+    started: Instant,
+    /// Nothing of the world was ingested before ([`Run::fresh`]).
+    fresh: bool,
+}
+
+/// The world being written.
+struct Ingesting<'w> {
+    index: usize,
+    world: &'w str,
+    begun: Begun,
+    memory: detect::Memory,
+}
+
+impl Ingesting<'_> {
+    fn finish(self) -> IngestReport {
+        let Begun {
+            state,
+            mut report,
+            started,
+            ..
+        } = self.begun;
+        report.to = state.offset;
+        report.total = state;
+        report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        report
     }
 }
 

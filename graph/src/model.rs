@@ -86,6 +86,22 @@ pub mod prop {
             .map(|(_, p)| *p)
     }
 
+    /// Indexed properties whose value never changes once set (each is
+    /// derived from its vertex's or edge's id, or is `true`): setting one
+    /// again needs no read of its old index entry. (`chains` changes.)
+    pub const UNCHANGING: [&str; 10] = [
+        WORLD,
+        SPAN,
+        ENDPOINT,
+        SUBJECT,
+        BLOCKED,
+        CHAIN_KINDS[0].1,
+        CHAIN_KINDS[1].1,
+        CHAIN_KINDS[2].1,
+        CHAIN_KINDS[3].1,
+        CHAIN_KINDS[4].1,
+    ];
+
     /// Properties that are indexed (IndraDB indexes a name on vertices and
     /// edges alike).
     pub const INDEXED: [&str; 11] = [

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indradb::{Database, Datastore, Edge, Identifier, Json, RocksdbDatastore, Transaction};
+use indradb::{
+    Database, Datastore, Edge, Identifier, Json, RocksdbDatastore, Transaction, WriteConfig,
+};
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
 use serde_json::Value;
 use uuid::Uuid;
@@ -80,7 +82,8 @@ impl GraphDir {
 ///   slowdown users saw as IndraDB's stores grew, indradb#115, came from
 ///   levels far from their targets, which this keeps near);
 /// - a bounded write-ahead log (memtables flushed when it exceeds 64 MiB),
-///   so that an open never replays much of it.
+///   so that an open never replays much of it. (Writing without it was
+///   measured: no faster, docs/graph.md "Tuning".)
 pub fn options() -> Options {
     let mut opts = RocksdbDatastore::get_options(Some(512));
     opts.create_if_missing(true);
@@ -103,6 +106,12 @@ pub fn options() -> Options {
     opts.set_block_based_table_factory(&table);
     opts
 }
+
+// Queries read on every core, each thread through a view of its own.
+const _: () = {
+    const fn sync<T: Sync>() {}
+    sync::<Graph>();
+};
 
 /// The graph, open for reading.
 pub struct Graph {
@@ -180,8 +189,11 @@ impl Graph {
     }
 
     fn open_locked(dir: &GraphDir, lock: File) -> Result<GraphWriter> {
-        let db = RocksdbDatastore::new_db_with_options(dir.db(), &options())
+        let mut db = RocksdbDatastore::new_db_with_options(dir.db(), &options())
             .map_err(dir.store_error())?;
+        db.datastore.configure_writes(WriteConfig {
+            unchanging: prop::UNCHANGING.into_iter().map(ident).collect(),
+        });
         let graph = Graph {
             db,
             dir: dir.clone(),
@@ -262,6 +274,12 @@ impl GraphWriter {
     }
 }
 
+/// A value read from the store, without copying it (it is the only
+/// reference to what was just parsed).
+fn owned(value: Json) -> Value {
+    Arc::try_unwrap(value.0).unwrap_or_else(|shared| (*shared).clone())
+}
+
 /// Reads of the store, through one IndraDB transaction.
 pub struct View<'a> {
     txn: <RocksdbDatastore as Datastore>::Transaction<'a>,
@@ -313,20 +331,18 @@ impl View<'_> {
         Ok(edges)
     }
 
-    /// The details (`d`) of every edge out of `id`, in one scan.
-    pub fn out_details(&self, id: Uuid) -> Result<HashMap<Edge, Value>> {
+    /// The details (`d`) of every edge out of `id` whose type is one of
+    /// `types`, in one scan (the others' are not parsed).
+    pub fn out_details(&self, id: Uuid, types: &[&str]) -> Result<HashMap<Edge, Value>> {
         let d = ident(prop::DETAILS);
         let props = self
             .store
-            .edge_properties_out_of(id)
+            .edge_properties_out_of(id, |t| types.contains(&t.as_str()))
             .map_err(|e| self.err(e))?;
         Ok(props
             .into_iter()
             .filter(|(_, name, _)| *name == d)
-            .map(|(edge, _, value)| {
-                let value = Arc::try_unwrap(value.0).unwrap_or_else(|shared| (*shared).clone());
-                (edge, value)
-            })
+            .map(|(edge, _, value)| (edge, owned(value)))
             .collect())
     }
 
@@ -366,7 +382,7 @@ impl View<'_> {
             .txn
             .vertex_property(&vertex, ident(name))
             .map_err(|e| self.err(e))?;
-        Ok(value.map(|v| (*v.0).clone()))
+        Ok(value.map(owned))
     }
 
     /// A vertex's details (`d`).
@@ -380,7 +396,7 @@ impl View<'_> {
             .txn
             .edge_property(edge, ident(prop::DETAILS))
             .map_err(|e| self.err(e))?;
-        Ok(value.map(|v| (*v.0).clone()))
+        Ok(value.map(owned))
     }
 
     /// Vertices whose indexed property `name` is present (`value: None`)

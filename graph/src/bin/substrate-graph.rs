@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -262,10 +262,19 @@ fn ingest(traces: &Traces, dir: &GraphDir, args: IngestArgs) -> Result<ExitCode>
     };
     let mut reports = Vec::new();
     let mut failed = false;
-    for world in &worlds {
-        let result = traces
-            .trace(world)
-            .and_then(|trace| writer.ingest(world, &trace, &opts));
+    let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for world in worlds.iter().filter(|w| seen.insert(*w)) {
+        match traces.trace(world) {
+            Ok(trace) => found.push((world.as_str(), trace)),
+            Err(e) => {
+                failed = true;
+                eprintln!("world {world}: not ingested: {e}");
+            }
+        }
+    }
+    let found: Vec<(&str, &Path)> = found.iter().map(|(w, t)| (*w, t.as_path())).collect();
+    for (result, (world, _)) in writer.ingest_many(&found, &opts)?.into_iter().zip(&found) {
         match result {
             Ok(report) => {
                 if !args.format.json {
@@ -296,8 +305,17 @@ fn rebuild(traces: &Traces, dir: &GraphDir, args: RebuildArgs) -> Result<ExitCod
     };
     let mut reports = Vec::new();
     let mut failed = false;
+    let mut found = Vec::new();
     for world in traces.worlds()? {
-        match writer.ingest(&world, &traces.trace(&world)?, &opts) {
+        let trace = traces.trace(&world)?;
+        found.push((world, trace));
+    }
+    let found: Vec<(&str, &Path)> = found
+        .iter()
+        .map(|(w, t)| (w.as_str(), t.as_path()))
+        .collect();
+    for (result, (world, _)) in writer.ingest_many(&found, &opts)?.into_iter().zip(&found) {
+        match result {
             Ok(report) => reports.push(report),
             Err(e) => {
                 failed = true;

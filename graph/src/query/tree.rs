@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 use substrate_trace::SpanId;
@@ -93,7 +94,7 @@ impl Graph {
             && crate::traces::check_world_id(target).is_ok()
             && view.vertex_type(model::world_vertex(target))?.is_some();
         if is_world {
-            return world_tree(&view, target);
+            return world_tree(self, &view, target);
         }
         if SpanId::from_str(target).is_err() {
             return Err(match world {
@@ -125,13 +126,14 @@ impl Graph {
             Some(process),
             &children,
             &mut HashMap::new(),
+            &mut HashMap::new(),
             &mut HashSet::new(),
         )?;
         Ok(Tree { world, root })
     }
 }
 
-fn world_tree(view: &View<'_>, world: &str) -> Result<Tree> {
+fn world_tree(graph: &Graph, view: &View<'_>, world: &str) -> Result<Tree> {
     let wv = model::world_vertex(world);
     let details = view.details(wv)?;
     let world_span = details.as_ref().and_then(|d| string(d, "span"));
@@ -145,14 +147,41 @@ fn world_tree(view: &View<'_>, world: &str) -> Result<Tree> {
         .map(|e| e.outbound_id)
         .collect();
     let member_set: HashSet<Uuid> = members.iter().copied().collect();
+    // Each member's exec span and activities, read on every core: the
+    // reads are independent, and a world has dozens of processes.
+    // The world's own actors' activities with them (no exec span).
+    let own: Vec<Uuid> = std::iter::once(wv).chain(world_actor).collect();
+    let fetched: Vec<(Uuid, bool, Option<Process>, Node)> = own
+        .iter()
+        .map(|&a| (a, false))
+        .chain(
+            members
+                .iter()
+                .filter(|&&m| Some(m) != world_actor)
+                .map(|&m| (m, true)),
+        )
+        .collect::<Vec<_>>()
+        .par_iter()
+        .map(|&(m, member)| {
+            let view = graph.view();
+            let process = if member { Process::of(&view, m)? } else { None };
+            let mut acts = empty_node();
+            activities(&view, m, &mut acts)?;
+            Ok((m, member, process, acts))
+        })
+        .collect::<Result<_>>()?;
     let mut children: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     let mut processes: HashMap<Uuid, Process> = HashMap::new();
-    for &m in &members {
-        if Some(m) == world_actor {
+    let mut acts: HashMap<Uuid, Node> = HashMap::new();
+    let mut own_acts = Vec::new();
+    for (m, member, process, node) in fetched {
+        if !member {
+            own_acts.push(node);
             continue;
         }
+        acts.insert(m, node);
         // The parent from the exec span's own `parent_span_id`: no read.
-        let parent = match Process::of(view, m)? {
+        let parent = match process {
             Some(p) => {
                 let parent = p
                     .parent
@@ -189,8 +218,12 @@ fn world_tree(view: &View<'_>, world: &str) -> Result<Tree> {
     };
     // What the world itself did (spans without a parent, or whose parent
     // is the world span: the monitor's, the resolver's).
-    for actor in std::iter::once(wv).chain(world_actor) {
-        activities(view, actor, &mut root)?;
+    for node in own_acts {
+        root.files.extend(node.files);
+        root.connections.extend(node.connections);
+        root.lookups.extend(node.lookups);
+        root.decisions.extend(node.decisions);
+        sort_activities(&mut root);
     }
     for child in children.get(&wv).cloned().unwrap_or_default() {
         let process = processes.remove(&child);
@@ -207,6 +240,7 @@ fn world_tree(view: &View<'_>, world: &str) -> Result<Tree> {
             Some(process),
             &children,
             &mut processes,
+            &mut acts,
             &mut seen,
         )?);
     }
@@ -217,6 +251,22 @@ fn world_tree(view: &View<'_>, world: &str) -> Result<Tree> {
     })
 }
 
+/// A node with nothing in it yet.
+fn empty_node() -> Node {
+    Node {
+        kind: "process",
+        process: Process::default(),
+        files: Vec::new(),
+        connections: Vec::new(),
+        lookups: Vec::new(),
+        decisions: Vec::new(),
+        children: Vec::new(),
+    }
+}
+
+/// The node of `id` and its subtree; `known` and `acts` hold processes and
+/// activities read before (`world_tree`), the others are read here.
+#[allow(clippy::too_many_arguments)]
 fn node(
     view: &View<'_>,
     id: Uuid,
@@ -224,19 +274,20 @@ fn node(
     process: Option<Process>,
     children: &HashMap<Uuid, Vec<Uuid>>,
     known: &mut HashMap<Uuid, Process>,
+    acts: &mut HashMap<Uuid, Node>,
     seen: &mut HashSet<Uuid>,
 ) -> Result<Node> {
     seen.insert(id);
-    let mut this = Node {
-        kind,
-        process: process.unwrap_or_default(),
-        files: Vec::new(),
-        connections: Vec::new(),
-        lookups: Vec::new(),
-        decisions: Vec::new(),
-        children: Vec::new(),
+    let mut this = match acts.remove(&id) {
+        Some(node) => node,
+        None => {
+            let mut node = empty_node();
+            activities(view, id, &mut node)?;
+            node
+        }
     };
-    activities(view, id, &mut this)?;
+    this.kind = kind;
+    this.process = process.unwrap_or_default();
     for &child in children.get(&id).map(Vec::as_slice).unwrap_or_default() {
         if seen.contains(&child) {
             continue;
@@ -250,8 +301,9 @@ fn node(
         } else {
             "unknown"
         };
-        this.children
-            .push(node(view, child, kind, process, children, known, seen)?);
+        this.children.push(node(
+            view, child, kind, process, children, known, acts, seen,
+        )?);
     }
     sort_children(&mut this.children);
     Ok(this)
@@ -268,7 +320,16 @@ fn sort_children(children: &mut [Node]) {
 fn activities(view: &View<'_>, actor: Uuid, node: &mut Node) -> Result<()> {
     let mut endpoint_keys: BTreeMap<Uuid, Option<Value>> = BTreeMap::new();
     // Every activity edge has details: one scan finds them all.
-    for (e, d) in view.out_details(actor)? {
+    let types = [
+        edge::WROTE,
+        edge::READ,
+        edge::DELETED,
+        edge::RENAMED,
+        edge::CONNECTED,
+        edge::RESOLVED,
+        edge::DECIDED,
+    ];
+    for (e, d) in view.out_details(actor, &types)? {
         let t = e.t.as_str();
         match t {
             edge::WROTE | edge::READ | edge::DELETED | edge::RENAMED => {
@@ -340,11 +401,16 @@ fn activities(view: &View<'_>, actor: Uuid, node: &mut Node) -> Result<()> {
             _ => {}
         }
     }
+    sort_activities(node);
+    Ok(())
+}
+
+/// A node's activities in their order (stable: equal keys keep theirs).
+fn sort_activities(node: &mut Node) {
     node.files
         .sort_by(|a, b| (&a.path, &a.edge).cmp(&(&b.path, &b.edge)));
     node.connections.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
     node.lookups.sort_by(|a, b| a.name.cmp(&b.name));
     node.decisions
         .sort_by(|a, b| (&a.at, &a.span).cmp(&(&b.at, &b.span)));
-    Ok(())
 }

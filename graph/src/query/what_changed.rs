@@ -1,6 +1,7 @@
 //! `what-changed SPAN`: every file that process and its descendants
 //! changed (wrote, created, deleted, renamed), with who did it.
 
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -39,25 +40,36 @@ impl Graph {
         let (id, process) = find_process(&view, span, world)?;
         let world = process.world.clone().unwrap_or_default();
         let members = descendants(&view, id)?;
+        // Each member's changes (its change edges' details, in one scan)
+        // and, if it has any, its exec span: read on every core.
+        type Fetched = (Vec<(indradb::Edge, Value)>, Option<Process>);
+        let fetched: Vec<Fetched> = members
+            .par_iter()
+            .map(|&member| {
+                let view = self.view();
+                let mut changed: Vec<(indradb::Edge, Value)> = view
+                    .out_details(member, &[edge::WROTE, edge::DELETED, edge::RENAMED])?
+                    .into_iter()
+                    .filter(|(_, d)| flag(d, "ok"))
+                    .collect();
+                changed.sort_by(|a, b| a.0.cmp(&b.0));
+                let process = if changed.is_empty() {
+                    None
+                } else {
+                    Process::of(&view, member)?
+                };
+                Ok((changed, process))
+            })
+            .collect::<Result<_>>()?;
         let mut changes = Vec::new();
-        for &member in &members {
+        for (changed, process) in fetched {
+            let mut process = process;
             let mut by: Option<Process> = None;
-            // Every edge's details in one scan; the changes among them.
-            let mut changed: Vec<(indradb::Edge, Value)> = view
-                .out_details(member)?
-                .into_iter()
-                .filter(|(e, _)| {
-                    matches!(e.t.as_str(), edge::WROTE | edge::DELETED | edge::RENAMED)
-                })
-                .collect();
-            changed.sort_by(|a, b| a.0.cmp(&b.0));
             for (e, d) in changed {
-                if !flag(&d, "ok") {
-                    continue;
-                }
                 if by.is_none() {
                     by = Some(
-                        Process::of(&view, member)?
+                        process
+                            .take()
                             .unwrap_or_else(|| Process::unknown(string(&d, "by"), &world)),
                     );
                 }

@@ -8,7 +8,7 @@ use super::managers::*;
 use crate::errors::Result;
 use crate::{BulkInsertItem, Database, Datastore, DynIter, Edge, Identifier, Json, Transaction, Vertex};
 
-use rocksdb::{DBCompactionStyle, Options, WriteBatch, DB};
+use rocksdb::{DBCompactionStyle, Options, DB};
 use uuid::Uuid;
 
 const CF_NAMES: [&str; 8] = [
@@ -24,6 +24,7 @@ const CF_NAMES: [&str; 8] = [
 
 pub struct RocksdbTransaction<'a> {
     db: &'a DB,
+    write: &'a WriteConfig,
     indexed_properties: Arc<RwLock<HashSet<Identifier>>>,
     vertex_manager: VertexManager<'a>,
     edge_manager: EdgeManager<'a>,
@@ -37,6 +38,12 @@ pub struct RocksdbTransaction<'a> {
 }
 
 impl<'a> RocksdbTransaction<'a> {
+    /// Substrate patch: every write goes through here, sorted (`Batch`).
+    fn write(&self, batch: Batch<'a>) -> Result<()> {
+        self.db.write(batch.into_write_batch())?;
+        Ok(())
+    }
+
     fn vertex_ids_from_property_value_iterator(
         &'a self,
         iter: impl Iterator<Item = Result<VertexPropertyValueKey>> + 'a,
@@ -194,19 +201,19 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
 
     fn delete_vertices(&mut self, vertices: Vec<Vertex>) -> Result<()> {
         let indexed_properties = self.indexed_properties.read().unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
 
         for vertex in vertices.into_iter() {
             self.vertex_manager.delete(&mut batch, &indexed_properties, vertex.id)?;
         }
 
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
 
     fn delete_edges(&mut self, edges: Vec<Edge>) -> Result<()> {
         let indexed_properties = self.indexed_properties.read().unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
 
         for edge in edges.into_iter() {
             if self.vertex_manager.get(edge.outbound_id)?.is_some() {
@@ -214,33 +221,33 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
             };
         }
 
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
 
     fn delete_vertex_properties(&mut self, props: Vec<(Uuid, Identifier)>) -> Result<()> {
         let indexed_properties = self.indexed_properties.read().unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
 
         for (id, name) in props.into_iter() {
             self.vertex_property_manager
                 .delete(&mut batch, &indexed_properties, id, name)?;
         }
 
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
 
     fn delete_edge_properties(&mut self, props: Vec<(Edge, Identifier)>) -> Result<()> {
         let indexed_properties = self.indexed_properties.read().unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
 
         for (edge, name) in props.into_iter() {
             self.edge_property_manager
                 .delete(&mut batch, &indexed_properties, &edge, name)?;
         }
 
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
 
@@ -261,9 +268,9 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
         if self.vertex_manager.exists(vertex.id)? {
             Ok(false)
         } else {
-            let mut batch = WriteBatch::default();
+            let mut batch = Batch::default();
             self.vertex_manager.create(&mut batch, vertex)?;
-            self.db.write(batch)?;
+            self.write(batch)?;
             Ok(true)
         }
     }
@@ -272,9 +279,9 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
         if !self.vertex_manager.exists(edge.outbound_id)? || !self.vertex_manager.exists(edge.inbound_id)? {
             Ok(false)
         } else {
-            let mut batch = WriteBatch::default();
+            let mut batch = Batch::default();
             self.edge_manager.set(&mut batch, edge)?;
-            self.db.write(batch)?;
+            self.write(batch)?;
             Ok(true)
         }
     }
@@ -283,7 +290,7 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
     // optimization can be done by using `WriteBatch`s.
     fn bulk_insert(&mut self, items: Vec<BulkInsertItem>) -> Result<()> {
         let indexed_properties = self.indexed_properties.read().unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
 
         for item in items {
             match item {
@@ -294,17 +301,29 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
                     self.edge_manager.set(&mut batch, edge)?;
                 }
                 BulkInsertItem::VertexProperty(id, ref name, ref value) => {
-                    self.vertex_property_manager
-                        .set(&mut batch, &indexed_properties, id, *name, value)?;
+                    self.vertex_property_manager.set(
+                        &mut batch,
+                        &indexed_properties,
+                        id,
+                        *name,
+                        value,
+                        self.write.unchanging.contains(name),
+                    )?;
                 }
                 BulkInsertItem::EdgeProperty(ref edge, ref name, ref value) => {
-                    self.edge_property_manager
-                        .set(&mut batch, &indexed_properties, edge, *name, value)?;
+                    self.edge_property_manager.set(
+                        &mut batch,
+                        &indexed_properties,
+                        edge,
+                        *name,
+                        value,
+                        self.write.unchanging.contains(name),
+                    )?;
                 }
             }
         }
 
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
 
@@ -314,7 +333,7 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
             return Ok(());
         }
 
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         self.metadata_manager
             .set_indexed_properties(&mut batch, &indexed_properties)?;
 
@@ -334,31 +353,39 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
             }
         }
 
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
 
     fn set_vertex_properties(&mut self, vertices: Vec<Uuid>, name: Identifier, value: &Json) -> Result<()> {
         let indexed_properties = self.indexed_properties.read().unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         for id in vertices.into_iter() {
             self.vertex_property_manager
-                .set(&mut batch, &indexed_properties, id, name, value)?;
+                .set(&mut batch, &indexed_properties, id, name, value, false)?;
         }
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
 
     fn set_edge_properties(&mut self, edges: Vec<Edge>, name: Identifier, value: &Json) -> Result<()> {
         let indexed_properties = self.indexed_properties.read().unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         for edge in edges.into_iter() {
             self.edge_property_manager
-                .set(&mut batch, &indexed_properties, &edge, name, value)?;
+                .set(&mut batch, &indexed_properties, &edge, name, value, false)?;
         }
-        self.db.write(batch)?;
+        self.write(batch)?;
         Ok(())
     }
+}
+
+/// Substrate patch: how the datastore writes (`RocksdbDatastore::configure_writes`).
+#[derive(Debug, Default)]
+pub struct WriteConfig {
+    /// Indexed properties whose value never changes once set: setting one
+    /// does not read its old value to delete its old index entry.
+    pub unchanging: HashSet<Identifier>,
 }
 
 /// A datastore that is backed by rocksdb.
@@ -366,6 +393,7 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
 pub struct RocksdbDatastore {
     db: Arc<DB>,
     indexed_properties: Arc<RwLock<HashSet<Identifier>>>,
+    write: WriteConfig,
 }
 
 impl RocksdbDatastore {
@@ -396,6 +424,7 @@ impl RocksdbDatastore {
         Ok(Database::new(RocksdbDatastore {
             db: Arc::new(db),
             indexed_properties: Arc::new(RwLock::new(indexed_properties)),
+            write: WriteConfig::default(),
         }))
     }
 
@@ -426,6 +455,7 @@ impl RocksdbDatastore {
         Ok(Database::new(RocksdbDatastore {
             db: Arc::new(db),
             indexed_properties: Arc::new(RwLock::new(indexed_properties)),
+            write: WriteConfig::default(),
         }))
     }
 
@@ -444,16 +474,28 @@ impl RocksdbDatastore {
         Ok(Database::new(RocksdbDatastore {
             db: Arc::new(db),
             indexed_properties: Arc::new(RwLock::new(indexed_properties)),
+            write: WriteConfig::default(),
         }))
     }
 
     /// Substrate patch: the properties of every edge out of `id` (which
     /// need not be a vertex), in one scan of the store instead of a read per
-    /// edge.
-    pub fn edge_properties_out_of(&self, id: Uuid) -> Result<Vec<(Edge, Identifier, Json)>> {
+    /// edge; only those of edges whose type `wanted` accepts are parsed
+    /// and returned.
+    pub fn edge_properties_out_of(
+        &self,
+        id: Uuid,
+        wanted: impl Fn(&Identifier) -> bool,
+    ) -> Result<Vec<(Edge, Identifier, Json)>> {
         EdgePropertyManager::new(&self.db)
-            .iterate_for_outbound(id)
+            .iterate_for_outbound(id, wanted)
+            .filter_map(|item| item.transpose())
             .collect()
+    }
+
+    /// Substrate patch: how writes are made from now on.
+    pub fn configure_writes(&mut self, write: WriteConfig) {
+        self.write = write;
     }
 
     /// Substrate patch: flushes every column family's memtable to its
@@ -514,6 +556,7 @@ impl Datastore for RocksdbDatastore {
     fn transaction(&'_ self) -> Self::Transaction<'_> {
         RocksdbTransaction {
             db: &self.db,
+            write: &self.write,
             indexed_properties: self.indexed_properties.clone(),
             vertex_manager: VertexManager::new(&self.db),
             edge_manager: EdgeManager::new(&self.db),

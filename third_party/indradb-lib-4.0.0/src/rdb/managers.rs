@@ -8,13 +8,47 @@ use crate::errors::Result;
 use crate::models;
 use crate::util;
 
-use rocksdb::{ColumnFamilyRef, DBIterator, Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyRef, DBIterator, Direction, IteratorMode, WriteBatch, DB};
 use uuid::Uuid;
 
 pub type OwnedPropertyItem = (Uuid, models::Identifier, models::Json);
 pub type EdgePropertyItem = (models::Edge, models::Identifier, models::Json);
 pub type VertexPropertyValueKey = (models::Identifier, u64, Uuid);
 pub type EdgePropertyValueKey = (models::Identifier, u64, models::Edge);
+
+/// Substrate patch: the puts and deletes of one write, gathered, then
+/// handed to RocksDB sorted by column family and key (a stable sort: the
+/// writes of one key keep their order). A memtable is a skip list that
+/// remembers where its last insert went; keys that come in order land next
+/// to each other and each insert searches only the lowest levels, where in
+/// random order (what UUID keys give) each one searches the whole list.
+#[derive(Default)]
+pub(crate) struct Batch<'a> {
+    ops: Vec<(&'a ColumnFamily, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn put_cf<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, cf: &ColumnFamilyRef<'a>, key: K, value: V) {
+        self.ops.push((cf, key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    }
+
+    pub fn delete_cf<K: AsRef<[u8]>>(&mut self, cf: &ColumnFamilyRef<'a>, key: K) {
+        self.ops.push((cf, key.as_ref().to_vec(), None));
+    }
+
+    pub fn into_write_batch(mut self) -> WriteBatch {
+        self.ops
+            .sort_by(|a, b| (a.0 as *const ColumnFamily, &a.1).cmp(&(b.0 as *const ColumnFamily, &b.1)));
+        let mut batch = WriteBatch::default();
+        for (cf, key, value) in self.ops {
+            match value {
+                Some(value) => batch.put_cf(cf, key, value),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+        batch
+    }
+}
 
 fn take_with_prefix(
     iterator: DBIterator<'_>,
@@ -80,7 +114,7 @@ impl<'a> VertexManager<'a> {
         })
     }
 
-    pub fn create(&self, batch: &mut WriteBatch, vertex: &models::Vertex) -> Result<()> {
+    pub fn create(&self, batch: &mut Batch<'a>, vertex: &models::Vertex) -> Result<()> {
         let key = self.key(vertex.id);
         batch.put_cf(&self.cf, &key, &util::build(&[util::Component::Identifier(vertex.t)]));
         Ok(())
@@ -88,7 +122,7 @@ impl<'a> VertexManager<'a> {
 
     pub fn delete(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         indexed_properties: &HashSet<models::Identifier>,
         id: Uuid,
     ) -> Result<()> {
@@ -143,7 +177,7 @@ impl<'a> EdgeManager<'a> {
         EdgeManager { db }
     }
 
-    pub fn set(&self, batch: &mut WriteBatch, edge: &models::Edge) -> Result<()> {
+    pub fn set(&self, batch: &mut Batch<'a>, edge: &models::Edge) -> Result<()> {
         let edge_range_manager = EdgeRangeManager::new(self.db);
         let reversed_edge_range_manager = EdgeRangeManager::new_reversed(self.db);
         let reversed_edge = edge.reversed();
@@ -158,7 +192,7 @@ impl<'a> EdgeManager<'a> {
 
     pub fn delete(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         indexed_properties: &HashSet<models::Identifier>,
         edge: &models::Edge,
     ) -> Result<()> {
@@ -273,13 +307,13 @@ impl<'a> EdgeRangeManager<'a> {
         self.iterate(iterator)
     }
 
-    pub fn set(&self, batch: &mut WriteBatch, edge: &models::Edge) -> Result<()> {
+    pub fn set(&self, batch: &mut Batch<'a>, edge: &models::Edge) -> Result<()> {
         let key = self.key(edge);
         batch.put_cf(&self.cf, &key, []);
         Ok(())
     }
 
-    pub fn delete(&self, batch: &mut WriteBatch, edge: &models::Edge) -> Result<()> {
+    pub fn delete(&self, batch: &mut Batch<'a>, edge: &models::Edge) -> Result<()> {
         batch.delete_cf(&self.cf, self.key(edge));
         Ok(())
     }
@@ -343,15 +377,18 @@ impl<'a> VertexPropertyManager<'a> {
 
     pub fn set(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         indexed_properties: &HashSet<models::Identifier>,
         vertex_id: Uuid,
         name: models::Identifier,
         value: &models::Json,
+        unchanging: bool,
     ) -> Result<()> {
         let is_indexed = indexed_properties.contains(&name);
         let key = self.key(vertex_id, name);
-        if is_indexed {
+        // Substrate patch: a property whose value never changes once set
+        // (`unchanging`) has no other index entry to delete: no read.
+        if is_indexed && !unchanging {
             self.delete(batch, indexed_properties, vertex_id, name)?;
         }
         let value_json = serde_json::to_vec(value)?;
@@ -365,7 +402,7 @@ impl<'a> VertexPropertyManager<'a> {
 
     pub fn delete(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         indexed_properties: &HashSet<models::Identifier>,
         vertex_id: Uuid,
         name: models::Identifier,
@@ -449,25 +486,30 @@ impl<'a> EdgePropertyManager<'a> {
     }
 
     /// Substrate patch: the properties of every edge out of `outbound_id`,
-    /// in one scan (its edges' keys all start with it).
+    /// in one scan (its edges' keys all start with it); `None` for those of
+    /// an edge type `wanted` refuses, whose values are not parsed.
     pub fn iterate_for_outbound(
         &'a self,
         outbound_id: Uuid,
-    ) -> impl Iterator<Item = Result<EdgePropertyItem>> + 'a {
+        wanted: impl Fn(&models::Identifier) -> bool + 'a,
+    ) -> impl Iterator<Item = Result<Option<EdgePropertyItem>>> + 'a {
         let prefix = util::build(&[util::Component::Uuid(outbound_id)]);
         let iterator = self
             .db
             .iterator_cf(&self.cf, IteratorMode::From(&prefix, Direction::Forward));
-        take_with_prefix(iterator, prefix).map(move |item| -> Result<EdgePropertyItem> {
+        take_with_prefix(iterator, prefix).map(move |item| -> Result<Option<EdgePropertyItem>> {
             let (k, v) = item?;
             let mut cursor = Cursor::new(k);
             let out_id = util::read_uuid(&mut cursor);
             let t = util::read_identifier(&mut cursor);
+            if !wanted(&t) {
+                return Ok(None);
+            }
             let in_id = util::read_uuid(&mut cursor);
             let name_str = util::read_fixed_length_string(&mut cursor);
             let name = unsafe { models::Identifier::new_unchecked(name_str) };
             let value = serde_json::from_slice(&v)?;
-            Ok((models::Edge::new(out_id, t, in_id), name, value))
+            Ok(Some((models::Edge::new(out_id, t, in_id), name, value)))
         })
     }
 
@@ -480,15 +522,17 @@ impl<'a> EdgePropertyManager<'a> {
 
     pub fn set(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         indexed_properties: &HashSet<models::Identifier>,
         edge: &models::Edge,
         name: models::Identifier,
         value: &models::Json,
+        unchanging: bool,
     ) -> Result<()> {
         let is_indexed = indexed_properties.contains(&name);
         let key = self.key(edge, name);
-        if is_indexed {
+        // Substrate patch: as for vertex properties.
+        if is_indexed && !unchanging {
             self.delete(batch, indexed_properties, edge, name)?;
         }
         let value_json = serde_json::to_vec(value)?;
@@ -502,7 +546,7 @@ impl<'a> EdgePropertyManager<'a> {
 
     pub fn delete(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         indexed_properties: &HashSet<models::Identifier>,
         edge: &models::Edge,
         name: models::Identifier,
@@ -589,7 +633,7 @@ impl<'a> VertexPropertyValueManager<'a> {
 
     pub fn set(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         vertex_id: Uuid,
         property_name: models::Identifier,
         property_value: &models::Json,
@@ -600,7 +644,7 @@ impl<'a> VertexPropertyValueManager<'a> {
 
     pub fn delete(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         vertex_id: Uuid,
         property_name: models::Identifier,
         property_value: &models::Json,
@@ -685,7 +729,7 @@ impl<'a> EdgePropertyValueManager<'a> {
 
     pub fn set(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         edge: &models::Edge,
         property_name: models::Identifier,
         property_value: &models::Json,
@@ -696,7 +740,7 @@ impl<'a> EdgePropertyValueManager<'a> {
 
     pub fn delete(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch<'a>,
         edge: &models::Edge,
         property_name: models::Identifier,
         property_value: &models::Json,
@@ -731,7 +775,7 @@ impl<'a> MetadataManager<'a> {
         }
     }
 
-    pub fn set_indexed_properties(&self, batch: &mut WriteBatch, indices: &HashSet<models::Identifier>) -> Result<()> {
+    pub fn set_indexed_properties(&self, batch: &mut Batch<'a>, indices: &HashSet<models::Identifier>) -> Result<()> {
         let value_bytes = bincode::serialize(&indices)?;
         batch.put_cf(&self.cf, "indexed_properties", &value_bytes);
         Ok(())

@@ -3,7 +3,7 @@
 mod datastore;
 mod managers;
 
-pub use self::datastore::RocksdbDatastore;
+pub use self::datastore::{RocksdbDatastore, WriteConfig};
 
 #[cfg(feature = "bench-suite")]
 full_bench_impl!({
