@@ -312,7 +312,8 @@ impl ArgvPrefix {
             want == first || want == last_component(first) || want == exe_name
         };
         names_program && self.matches_program(argv, want)
-    }}
+    }
+}
 
 /// What follows the last `/` of `path` (all of it without one).
 pub(crate) fn last_component(path: &[u8]) -> &[u8] {
