@@ -749,6 +749,46 @@ impl PodLab {
         assert!(record["egress"]["bridge"].is_null(), "{record}");
     }
 
+    /// Creates and starts a container `sleep 300` in the pod `sandbox`:
+    /// its id.
+    async fn start_sleeper(
+        &self,
+        cri: &mut RuntimeServiceClient<Channel>,
+        sandbox: &str,
+        config: PodSandboxConfig,
+    ) -> String {
+        let ctd = &self.ctd;
+        let container = cri
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: sandbox.to_owned(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: "job".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: IMAGE.into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".into(), "300".into()],
+                    log_path: "job.log".into(),
+                    linux: Some(LinuxContainerConfig::default()),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", ctd.log_tail()))
+            .into_inner()
+            .container_id;
+        cri.start_container(StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", ctd.log_tail()));
+        container
+    }
+
     async fn remove_pod(&self, cri: &mut RuntimeServiceClient<Channel>, sandbox: &str) {
         cri.stop_pod_sandbox(StopPodSandboxRequest {
             pod_sandbox_id: sandbox.to_owned(),
@@ -796,34 +836,7 @@ fn a_governed_pods_container_reaches_only_what_the_pods_policy_allows() {
     block_on(async {
         let mut cri = client(&ctd.socket()).await;
         let (sandbox, config, _) = lab.run_pod(&mut cri).await;
-        let container = cri
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(ContainerConfig {
-                    metadata: Some(ContainerMetadata {
-                        name: "job".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(ImageSpec {
-                        image: IMAGE.into(),
-                        ..Default::default()
-                    }),
-                    command: vec!["sleep".into(), "300".into()],
-                    log_path: "job.log".into(),
-                    linux: Some(LinuxContainerConfig::default()),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(config),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", ctd.log_tail()))
-            .into_inner()
-            .container_id;
-        cri.start_container(StartContainerRequest {
-            container_id: container.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", ctd.log_tail()));
+        let container = lab.start_sleeper(&mut cri, &sandbox, config).await;
         let exec = cri
             .exec_sync(ExecSyncRequest {
                 container_id: container.clone(),
@@ -985,34 +998,7 @@ fn a_cri_pods_container_is_gated_by_the_node_policys_commands_and_files() {
     block_on(async {
         let mut cri = client(&ctd.socket()).await;
         let (sandbox, config, _) = lab.run_pod(&mut cri).await;
-        let container = cri
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(ContainerConfig {
-                    metadata: Some(ContainerMetadata {
-                        name: "job".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(ImageSpec {
-                        image: IMAGE.into(),
-                        ..Default::default()
-                    }),
-                    command: vec!["sleep".into(), "300".into()],
-                    log_path: "job.log".into(),
-                    linux: Some(LinuxContainerConfig::default()),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(config),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", ctd.log_tail()))
-            .into_inner()
-            .container_id;
-        cri.start_container(StartContainerRequest {
-            container_id: container.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", ctd.log_tail()));
+        let container = lab.start_sleeper(&mut cri, &sandbox, config).await;
         let exec = cri
             .exec_sync(ExecSyncRequest {
                 container_id: container.clone(),

@@ -79,9 +79,28 @@ pub(super) struct GuardSummary {
 /// A decision's `policy` span, and the pid whose exec it allowed (whose
 /// exec span then names it).
 pub(super) struct DueDecision {
+    /// Its parent is the world span until [`DueDecision::parent_from`].
     pub span: Span,
+    pub pid: i32,
+    /// `pid`'s parent when it asked.
+    pub ppid: Option<i32>,
     /// The pid and file of the exec it allowed.
     pub allowed_exec: Option<(i32, PathBuf)>,
+}
+
+impl DueDecision {
+    /// Parents the span under the first known of: the span of the process
+    /// that called the exec it allowed (`caller`, once that exec was seen),
+    /// the span of its pid, the span of its parent (a process whose fork
+    /// the monitor has not read yet has its parent's span).
+    pub fn parent_from(&mut self, caller: Option<SpanId>, span_of: impl Fn(i32) -> Option<SpanId>) {
+        if let Some(parent) = caller
+            .or_else(|| span_of(self.pid))
+            .or_else(|| self.ppid.and_then(&span_of))
+        {
+            self.span.parent_span_id = Some(parent);
+        }
+    }
 }
 
 pub(super) struct PolicyGuard {
@@ -181,29 +200,25 @@ impl PolicyGuard {
         }))
     }
 
-    /// The decisions made since the last call, as `policy` spans, each the
-    /// child of the span of the process it decided for: `span_of` its pid,
-    /// else of its parent's (a process the monitor has not seen fork yet
-    /// has its parent's span).
-    pub(super) fn due_decisions(
-        &mut self,
-        world_id: &str,
-        span_of: impl Fn(i32) -> Option<SpanId>,
-        world_span: SpanId,
-    ) -> Vec<DueDecision> {
+    /// The decisions made since the last call, as `policy` spans whose
+    /// parent the caller sets ([`DueDecision::parent_from`]): the span of
+    /// the process each decided for.
+    pub(super) fn due_decisions(&mut self, world_id: &str, world_span: SpanId) -> Vec<DueDecision> {
         let mut due = Vec::new();
         while let Ok(decided) = self.decided.try_recv() {
             let allowed_exec = (decided.on == Access::Exec && decided.effective == Action::Allow)
                 .then(|| (decided.pid, decided.path.clone()));
-            let parent = span_of(decided.pid)
-                .or_else(|| decided.ppid.and_then(&span_of))
-                .unwrap_or(world_span);
-            let span = policy_span(world_id, parent, decided);
-            due.push(DueDecision { span, allowed_exec });
+            let (pid, ppid) = (decided.pid, decided.ppid);
+            let span = policy_span(world_id, world_span, decided);
+            due.push(DueDecision {
+                span,
+                pid,
+                ppid,
+                allowed_exec,
+            });
         }
         due
     }
-
     /// What the guard did so far.
     pub(super) fn summary(&self) -> GuardSummary {
         self.summary.lock().map(|s| s.clone()).unwrap_or_default()

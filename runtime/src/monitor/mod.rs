@@ -482,8 +482,13 @@ pub struct WorldMonitor {
     /// The policy gate, when its policy says something about execs or opens.
     guard: Option<guard::PolicyGuard>,
     /// The `policy` spans that allowed each pid's coming execs, with the
-    /// file each allowed.
-    exec_decisions: HashMap<i32, Vec<(PathBuf, SpanId)>>,
+    /// file each allowed and when.
+    exec_decisions: HashMap<i32, Vec<(PathBuf, SpanId, Timestamp)>>,
+    /// Decisions taken from the gate, not yet written.
+    pending_decisions: Vec<guard::DueDecision>,
+    /// The span that called each allowed exec seen (its exec span's
+    /// parent), by the decision's span id: the decision's parent.
+    decision_callers: HashMap<SpanId, SpanId>,
     /// The policy's wall time and CPU budget, when it sets either.
     limits: Option<limits::LimitWatch>,
 }
@@ -607,6 +612,8 @@ impl WorldMonitor {
             egress,
             guard,
             exec_decisions: HashMap::new(),
+            pending_decisions: Vec::new(),
+            decision_callers: HashMap::new(),
             limits,
         })
     }
@@ -774,7 +781,8 @@ impl WorldMonitor {
                 Err(e) => return Err(e.into()),
             };
             if batch.is_empty() {
-                return Ok(());
+                // Every event queued before the decisions taken is applied.
+                return self.write_decisions(state);
             }
             for received in batch {
                 match received {
@@ -839,7 +847,16 @@ impl WorldMonitor {
                     event.timestamp_ns,
                     record.as_ref(),
                 );
-                let decided_by = self.decisions_of_exec(tgid, exec.exe.as_deref());
+                // The gate sent its decision before it let the exec go on,
+                // so it is in the channel by the time the exec's event is
+                // read, even if it was not when this pass took decisions.
+                self.take_decisions();
+                let decided_by = self.decisions_of_exec(tgid, exec.exe.as_deref(), time);
+                if let Some(caller) = exec.parent {
+                    for id in &decided_by {
+                        self.decision_callers.insert(*id, caller);
+                    }
+                }
                 if !decided_by.is_empty() {
                     exec.extra.insert(
                         "decided_by".into(),
@@ -880,7 +897,7 @@ impl WorldMonitor {
     /// (or fill) the connector's exec spans, socket records become `net`
     /// spans; drops are `loss` spans.
     fn take_sensor_events(&mut self, state: &mut Follow) -> Result<(), MonitorError> {
-        self.write_decisions(state)?;
+        self.take_decisions();
         let read = self.sensor.read();
         for _ in 0..read.malformed {
             self.trace.reject("bad_kernel_record");
@@ -1063,51 +1080,63 @@ impl WorldMonitor {
         Ok(())
     }
 
-    /// Writes the policy gate's decisions, each under the span of the
-    /// process it decided for, and notes the execs they allowed, whose
-    /// spans name them (`decided_by`). Called before the kernel's events
-    /// are applied: the gate records a decision before it answers, so an
-    /// exec's decision is here before the exec's own event.
-    fn write_decisions(&mut self, state: &Follow) -> Result<(), MonitorError> {
+    /// Takes the policy gate's decisions and notes the execs they allowed,
+    /// whose spans name them (`decided_by`). Called before the kernel's
+    /// events are applied: the gate records a decision before it answers,
+    /// so an exec's decision is here before the exec's own event.
+    fn take_decisions(&mut self) {
         let Some(guard) = &mut self.guard else {
-            return Ok(());
+            return;
         };
-        let world_span = self.trace.world_span;
-        let world_id = self.trace.world_id.clone();
-        let due = guard.due_decisions(
-            &world_id,
-            |pid| state.current.get(&pid).copied(),
-            world_span,
-        );
-        for decision in due {
-            if let Some((pid, file)) = decision.allowed_exec {
-                self.exec_decisions
-                    .entry(pid)
-                    .or_default()
-                    .push((file, decision.span.span_id));
+        let due = guard.due_decisions(&self.trace.world_id, self.trace.world_span);
+        for decision in &due {
+            if let Some((pid, file)) = &decision.allowed_exec {
+                self.exec_decisions.entry(*pid).or_default().push((
+                    file.clone(),
+                    decision.span.span_id,
+                    decision.span.start,
+                ));
             }
+        }
+        self.pending_decisions.extend(due);
+    }
+
+    /// Writes the decisions taken, each under the span of the process it
+    /// decided for. Called after the kernel's events are applied: the
+    /// events of what the process did before it asked (its fork, its
+    /// parent's exec) were queued before the decision was made, so they
+    /// have been read by now.
+    fn write_decisions(&mut self, state: &Follow) -> Result<(), MonitorError> {
+        for mut decision in std::mem::take(&mut self.pending_decisions) {
+            let caller = self.decision_callers.remove(&decision.span.span_id);
+            decision.parent_from(caller, |pid| state.current.get(&pid).copied());
             self.trace.write(&decision.span)?;
         }
         Ok(())
     }
-
-    /// The decisions that allowed `pid`'s exec of `exe`: the one about
-    /// that file and those before it (a script's, before its
-    /// interpreter's). The pid's events may be read in a later pass than
-    /// its decisions, so a decision is matched by its file: an earlier
-    /// exec of the pid (of Substrate's own init, which no rule decides)
-    /// does not take it.
-    fn decisions_of_exec(&mut self, pid: i32, exe: Option<&[u8]>) -> Vec<SpanId> {
-        let (Some(exe), Some(pending)) = (exe, self.exec_decisions.get_mut(&pid)) else {
+    /// The decisions that allowed `pid`'s exec of `exe`, which completed at
+    /// `time`: the one about that file and those before it (a script's,
+    /// before its interpreter's). The pid's events may be read in a later
+    /// pass than its decisions, so an earlier exec of the pid (of
+    /// Substrate's own init, which no rule decides) must not take them: a
+    /// decision is matched by its file, or, when the exec's file is not
+    /// known yet (its kernel record still to come), by time — every
+    /// decision made before this exec completed, which an earlier exec,
+    /// complete before the decision was asked for, does not take.
+    fn decisions_of_exec(&mut self, pid: i32, exe: Option<&[u8]>, time: Timestamp) -> Vec<SpanId> {
+        let Some(pending) = self.exec_decisions.get_mut(&pid) else {
             return Vec::new();
         };
-        let Some(last) = pending
-            .iter()
-            .position(|(file, _)| std::os::unix::ffi::OsStrExt::as_bytes(file.as_os_str()) == exe)
-        else {
+        let last = match exe {
+            Some(exe) => pending.iter().position(|(file, _, _)| {
+                std::os::unix::ffi::OsStrExt::as_bytes(file.as_os_str()) == exe
+            }),
+            None => pending.iter().rposition(|(_, _, at)| *at <= time),
+        };
+        let Some(last) = last else {
             return Vec::new();
         };
-        let taken: Vec<SpanId> = pending.drain(..=last).map(|(_, id)| id).collect();
+        let taken: Vec<SpanId> = pending.drain(..=last).map(|(_, id, _)| id).collect();
         if pending.is_empty() {
             self.exec_decisions.remove(&pid);
         }
