@@ -26,10 +26,7 @@ pub struct GraphArgs {
 /// `target/<profile>/`, `make install`'s `bin/`), as the preload library is
 /// found.
 fn binary() -> Result<PathBuf> {
-    let path = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(BINARY)))
-        .unwrap_or_else(|| PathBuf::from(BINARY));
+    let path = substrate_runtime::monitor::companion::beside_this_executable(BINARY);
     if !path.is_file() {
         bail!(
             "{BINARY} is not installed: there is no {} (it is built apart, so that nothing \

@@ -15,11 +15,8 @@
 //! exporter's command line, where any user of the host could read them:
 //! it reads them from the settings file itself (`--config-dir`).
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::id::WorldId;
 use crate::settings::NodeSettings;
@@ -49,10 +46,7 @@ pub struct NoExporter {
 /// `target/<profile>/`, `make install`'s `bin/`), as the preload library is
 /// found (`inject::preload_library`).
 pub fn binary() -> Result<PathBuf, NoExporter> {
-    let path = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(BINARY)))
-        .unwrap_or_else(|| PathBuf::from(BINARY));
+    let path = super::companion::beside_this_executable(BINARY);
     if path.is_file() {
         Ok(path)
     } else {
@@ -82,36 +76,15 @@ pub(crate) fn world_ended(store: &WorldStore, id: &WorldId) {
 
 fn start(store: &WorldStore, id: &WorldId, config_dir: &Path) -> Result<(), String> {
     let exporter = binary().map_err(|e| e.to_string())?;
-    let log_path = store.world_dir(id).join(LOG_FILE);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let log_too = log
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let mut child = Command::new(&exporter)
-        .arg("otlp")
-        .arg("--state-dir")
-        .arg(store.state_dir())
-        .arg("--config-dir")
-        .arg(config_dir)
-        .arg("--")
-        .arg(id.as_str())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_too)
-        // Signals for the caller's group (a ^C after `run` returned) are
-        // not its business.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", exporter.display()))?;
-    // Reaped by a thread of its own where this process outlives it (the
-    // shim); a process that exits first leaves it to init.
-    let _ = std::thread::Builder::new()
-        .name("export-reaper".into())
-        .spawn(move || child.wait());
-    Ok(())
+    let args: [&OsStr; 7] = [
+        "otlp".as_ref(),
+        "--state-dir".as_ref(),
+        store.state_dir().as_os_str(),
+        "--config-dir".as_ref(),
+        config_dir.as_os_str(),
+        "--".as_ref(),
+        id.as_str().as_ref(),
+    ];
+    let log = store.world_dir(id).join(LOG_FILE);
+    super::companion::start_detached(&exporter, args, &log, "export-reaper")
 }

@@ -11,12 +11,6 @@
 //! graph is an index of it (`substrate-cli graph rebuild` makes it again).
 //! `SUBSTRATE_GRAPH=off` turns it off.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use crate::id::WorldId;
 use crate::store::WorldStore;
 
@@ -30,8 +24,8 @@ pub const LOG_FILE: &str = "graph.log";
 pub const ENV: &str = "SUBSTRATE_GRAPH";
 
 /// `substrate-graph` beside this executable, if installed.
-fn binary() -> Option<PathBuf> {
-    let path = std::env::current_exe().ok()?.parent()?.join(BINARY);
+fn binary() -> Option<std::path::PathBuf> {
+    let path = super::companion::beside_this_executable(BINARY);
     path.is_file().then_some(path)
 }
 
@@ -45,40 +39,15 @@ pub(crate) fn world_ended(store: &WorldStore, id: &WorldId) {
         tracing::debug!("world {id}: not ingested into the graph: no {BINARY} installed");
         return;
     };
-    if let Err(e) = start(store, id, &graph) {
+    let args = [
+        "--state-dir".as_ref(),
+        store.state_dir().as_os_str(),
+        "ingest".as_ref(),
+        "--".as_ref(),
+        id.as_str().as_ref(),
+    ];
+    let log = store.world_dir(id).join(LOG_FILE);
+    if let Err(e) = super::companion::start_detached(&graph, args, &log, "graph-reaper") {
         tracing::warn!("world {id}: not ingested into the graph: {e}");
     }
-}
-
-fn start(store: &WorldStore, id: &WorldId, graph: &PathBuf) -> Result<(), String> {
-    let log_path = store.world_dir(id).join(LOG_FILE);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let log_too = log
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let mut child = Command::new(graph)
-        .arg("--state-dir")
-        .arg(store.state_dir())
-        .arg("ingest")
-        .arg("--")
-        .arg(id.as_str())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_too)
-        // Signals for the caller's group (a ^C after `run` returned) are
-        // not its business.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", graph.display()))?;
-    // Reaped by a thread of its own where this process outlives it (the
-    // shim); a process that exits first leaves it to init.
-    let _ = std::thread::Builder::new()
-        .name("graph-reaper".into())
-        .spawn(move || child.wait());
-    Ok(())
 }

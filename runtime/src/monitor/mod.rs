@@ -28,6 +28,7 @@
 
 pub mod approval;
 mod attach;
+pub mod companion;
 mod egress;
 pub mod export;
 mod graph;
