@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -605,10 +606,36 @@ struct PodLab {
     other_port: u16,
     /// Sections the pods' inline policy adds to its `network`.
     inline_extra: String,
+    /// Last, so it is let go after containerd has stopped.
+    _turn: CniTurn,
+}
+
+/// The host's `/var/run/netns` is shared by every CRI test of this binary,
+/// which run at once: a test that attributes the namespaces that appeared
+/// while it ran to its own pods has them to itself.
+static CNI_NAMESPACES: RwLock<()> = RwLock::new(());
+
+enum CniTurn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
 }
 
 impl PodLab {
     fn new() -> PodLab {
+        // A test that failed holding its turn poisons the lock, not the
+        // namespaces.
+        let turn = CniTurn::Shared(CNI_NAMESPACES.read().unwrap_or_else(|e| e.into_inner()));
+        PodLab::with_turn(turn)
+    }
+
+    /// A lab no other CRI test runs beside: every CNI namespace that
+    /// appears while it lives is one of its pods'.
+    fn alone() -> PodLab {
+        let turn = CniTurn::Alone(CNI_NAMESPACES.write().unwrap_or_else(|e| e.into_inner()));
+        PodLab::with_turn(turn)
+    }
+
+    fn with_turn(turn: CniTurn) -> PodLab {
         let ctd = Containerd::start_with_cri();
         let gateway = ctd.cni_gateway();
         let subnet = format!("{}/24", Ipv4Addr::from(u32::from(gateway) & !0xff));
@@ -632,6 +659,7 @@ impl PodLab {
             allowed_port,
             other_port,
             inline_extra: String::new(),
+            _turn: turn,
         }
     }
 
@@ -871,7 +899,7 @@ fn a_governed_pods_container_reaches_only_what_the_pods_policy_allows() {
 /// namespace CNI made for it.
 #[test]
 fn cri_pods_asking_for_more_than_the_node_allows_do_not_start() {
-    let lab = PodLab::new();
+    let lab = PodLab::alone();
     let ctd = &lab.ctd;
     block_on(async {
         let mut cri = client(&ctd.socket()).await;
