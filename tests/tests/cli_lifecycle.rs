@@ -642,6 +642,18 @@ fn a_detached_world_whose_monitor_is_killed_is_ended_by_the_next_command() {
     assert_eq!(record["upper"]["kept"], false, "{record}");
     assert_trace_ends_with_lost_monitor(&rt, &id);
     assert_no_leftovers(rt.root(), &id);
+    // Its closed trace goes into the graph as a monitored world's does
+    // (the world's processes' spans were lost with the monitor).
+    let graph_log = rt.world_dir(&id).join("graph.log");
+    wait_until("the graph's ingest of the world", || {
+        std::fs::read_to_string(&graph_log).is_ok_and(|log| log.contains(&format!("world {id}: ")))
+    });
+    let tree = rt.cli(&["graph", "tree", &id, "--json"]).output().unwrap();
+    assert!(tree.status.success(), "{}", text(&tree.stderr));
+    let tree: Value = serde_json::from_slice(&tree.stdout).unwrap();
+    let world_span = rt.spans(&id).last().unwrap()["span_id"].clone();
+    assert_eq!(tree["root"]["kind"], "world", "{tree:#}");
+    assert_eq!(tree["root"]["span"], world_span, "{tree:#}");
     // Ended once: the next command finds nothing more to do.
     let spans = rt.spans(&id).len();
     let again = rt.cli(&["inspect", &id]).output().unwrap();

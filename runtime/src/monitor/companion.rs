@@ -10,6 +10,18 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::id::WorldId;
+use crate::store::WorldStore;
+
+/// Starts what reads a world's closed trace once it has a record: the
+/// export (when the node names a collector) and the graph's ingest. The
+/// monitor calls it as it closes the trace, and so does the runtime when it
+/// closes the trace of a world whose monitor was lost.
+pub(crate) fn world_ended(store: &WorldStore, id: &WorldId) {
+    super::export::world_ended(store, id);
+    super::graph::world_ended(store, id);
+}
+
 /// Where `name` is looked for: beside this executable (the build tree's
 /// `target/<profile>/`, `make install`'s `bin/`), as the preload library is
 /// (`inject::preload_library`).

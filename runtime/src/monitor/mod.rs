@@ -368,8 +368,7 @@ impl MonitorReport {
         };
         let spans = trace.close()?;
         if record.is_some() {
-            export::world_ended(runtime.store(), id);
-            graph::world_ended(runtime.store(), id);
+            companion::world_ended(runtime.store(), id);
         }
         Ok(ClosedWorld {
             record,

@@ -86,7 +86,7 @@ impl Runtime {
         }
         trace.close().map_err(monitor_error)?;
         if record.is_some() {
-            crate::monitor::export::world_ended(self.store(), id);
+            crate::monitor::companion::world_ended(self.store(), id);
         }
         Ok(true)
     }
