@@ -26,6 +26,9 @@ work=$(mktemp -d /var/tmp/substrate-execbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 export SUBSTRATE_STATE_DIR=$work/state
+# The graph's ingest of each world as it ends would run beside the next
+# world's execs.
+export SUBSTRATE_GRAPH=off
 root=$work/root
 here=$(cd "$(dirname "$0")" && pwd)
 musl-gcc -static -O2 -o "$work/exec_loop" "$here/exec_loop.c"
@@ -36,7 +39,11 @@ printf 'version: 1\ncommands:\n  rules:\n    - match: { name: no-such-program }\
 printf 'version: 1\ncommands:\n  rules:\n    - match: { argv: [git, push] }\n      action: deny\n' > "$work/argv.yaml"
 
 declare -a untraced connector sensor gated argv with_argv_c with_argv_s
+gate_ns=() argv_ns=()
 argv_of() { grep '"kind":"exec"' "$SUBSTRATE_STATE_DIR/worlds/$1/trace.jsonl" | grep -c "\"argv\":\[\"$work/true\",\"x\"\]" || true; }
+# The gate thread's own time per exec (event read to answer), from the
+# world's policy spans.
+latency_of() { grep -o '"latency_ns":[0-9]*' "$SUBSTRATE_STATE_DIR/worlds/$1/trace.jsonl" | cut -d: -f2; }
 for r in $(seq "$runs"); do
   untraced+=("$(SUBSTRATE_TRACE=off "$cli" --root "$root" run -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
   connector+=("$(SUBSTRATE_SENSOR=off "$cli" --root "$root" run --name "c$r" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
@@ -45,6 +52,8 @@ for r in $(seq "$runs"); do
   argv+=("$("$cli" --root "$root" run --name "a$r" --policy "$work/argv.yaml" -- "$work/exec_loop" "$execs" "$work/true" 2>/dev/null)")
   with_argv_c+=("$(argv_of "c$r")")
   with_argv_s+=("$(argv_of "s$r")")
+  mapfile -t -O "${#gate_ns[@]}" gate_ns < <(latency_of "g$r")
+  mapfile -t -O "${#argv_ns[@]}" argv_ns < <(latency_of "a$r")
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
@@ -57,4 +66,5 @@ awk -v u="$mu" -v c="$mc" -v s="$ms" -v g="$mg" -v a="$ma" 'BEGIN {
   printf "  added by the exec gate: %.1f µs/exec (gated - sensor; goal <= 10), %.2fx sensor\n", g - s, g / s
   printf "  added by reading argv for a rule on the arguments: %.1f µs/exec (argv - gated)\n", a - g
 }'
+echo "  the gate's own time per exec (policy spans' latency_ns, median of all): $(median "${gate_ns[@]}" | awk '{printf "%.1f", $1 / 1000}') µs, $(median "${argv_ns[@]}" | awk '{printf "%.1f", $1 / 1000}') µs reading argv"
 echo "  spans with their argv: sensor $(median "${with_argv_s[@]}") of $execs, connector alone $(median "${with_argv_c[@]}") of $execs"

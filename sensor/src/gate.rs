@@ -49,6 +49,10 @@ pub enum Access {
 /// One exec or open the kernel holds until it is answered.
 #[derive(Debug)]
 pub struct Request {
+    /// The answer the kernel waits for. Declared before `file`, so that a
+    /// request dropped unanswered is denied while the event's fd (which
+    /// names the event in the answer) is still open.
+    pending: PendingAnswer,
     /// The file, opened by the kernel for the gate (read-only).
     pub file: File,
     /// Its path as the world sees it (the kernel's name for the fd).
@@ -58,7 +62,16 @@ pub struct Request {
     /// When the gate read the event.
     pub at: Instant,
     pub access: Access,
+}
+
+/// The answer to one event, owed to the kernel: denied when dropped
+/// unanswered (the kernel would hold the process until the gate closes,
+/// then let it through).
+#[derive(Debug)]
+struct PendingAnswer {
     group: Arc<OwnedFd>,
+    /// The event's fd, which the answer names.
+    fd: i32,
     answered: bool,
 }
 
@@ -73,6 +86,10 @@ pub enum Answer {
 #[derive(Debug)]
 pub struct Gate {
     group: Arc<OwnedFd>,
+    /// This process's `/proc/self/fd`, held open: an event's file is named
+    /// by reading one link in it (`readlinkat`), not by walking
+    /// `/proc/self/fd/N` from `/` on every event.
+    fd_names: OwnedFd,
 }
 
 const FAN_OPEN_PERM: u64 = 0x0001_0000;
@@ -93,8 +110,18 @@ impl Gate {
             (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
         )
         .map_err(io::Error::from)?;
+        let fd_names = nix::fcntl::open(
+            "/proc/self/fd",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
         let gate = Gate {
             group: Arc::new(group),
+            // SAFETY: `open` just returned this fd; nothing else owns it.
+            fd_names: unsafe { OwnedFd::from_raw_fd(fd_names) },
         };
         let mask = if held.exec { FAN_OPEN_EXEC_PERM } else { 0 }
             | if held.open { FAN_OPEN_PERM } else { 0 };
@@ -129,7 +156,9 @@ impl Gate {
     /// Reads the events queued now, as many as one read returns (none: an
     /// empty list); the group stays readable while more are queued.
     pub fn read(&self) -> io::Result<Vec<Request>> {
-        let mut buffer = [0u8; 4096];
+        // Room for 680 events: a burst of execs (a parallel build) is
+        // taken in one read.
+        let mut buffer = [0u8; 16384];
         let mut requests = Vec::new();
         {
             let size = loop {
@@ -160,8 +189,13 @@ impl Gate {
                 // SAFETY: the kernel put this fd in our table for this
                 // event; nothing else owns it.
                 let file = unsafe { File::from_raw_fd(fd) };
-                let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+                let path = self.name_of(fd);
                 requests.push(Request {
+                    pending: PendingAnswer {
+                        group: Arc::clone(&self.group),
+                        fd,
+                        answered: false,
+                    },
                     file,
                     path,
                     pid,
@@ -171,12 +205,18 @@ impl Gate {
                     } else {
                         Access::Open
                     },
-                    group: Arc::clone(&self.group),
-                    answered: false,
                 });
             }
         }
         Ok(requests)
+    }
+
+    /// The path of the file an event's `fd` is open on, as the kernel
+    /// names it (empty if it cannot say).
+    fn name_of(&self, fd: i32) -> PathBuf {
+        nix::fcntl::readlinkat(Some(self.fd_names.as_raw_fd()), fd.to_string().as_str())
+            .map(PathBuf::from)
+            .unwrap_or_default()
     }
 
     /// Hands every event to `decide`, until `stop` is readable (or closed).
@@ -184,6 +224,9 @@ impl Gate {
     /// for a thread of its own: nothing else may delay the answers, since
     /// the kernel holds each exec or open until it has one.
     pub fn serve(&self, stop: BorrowedFd<'_>, mut decide: impl FnMut(Request)) -> io::Result<()> {
+        // Refused (a seccomp filter, a kernel without the call): answers
+        // then wait for a CPU like any other work, as they did.
+        let _ = ask_for_short_slices();
         loop {
             let mut fds = [
                 PollFd::new(self.group.as_fd(), PollFlags::POLLIN),
@@ -203,17 +246,78 @@ impl Gate {
     }
 }
 
+/// The slice the gate's thread asks the scheduler for, in nanoseconds (the
+/// kernel's shortest).
+const GATE_SLICE_NS: u64 = 100_000;
+
+/// Asks the scheduler for short slices for the calling thread (EEVDF's
+/// custom slice, Linux 6.12; older kernels ignore it): its deadline when it
+/// wakes is then early enough that it preempts a busy CPU's task at once,
+/// where with the base slice (3 ms) it could queue behind it for that long
+/// while the kernel holds an exec. An event costs the gate microseconds,
+/// so the short slice costs it nothing, and its share of the CPU (its nice
+/// value, kept as it was) is unchanged.
+fn ask_for_short_slices() -> io::Result<()> {
+    // SAFETY: sched_getscheduler takes no pointers; 0 is this thread.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if ![libc::SCHED_OTHER, libc::SCHED_BATCH].contains(&policy) {
+        // Real-time, or idle: not the fair class's slices to shorten.
+        return Ok(());
+    }
+    Errno::clear();
+    // SAFETY: getpriority takes no pointers.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if nice == -1 && Errno::last_raw() != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let attributes = libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: policy as u32,
+        sched_flags: 0,
+        sched_nice: nice,
+        sched_priority: 0,
+        sched_runtime: GATE_SLICE_NS,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: `attributes` is a complete `struct sched_attr` that outlives
+    // the call, which only reads it; pid 0 is the calling thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &attributes as *const libc::sched_attr,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Request {
     /// Answers the kernel; the file's fd is closed after the answer.
-    pub fn answer(mut self, answer: Answer) -> io::Result<()> {
-        self.answered = true;
-        self.respond(answer)
+    pub fn answer(self, answer: Answer) -> io::Result<()> {
+        self.answer_keeping_file(answer).0
     }
 
-    fn respond(&self, answer: Answer) -> io::Result<()> {
+    /// Answers the kernel and hands the file back, for what is done with
+    /// it once the process is on its way (which then does not delay it).
+    pub fn answer_keeping_file(self, answer: Answer) -> (io::Result<()>, File) {
+        let Request {
+            mut pending, file, ..
+        } = self;
+        (pending.respond(answer), file)
+    }
+}
+
+impl PendingAnswer {
+    fn respond(&mut self, answer: Answer) -> io::Result<()> {
+        self.answered = true;
         // struct fanotify_response: fd i32, response u32.
         let mut response = [0u8; 8];
-        response[..4].copy_from_slice(&self.file.as_raw_fd().to_ne_bytes());
+        response[..4].copy_from_slice(&self.fd.to_ne_bytes());
         let verdict = match answer {
             Answer::Allow => FAN_ALLOW,
             Answer::Deny => FAN_DENY,
@@ -227,7 +331,9 @@ impl Request {
             }
         }
     }
+}
 
+impl Request {
     /// Lets the later opens of this file through without asking: an
     /// ignore mark for `FAN_OPEN_PERM` on its inode, kept across writes to
     /// it, dropped when the kernel evicts the inode (so it pins nothing).
@@ -236,7 +342,7 @@ impl Request {
     /// then asked each time, as before.
     pub fn pass_later_opens(&self) -> io::Result<()> {
         sys::fanotify_mark_fd(
-            self.group.as_fd(),
+            self.pending.group.as_fd(),
             libc::FAN_MARK_ADD
                 | FAN_MARK_IGNORED_MASK
                 | FAN_MARK_IGNORED_SURV_MODIFY
@@ -262,6 +368,11 @@ pub struct ExecArguments {
 /// 8 MiB stack) for the strings, and as many pointers.
 const ARGV_BYTES: usize = 2 << 20;
 
+/// The strings of `argv` whose first bytes one read takes, and how many
+/// bytes of each ([`Memory::read_strings`]).
+const STRINGS_PER_READ: usize = 64;
+const STRING_HEAD: usize = 256;
+
 #[cfg(target_arch = "x86_64")]
 const EXEC_SYSCALLS: (u64, u64) = (59, 322);
 #[cfg(target_arch = "aarch64")]
@@ -280,16 +391,29 @@ impl Request {
     /// loader, a script's interpreter: the same call, so the same argv), or
     /// its memory cannot be read (the kernel would fail the exec too).
     pub fn exec_arguments(&self) -> io::Result<ExecArguments> {
+        use std::io::Read;
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+        // The kernel counts a process's threads into the link count of its
+        // `task` directory: two plus one per thread (fs/proc/base.c,
+        // `proc_task_getattr`). One `stat`, where `status` would be an
+        // open, a long formatted read and a close. Asked first, while the
+        // process is still on its way to sleep (which its syscall file
+        // waits for); the same answer as later: its one thread is held in
+        // exec, so only another thread could start one.
+        let task = nix::sys::stat::stat(format!("/proc/{}/task", self.pid).as_str())
+            .map_err(io::Error::from)?;
         // The kernel says "running" until the task is seen asleep: the
         // event reaches the gate while the task, on another CPU, is still
         // on its way to sleep (or it was woken by a signal it does not die
         // of, and goes back): asked again, at once and then less often.
+        // One read each time: the line (nine numbers) is well under the
+        // buffer (`fs::read_to_string` would stat the file and read twice).
         let path = format!("/proc/{}/syscall", self.pid);
-        let mut syscall = String::new();
+        let mut line = [0u8; 512];
+        let mut length = 0;
         for attempt in 0..200u64 {
-            syscall = std::fs::read_to_string(&path)?;
-            if !syscall.starts_with("running") {
+            length = File::open(&path)?.read(&mut line)?;
+            if !line[..length].starts_with(b"running") {
                 break;
             }
             if attempt < 50 {
@@ -298,6 +422,7 @@ impl Request {
                 std::thread::sleep(std::time::Duration::from_micros(100));
             }
         }
+        let syscall = String::from_utf8_lossy(&line[..length]);
         let fields: Vec<u64> = syscall
             .split_whitespace()
             .map(|field| match field.strip_prefix("0x") {
@@ -316,73 +441,148 @@ impl Request {
             [nr, _dirfd, _path, argv, ..] if *nr == EXEC_SYSCALLS.1 => *argv,
             _ => return Err(invalid("the process is not in execve or execveat")),
         };
-        let memory = File::open(format!("/proc/{}/mem", self.pid))?;
-        let mut argv = Vec::new();
-        let mut total = 0usize;
-        for index in 0u64.. {
-            let mut pointer = [0u8; 8];
-            read_exact_at(&memory, &mut pointer, argv_at + index * 8)?;
-            let at = u64::from_ne_bytes(pointer);
-            if at == 0 {
-                break;
+        let memory = Memory(nix::unistd::Pid::from_raw(self.pid));
+        // The pointers, a block at a time (up to the page's end), then the
+        // strings they point to.
+        let mut string_pointers = Vec::new();
+        let mut block = [0u8; 512];
+        let mut at = argv_at;
+        'pointers: loop {
+            let page_left = 4096 - (at % 4096) as usize;
+            let want = block.len().min(page_left).max(8);
+            let read = memory.read_at(&mut block[..want], at)?;
+            let whole = read - read % 8;
+            if whole == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            let arg = read_string_at(&memory, at, ARGV_BYTES - total)?;
-            total += arg.len() + 1 + 8;
-            if total > ARGV_BYTES {
-                return Err(invalid("argv is larger than the kernel takes"));
+            for pointer in block[..whole].chunks_exact(8) {
+                let string_at = u64::from_ne_bytes(pointer.try_into().expect("8"));
+                if string_at == 0 {
+                    break 'pointers;
+                }
+                string_pointers.push(string_at);
+                // Each takes a pointer and at least its NUL.
+                if string_pointers.len() * 9 > ARGV_BYTES {
+                    return Err(invalid("argv is larger than the kernel takes"));
+                }
             }
-            argv.push(arg);
+            at += whole as u64;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let threads = status
-            .lines()
-            .find_map(|line| line.strip_prefix("Threads:"))
-            .and_then(|n| n.trim().parse::<u32>().ok())
-            .unwrap_or(1);
+        let argv = memory.read_strings(&string_pointers, ARGV_BYTES)?;
         Ok(ExecArguments {
             argv,
-            other_threads: threads > 1,
+            other_threads: task.st_nlink > 3,
         })
     }
 }
 
-fn read_exact_at(file: &File, buffer: &mut [u8], at: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(buffer, at)
-}
+/// The memory of a process, read with `process_vm_readv` (which asks what
+/// opening its `/proc/PID/mem` asks: ptrace access to it), without an fd
+/// to open and close per exec.
+struct Memory(nix::unistd::Pid);
 
-/// The NUL-terminated string at `at`, of at most `limit` bytes.
-fn read_string_at(file: &File, at: u64, limit: usize) -> io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut string = Vec::new();
-    let mut chunk = [0u8; 512];
-    loop {
-        let offset = at + string.len() as u64;
-        // Up to the page's end, so that a string ending just before an
-        // unmapped page reads.
-        let page_left = 4096 - (offset % 4096) as usize;
-        let want = chunk.len().min(page_left);
-        let read = file.read_at(&mut chunk[..want], offset)?;
-        if read == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(end) = chunk[..read].iter().position(|&b| b == 0) {
-            string.extend_from_slice(&chunk[..end]);
-            return Ok(string);
-        }
-        string.extend_from_slice(&chunk[..read]);
-        if string.len() > limit {
-            return Err(io::Error::new(
+impl Memory {
+    /// Reads up to `buffer.len()` bytes at `at`: fewer where the mapping
+    /// ends, none (an error) if `at` is not mapped.
+    fn read_at(&self, buffer: &mut [u8], at: u64) -> io::Result<usize> {
+        let remote = [nix::sys::uio::RemoteIoVec {
+            base: usize::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?,
+            len: buffer.len(),
+        }];
+        nix::sys::uio::process_vm_readv(self.0, &mut [io::IoSliceMut::new(buffer)], &remote)
+            .map_err(io::Error::from)
+    }
+
+    /// The NUL-terminated strings at `pointers`, of at most `limit` bytes
+    /// with their pointers and NULs (as the kernel counts them). Their
+    /// first bytes are read in one call per [`STRINGS_PER_READ`] strings,
+    /// which holds most arguments whole; the rest of a longer one (or of
+    /// one after an unmapped address, where a read stops) is read on its
+    /// own.
+    fn read_strings(&self, pointers: &[u64], limit: usize) -> io::Result<Vec<Vec<u8>>> {
+        let too_large = || {
+            io::Error::new(
                 io::ErrorKind::InvalidData,
                 "argv is larger than the kernel takes",
-            ));
+            )
+        };
+        let mut strings = Vec::with_capacity(pointers.len());
+        let mut total = 0usize;
+        let mut heads = [0u8; STRINGS_PER_READ * STRING_HEAD];
+        for group in pointers.chunks(STRINGS_PER_READ) {
+            // Each head up to its page's end, so that a string ending just
+            // before an unmapped page reads.
+            let lengths: Vec<usize> = group
+                .iter()
+                .map(|&at| STRING_HEAD.min(4096 - (at % 4096) as usize))
+                .collect();
+            let remote: Vec<nix::sys::uio::RemoteIoVec> = group
+                .iter()
+                .zip(&lengths)
+                .map(|(&at, &len)| {
+                    Ok(nix::sys::uio::RemoteIoVec {
+                        base: usize::try_from(at)
+                            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?,
+                        len,
+                    })
+                })
+                .collect::<io::Result<_>>()?;
+            let mut local: Vec<io::IoSliceMut<'_>> = heads
+                .chunks_mut(STRING_HEAD)
+                .zip(&lengths)
+                .map(|(head, &len)| io::IoSliceMut::new(&mut head[..len]))
+                .collect();
+            // A fault stops the read where it is: what came before stands.
+            let mut read =
+                nix::sys::uio::process_vm_readv(self.0, &mut local, &remote).unwrap_or(0);
+            drop(local);
+            for ((&at, &len), head) in group.iter().zip(&lengths).zip(heads.chunks(STRING_HEAD)) {
+                let got = read.min(len);
+                read -= got;
+                let string = match head[..got].iter().position(|&b| b == 0) {
+                    Some(end) => head[..end].to_vec(),
+                    None => self.read_string_at(at, limit.saturating_sub(total))?,
+                };
+                total += string.len() + 1 + 8;
+                if total > limit {
+                    return Err(too_large());
+                }
+                strings.push(string);
+            }
+        }
+        Ok(strings)
+    }
+
+    /// The NUL-terminated string at `at`, of at most `limit` bytes.
+    fn read_string_at(&self, at: u64, limit: usize) -> io::Result<Vec<u8>> {
+        let mut string = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            let offset = at + string.len() as u64;
+            // Up to the page's end, so that a string ending just before an
+            // unmapped page reads.
+            let page_left = 4096 - (offset % 4096) as usize;
+            let want = chunk.len().min(page_left);
+            let read = self.read_at(&mut chunk[..want], offset)?;
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if let Some(end) = chunk[..read].iter().position(|&b| b == 0) {
+                string.extend_from_slice(&chunk[..end]);
+                return Ok(string);
+            }
+            string.extend_from_slice(&chunk[..read]);
+            if string.len() > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "argv is larger than the kernel takes",
+                ));
+            }
         }
     }
 }
 
-impl Drop for Request {
-    /// A request nobody answered is denied: the kernel would hold the
-    /// process until the gate closes, then let it through.
+impl Drop for PendingAnswer {
     fn drop(&mut self) {
         if !self.answered {
             let _ = self.respond(Answer::Deny);

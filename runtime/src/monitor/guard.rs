@@ -34,10 +34,6 @@ use super::approval::{Approvals, Pending, Settlement};
 
 /// One decision, for its `policy` span.
 pub(super) struct Decided {
-    /// The parent of `pid` when it asked (read while the kernel held it):
-    /// the decision's span is its process's, which the monitor may not
-    /// know yet (its fork not yet read), but it knows its parent's.
-    ppid: Option<i32>,
     /// How an `ask` was settled.
     approval: Option<Settlement>,
     /// The exec's arguments, when a rule needed them.
@@ -82,8 +78,6 @@ pub(super) struct DueDecision {
     /// Its parent is the world span until [`DueDecision::parent_from`].
     pub span: Span,
     pub pid: i32,
-    /// `pid`'s parent when it asked.
-    pub ppid: Option<i32>,
     /// The pid and file of the exec it allowed.
     pub allowed_exec: Option<(i32, PathBuf)>,
 }
@@ -91,12 +85,16 @@ pub(super) struct DueDecision {
 impl DueDecision {
     /// Parents the span under the first known of: the span of the process
     /// that called the exec it allowed (`caller`, once that exec was seen),
-    /// the span of its pid, the span of its parent (a process whose fork
-    /// the monitor has not read yet has its parent's span).
+    /// the span of its pid, the span of its parent. The monitor writes a
+    /// decision after the kernel's events queued before it, its pid's fork
+    /// among them, so the pid has a span unless the connector lost events:
+    /// only then is its parent asked of `/proc` — here, not on the gate's
+    /// thread, where it would cost every exec an open, a read and a close
+    /// before its answer.
     pub fn parent_from(&mut self, caller: Option<SpanId>, span_of: impl Fn(i32) -> Option<SpanId>) {
         if let Some(parent) = caller
             .or_else(|| span_of(self.pid))
-            .or_else(|| self.ppid.and_then(&span_of))
+            .or_else(|| parent_of(self.pid).and_then(&span_of))
         {
             self.span.parent_span_id = Some(parent);
         }
@@ -173,6 +171,7 @@ impl PolicyGuard {
             written: Written { upper },
             own: OwnFiles { mountpoints },
             loaders: Loaders::default(),
+            hashes: ContentHashes::default(),
             budget: Budget {
                 max_execs,
                 execs: 0,
@@ -208,12 +207,11 @@ impl PolicyGuard {
         while let Ok(decided) = self.decided.try_recv() {
             let allowed_exec = (decided.on == Access::Exec && decided.effective == Action::Allow)
                 .then(|| (decided.pid, decided.path.clone()));
-            let (pid, ppid) = (decided.pid, decided.ppid);
+            let pid = decided.pid;
             let span = policy_span(world_id, world_span, decided);
             due.push(DueDecision {
                 span,
                 pid,
-                ppid,
                 allowed_exec,
             });
         }
@@ -242,6 +240,8 @@ struct Guard {
     written: Written,
     own: OwnFiles,
     loaders: Loaders,
+    /// The hashes of the files run, when a rule matches on `sha256`.
+    hashes: ContentHashes,
     budget: Budget,
     denied: DeniedFiles,
     /// Whether files are still let through for good (see
@@ -275,9 +275,26 @@ impl Outcomes {
 
 /// What the gate's thread does with a request.
 enum Outcome {
-    Answer(Answer, Option<Decided>),
+    Answer {
+        answer: Answer,
+        decided: Option<Decided>,
+        /// An exec allowed: its dynamic loader, if it has one, is the
+        /// kernel's next exec for the pid (see [`Loaders`]).
+        loader_follows: bool,
+    },
     /// An approver is asked; the request is answered when they settle it.
     Ask(Decided),
+}
+
+impl Outcome {
+    /// An answer that needs nothing after it.
+    fn just(answer: Answer, decided: Option<Decided>) -> Outcome {
+        Outcome::Answer {
+            answer,
+            decided,
+            loader_follows: false,
+        }
+    }
 }
 
 impl Guard {
@@ -285,23 +302,39 @@ impl Guard {
         let outcome = match request.access {
             Access::Exec => {
                 if self.own.holds(&request) {
-                    Outcome::Answer(Answer::Allow, None)
+                    Outcome::just(Answer::Allow, None)
                 } else {
                     self.decide_exec(&request)
                 }
             }
             Access::Open => {
                 let (answer, decided) = self.decide_open(&request);
-                Outcome::Answer(answer, decided)
+                Outcome::just(answer, decided)
             }
         };
         match outcome {
-            Outcome::Answer(answer, decided) => {
+            Outcome::Answer {
+                answer,
+                decided,
+                loader_follows,
+            } => {
+                // Recorded before the answer: the monitor takes an exec's
+                // decision when it reads the exec's own event, which the
+                // answer lets happen. (A send on the channel: no system
+                // call.)
                 if let Some(decided) = decided {
                     self.outcomes.record(decided);
                 }
-                if let Err(e) = request.answer(answer) {
+                let pid = request.pid;
+                let (answered, file) = request.answer_keeping_file(answer);
+                if let Err(e) = answered {
                     tracing::error!("answering the kernel: {e}");
+                }
+                // After the answer, off the process's wait: the kernel opens
+                // the loader only once the program is allowed, and this
+                // thread reads that event only after this returns.
+                if loader_follows {
+                    self.loaders.expect(pid, &file);
                 }
             }
             Outcome::Ask(decided) => match &self.approvals {
@@ -388,7 +421,6 @@ impl Guard {
         let decided = Decided {
             at: Timestamp::now(),
             pid: request.pid,
-            ppid: parent_of(request.pid),
             path: request.path.clone(),
             on: Access::Open,
             approval: None,
@@ -628,6 +660,97 @@ impl Written {
 #[derive(Default)]
 struct Loaders {
     expected: HashMap<i32, PathBuf>,
+    /// Each loader name seen, resolved: `canonicalize` costs a system call
+    /// or two per component, on the gate's thread (which reads no other
+    /// event meanwhile), so it is done once per name rather than once per
+    /// exec.
+    resolved: HashMap<Vec<u8>, PathBuf>,
+}
+
+/// The loader names [`Loaders::resolved`] keeps (a host has a handful).
+const LOADER_NAMES: usize = 64;
+
+impl Loaders {
+    /// Expects `pid` to exec the dynamic loader of `file` next, if it has
+    /// one.
+    fn expect(&mut self, pid: i32, file: &File) {
+        let Some(name) = elf_interpreter(file) else {
+            return;
+        };
+        let path = match self.resolved.get(name.as_slice()) {
+            Some(path) => path.clone(),
+            None => {
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(&name));
+                // The kernel names the loader's fd by its resolved path.
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                if self.resolved.len() < LOADER_NAMES {
+                    self.resolved.insert(name, path.clone());
+                }
+                path
+            }
+        };
+        self.expected.insert(pid, path);
+    }
+}
+
+/// The content hashes of the files run, by version: without them a rule on
+/// `sha256` would hash the whole file at every exec of it, on the gate's
+/// path.
+#[derive(Default)]
+struct ContentHashes {
+    by_version: HashMap<FileVersion, [u8; 32]>,
+}
+
+/// One content of one file: its inode, size and times. Any change to the
+/// content sets the ctime (which no program can set) to the time of the
+/// change, but only as finely as the filesystem keeps time: a change in
+/// the same tick as the hash could leave it as it was. So a hash is kept
+/// only for a file whose ctime was [`SETTLED`] before it was hashed (git's
+/// rule for its racy index): any later change then moves the ctime.
+#[derive(Hash, PartialEq, Eq)]
+struct FileVersion {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How long a file must have been unchanged for its hash to be kept: well
+/// over any filesystem's timestamp granularity.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The hashes [`ContentHashes`] keeps (it starts over when full).
+const HASHES_KEPT: usize = 4096;
+
+impl ContentHashes {
+    /// The SHA-256 of `file`'s content, hashed unless this version of it
+    /// was.
+    fn of(&mut self, file: &File) -> Option<[u8; 32]> {
+        let Ok(metadata) = file.metadata() else {
+            return sha256_of(file).ok();
+        };
+        let version = FileVersion {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        };
+        if let Some(hash) = self.by_version.get(&version) {
+            return Some(*hash);
+        }
+        let hashed_at = i128::from(Timestamp::now().unix_nanos());
+        let hash = sha256_of(file).ok()?;
+        let changed_at = i128::from(version.ctime.0) * 1_000_000_000 + i128::from(version.ctime.1);
+        if changed_at + SETTLED.as_nanos() as i128 <= hashed_at {
+            if self.by_version.len() >= HASHES_KEPT {
+                self.by_version.clear();
+            }
+            self.by_version.insert(version, hash);
+        }
+        Some(hash)
+    }
 }
 
 /// `budget.max_execs`: the programs the world may start over its life,
@@ -641,12 +764,12 @@ impl Guard {
     fn decide_exec(&mut self, request: &Request) -> Outcome {
         if self.loaders.expected.get(&request.pid) == Some(&request.path) {
             self.loaders.expected.remove(&request.pid);
-            return Outcome::Answer(Answer::Allow, None);
+            return Outcome::just(Answer::Allow, None);
         }
         // Where a file came from is looked up only when the policy asks.
         let written_by_world = !self.allow_written && self.written.by_world(request);
         let sha256 = if self.compiled.needs_sha256() {
-            sha256_of(&request.file).ok()
+            self.hashes.of(&request.file)
         } else {
             None
         };
@@ -706,17 +829,14 @@ impl Guard {
                 _ => self.budget.execs += 1,
             }
         }
-        if effective != Action::Deny {
-            // Expected before the answer: the kernel opens the loader for
-            // exec as soon as the program is allowed.
-            if let Some(interpreter) = elf_interpreter(&request.file) {
-                self.loaders.expected.insert(request.pid, interpreter);
-            }
+        if effective == Action::Ask {
+            // Expected before the approver's answer, which another thread
+            // gives while this one reads on.
+            self.loaders.expect(request.pid, &request.file);
         }
         let decided = Decided {
             at: Timestamp::now(),
             pid: request.pid,
-            ppid: parent_of(request.pid),
             path: request.path.clone(),
             action,
             effective,
@@ -729,8 +849,12 @@ impl Guard {
             latency_ns: request.at.elapsed().as_nanos() as u64,
         };
         match effective {
-            Action::Allow => Outcome::Answer(Answer::Allow, Some(decided)),
-            Action::Deny => Outcome::Answer(Answer::Deny, Some(decided)),
+            Action::Allow => Outcome::Answer {
+                answer: Answer::Allow,
+                decided: Some(decided),
+                loader_follows: true,
+            },
+            Action::Deny => Outcome::just(Answer::Deny, Some(decided)),
             Action::Ask => Outcome::Ask(decided),
         }
     }
@@ -741,8 +865,8 @@ impl Guard {
 /// the command's name in parentheses (which may hold anything).
 fn parent_of(pid: i32) -> Option<i32> {
     use std::io::Read;
-    // One read: the line is well under a page, and this is on the gate's
-    // path (`fs::read` would stat the file and read it in small steps).
+    // One read: the line is well under a page (`fs::read` would stat the
+    // file and read it in small steps).
     let mut buffer = [0u8; 1024];
     let read = File::open(format!("/proc/{pid}/stat"))
         .ok()?
@@ -757,14 +881,14 @@ fn parent_of(pid: i32) -> Option<i32> {
     std::str::from_utf8(fields.next()?).ok()?.parse().ok()
 }
 
-/// The `PT_INTERP` of an ELF file (its dynamic loader), if it has one:
-/// read with one `pread` of the file's first page, where the header, the
-/// program headers and the loader's name are in any executable a linker
-/// made (an exotic layout is not followed: its loader is then decided as
-/// a command).
-fn elf_interpreter(file: &File) -> Option<PathBuf> {
+/// The `PT_INTERP` of an ELF file (its dynamic loader's name, as written),
+/// if it has one: read with one `pread` of the file's first page, where
+/// the header, the program headers and the loader's name are in any
+/// executable a linker made (an exotic layout is not followed: its loader
+/// is then decided as a command).
+fn elf_interpreter(file: &File) -> Option<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let mut page = vec![0u8; 4096];
+    let mut page = [0u8; 4096];
     let read = file.read_at(&mut page, 0).ok()?;
     let page = &page[..read];
     // 64-bit little-endian ELF only (what these hosts run).
@@ -790,9 +914,7 @@ fn elf_interpreter(file: &File) -> Option<PathBuf> {
         let (offset, size) = (u64_at(entry + 8)?, u64_at(entry + 32)?);
         let name = page.get(offset..offset.checked_add(size)?)?;
         let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&name[..end]));
-        // The kernel names the loader's fd by its resolved path.
-        return Some(std::fs::canonicalize(&path).unwrap_or(path));
+        return Some(name[..end].to_vec());
     }
     None
 }
