@@ -106,18 +106,17 @@ fn exit_code(record: &Value) -> Value {
 
 // ---- the init ----------------------------------------------------------------
 
-/// Ctrl-C in a terminal sends SIGINT to the foreground process group: the
-/// `run` passes it on to the init, the init to the command, and `sleep`
-/// (which has no handler, and is not PID 1) dies at once: 130, as a shell
-/// reports a SIGINT. Without the init, PID 1 ignored it and was killed 2 s
-/// later (137).
-
 /// How soon a world Ctrl-C stops counts as stopped by it: well under
 /// `run`'s grace before it kills (2 s), so that a world killed after the
 /// grace fails; how fast it is, a loaded host aside, is `make bench`'s
 /// business, not a test's.
 const PROMPTLY: Duration = Duration::from_secs(1);
 
+/// Ctrl-C in a terminal sends SIGINT to the foreground process group: the
+/// `run` passes it on to the init, the init to the command, and `sleep`
+/// (which has no handler, and is not PID 1) dies at once: 130, as a shell
+/// reports a SIGINT. Without the init, PID 1 ignored it and was killed 2 s
+/// later (137).
 #[test]
 fn ctrl_c_stops_a_plain_program_at_once_with_130() {
     let rt = Runtime::new();
