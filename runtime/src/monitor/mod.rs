@@ -1526,9 +1526,14 @@ fn describe_exec(
 ) -> OpenExec {
     let mut exec = OpenExec::new(tgid, parent, start, event_ns);
     exec.ppid = ppid;
-    exec.world_ppid = ppid.and_then(world_pid_of);
     if let Some(record) = record {
         fill_from_sensor(&mut exec, record);
+    }
+    // The sensor's record names the parent as the world sees it; only
+    // without it is the parent's `status` read (a read the monitor would
+    // otherwise pay on every exec).
+    if exec.world_ppid.is_none() {
+        exec.world_ppid = ppid.and_then(world_pid_of);
     }
     let Some(proc) = ProcDir::open(tgid).filter(|p| p.started_by(event_ns)) else {
         // Gone, or a newer process under the same pid: what the kernel
