@@ -36,6 +36,11 @@ use substrate_trace::{
     PolicyDetail, Source, Span, SpanId, Timestamp, Transport, WorldDetail,
 };
 
+// The allocator the binary has (graph/Cargo.toml), so that ingest is
+// measured as `substrate-graph ingest` runs it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// splitmix64: reproducible runs.
 struct Rng(u64);
 

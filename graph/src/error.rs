@@ -57,6 +57,10 @@ pub enum Error {
     Graphviz { reason: String },
     #[error("stored value of {what} is not what this version writes: {reason}")]
     Corrupt { what: String, reason: String },
+    /// A batch holding lines of several worlds failed to be written: the
+    /// error went to the first of them (`world`).
+    #[error("not written: the write it shared with world {world:?} failed: {reason}")]
+    SharedWrite { world: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

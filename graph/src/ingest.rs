@@ -9,12 +9,13 @@
 //!   (`model`), properties are overwritten with what the last line of a
 //!   span says, and edge details merge idempotently (`details`): ingesting
 //!   a line twice changes nothing.
-//! - **Crash-safe**: lines are taken in batches. A batch's vertices, edges
-//!   and properties go in one RocksDB write batch (atomic); then the
-//!   chains it completes are found (they read what it wrote) and written,
-//!   with the new offset, in a second one. A crash before the second
-//!   leaves the offset where it was: the next ingest takes the same batch
-//!   again, which writes the same keys again.
+//! - **Crash-safe**: lines are taken in batches, which run on from one
+//!   world's trace into the next. A batch's vertices, edges and properties
+//!   go in one RocksDB write batch (atomic); then, for each world it holds
+//!   lines of, the chains they complete are found (they read what it
+//!   wrote) and written, with the world's new offset, in a write of their
+//!   own. A crash before a world's leaves its offset where it was: the next
+//!   ingest takes those lines again, which writes the same keys again.
 //! - A line that is not a span (bad JSON, a missing field, a newer major
 //!   version, too long, another world's) is skipped and counted, with its
 //!   line number; an unfinished last line (no `\n` yet) is left for the
@@ -26,7 +27,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Instant;
 
-use indradb::{BulkInsertItem, Edge, Json, Vertex};
+use indradb::{BulkInsertItem, Edge, Json, PreparedInsert, Vertex};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -46,8 +47,8 @@ use crate::traces::check_world_id;
 /// How lines are taken.
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
-    /// Lines per batch (a batch is one atomic write, and what a crash
-    /// makes the next ingest take again).
+    /// Lines per batch, across worlds (a batch is one atomic write, and
+    /// what a crash makes the next ingest take again).
     pub batch_lines: usize,
 }
 
@@ -116,10 +117,17 @@ impl GraphWriter {
 
     /// Ingests each world's trace (`(world, trace)`, each world once), in
     /// order: a report or an error for each (an error of the whole store,
-    /// after: the flush that keeps the log short). The next world's lines are
-    /// read, parsed and made into graph items on one thread while the
-    /// world before is written on this one, so both cores work when
-    /// worlds are small (a world of ~1000 spans is one batch).
+    /// after: the flush that keeps the log short).
+    ///
+    /// A pipeline of three threads, each about a third of the work: one
+    /// reads the worlds' lines, parses them (on every core) and makes them
+    /// into graph items, in batches of up to `batch_lines` lines that run
+    /// on from one world into the next (a world of ~1000 spans is a
+    /// fraction of one); the next makes each batch into RocksDB records,
+    /// sorted; this one writes each batch in one write, then moves each of
+    /// its worlds' state past it. Every core works, and a large batch is
+    /// cheaper to write than many small ones: its keys, sorted, land in
+    /// RocksDB's memtables near each other.
     pub fn ingest_many(
         &self,
         worlds: &[(&str, &Path)],
@@ -127,99 +135,22 @@ impl GraphWriter {
     ) -> Result<Vec<Result<IngestReport>>> {
         let batch_lines = opts.batch_lines.max(1);
         let mut results: Vec<Option<Result<IngestReport>>> = worlds.iter().map(|_| None).collect();
-        // What this ingest wrote, across worlds: a file or endpoint vertex
-        // many worlds share is written once.
-        let mut run = Run::new(false);
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(1);
+            let (gathered_tx, gathered_rx) = std::sync::mpsc::sync_channel::<Gathering>(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(1);
+            // What the writer wrote, told back to the reading thread.
+            let (written_tx, written_rx) = std::sync::mpsc::channel::<Written>();
+            scope.spawn(move || self.read_worlds(worlds, batch_lines, &gathered_tx, written_rx));
             scope.spawn(move || {
-                for (i, &(world, trace)) in worlds.iter().enumerate() {
-                    let (file, begun) = match self.begin(world, trace) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            if tx.send(Msg::Begin(i, Err(e))).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                    };
-                    let mut lines = Lines {
-                        next: begun.state.lines + 1,
-                        buf: Vec::new(),
-                    };
-                    let mut cwd = Cwd {
-                        known: HashMap::new(),
-                        fresh: begun.fresh,
-                    };
-                    if tx.send(Msg::Begin(i, Ok(begun))).is_err() {
+                for gathering in gathered_rx {
+                    if tx.send(self.seal(gathering)).is_err() {
                         return;
-                    }
-                    let mut reader = BufReader::with_capacity(1 << 20, file);
-                    loop {
-                        let prepared =
-                            self.prepare(world, &mut reader, &mut lines, batch_lines, &mut cwd);
-                        let last = !matches!(&prepared, Ok(Some(p)) if !p.at_end);
-                        let msg = match prepared {
-                            Ok(Some(p)) => Msg::Batch(i, Ok(Box::new(p))),
-                            Ok(None) => break,
-                            Err(e) => Msg::Batch(i, Err(e)),
-                        };
-                        if tx.send(msg).is_err() {
-                            return;
-                        }
-                        if last {
-                            break;
-                        }
                     }
                 }
             });
-            let mut current: Option<Ingesting> = None;
-            for msg in rx {
-                match msg {
-                    Msg::Begin(i, begun) => {
-                        if let Some(done) = current.take() {
-                            let index = done.index;
-                            results[index] = Some(Ok(done.finish()));
-                        }
-                        let world = worlds[i].0;
-                        let started = begun.and_then(|begun| {
-                            let memory = if begun.fresh {
-                                detect::Memory::default()
-                            } else {
-                                detect::Memory::seed(&self.view(), world)?
-                            };
-                            Ok(Ingesting {
-                                index: i,
-                                world,
-                                begun,
-                                memory,
-                            })
-                        });
-                        match started {
-                            Ok(ingesting) => {
-                                run.fresh = ingesting.begun.fresh;
-                                current = Some(ingesting);
-                            }
-                            Err(e) => results[i] = Some(Err(e)),
-                        }
-                    }
-                    Msg::Batch(i, prepared) => {
-                        // Batches of a world that failed are dropped.
-                        let Some(ingesting) = current.as_mut().filter(|c| c.index == i) else {
-                            continue;
-                        };
-                        if let Err(e) =
-                            prepared.and_then(|p| self.take_batch(ingesting, *p, &mut run))
-                        {
-                            results[i] = Some(Err(e));
-                            current = None;
-                        }
-                    }
-                }
-            }
-            if let Some(done) = current.take() {
-                let index = done.index;
-                results[index] = Some(Ok(done.finish()));
+            let mut ingesting: HashMap<usize, Ingesting> = HashMap::new();
+            for prepared in rx {
+                self.take_batch(prepared, worlds, &mut ingesting, &mut results, &written_tx);
             }
         });
         self.flush_if_log_large()?;
@@ -287,14 +218,104 @@ impl GraphWriter {
         ))
     }
 
-    /// A batch written, the chains it completes found, and the world's
-    /// state moved past it.
-    fn take_batch(&self, ingesting: &mut Ingesting<'_>, p: Prepared, run: &mut Run) -> Result<()> {
+    /// A batch written; then, world by world, the chains its lines complete
+    /// found and the world's state moved past them. A world's state is
+    /// written after the batch, so a crash between the two leaves its
+    /// offset before lines the store holds: the next ingest takes them
+    /// again, which writes the same keys again.
+    fn take_batch<'w>(
+        &self,
+        prepared: Prepared,
+        worlds: &[(&'w str, &Path)],
+        ingesting: &mut HashMap<usize, Ingesting<'w>>,
+        results: &mut [Option<Result<IngestReport>>],
+        written_tx: &std::sync::mpsc::Sender<Written>,
+    ) {
+        let Prepared {
+            insert,
+            merge,
+            written,
+            parts,
+        } = prepared;
+        let mut write_error = match insert.and_then(|insert| self.write_batch(insert, merge)) {
+            Ok(()) => {
+                // The reading thread may be gone (it sent its last batch):
+                // nothing is left to skip then.
+                let _ = written_tx.send(written);
+                crate::fail_point("graph.ingest.batch_written");
+                None
+            }
+            Err(e) => Some(e),
+        };
+        // A failed write's error goes to the first of its worlds, and is
+        // named to the others: (that world, the error).
+        let mut shared: Option<(String, String)> = None;
+        for part in parts {
+            match part {
+                Part::Begin(i, begun) => match self.start(worlds[i].0, *begun) {
+                    Ok(started) => {
+                        ingesting.insert(i, started);
+                    }
+                    Err(e) => results[i] = Some(Err(e)),
+                },
+                Part::Lines(i, lines) => {
+                    // Lines of a world that failed are dropped.
+                    let Some(world) = ingesting.get_mut(&i) else {
+                        continue;
+                    };
+                    let taken = if let Some(e) = write_error.take() {
+                        shared = Some((world.world.to_owned(), e.to_string()));
+                        Err(e)
+                    } else if let Some((first, reason)) = &shared {
+                        Err(Error::SharedWrite {
+                            world: first.clone(),
+                            reason: reason.clone(),
+                        })
+                    } else {
+                        self.take_lines(world, *lines)
+                    };
+                    if let Err(e) = taken {
+                        results[i] = Some(Err(e));
+                        ingesting.remove(&i);
+                    }
+                }
+                Part::End(i, unfinished) => {
+                    if let Some(mut done) = ingesting.remove(&i) {
+                        if unfinished.is_some() {
+                            done.begun.report.unfinished = unfinished;
+                        }
+                        results[i] = Some(Ok(done.finish()));
+                    }
+                }
+                Part::Failed(i, e) => {
+                    ingesting.remove(&i);
+                    results[i] = Some(Err(e));
+                }
+            }
+        }
+    }
+
+    /// A world's ingest started on this thread: what the chains' rules
+    /// remember of it.
+    fn start<'w>(&self, world: &'w str, begun: Begun) -> Result<Ingesting<'w>> {
+        let memory = if begun.fresh {
+            detect::Memory::default()
+        } else {
+            detect::Memory::seed(&self.view(), world)?
+        };
+        Ok(Ingesting {
+            world,
+            begun,
+            memory,
+        })
+    }
+
+    /// A world's lines of the batch just written: the chains they complete
+    /// found, and the world's state moved past them.
+    fn take_lines(&self, ingesting: &mut Ingesting<'_>, p: PartLines) -> Result<()> {
         let world = ingesting.world;
-        let triggers = self.write_batch(p.batch, run)?;
-        crate::fail_point("graph.ingest.batch_written");
-        ingesting.memory.learn(&triggers);
-        let chains = detect::chains(&self.view(), world, &triggers, &ingesting.memory)?;
+        ingesting.memory.learn(&p.triggers);
+        let chains = detect::chains(&self.view(), world, &p.triggers, &ingesting.memory)?;
         let Begun { state, report, .. } = &mut ingesting.begun;
         state.offset += p.consumed;
         state.lines += p.read;
@@ -316,67 +337,35 @@ impl GraphWriter {
         Ok(())
     }
 
-    /// A batch's vertices, edges and properties, in one write.
-    fn write_batch(&self, batch: Batch, run: &mut Run) -> Result<Triggers> {
+    /// A batch's vertices, edges and properties, in one write: what the
+    /// reading thread made of them, and the details of edges that may
+    /// already hold some, merged with what they hold (read now, after
+    /// every earlier batch is written).
+    fn write_batch(
+        &self,
+        insert: PreparedInsert,
+        merge: Vec<(Edge, Map<String, Value>)>,
+    ) -> Result<()> {
         let view = self.view();
-        let mut items = Vec::with_capacity(
-            batch.vertices.len() + batch.vprops.len() + batch.fixed.len() + 2 * batch.edges.len(),
-        );
-        for (id, t) in &batch.vertices {
-            if run.vertices.insert(*id) {
-                items.push(BulkInsertItem::Vertex(Vertex::with_id(*id, ident(t))));
-            }
-        }
-        for ((id, name), value) in batch.fixed {
-            if run.fixed.insert((id, name)) {
-                items.push(BulkInsertItem::VertexProperty(
-                    id,
-                    ident(name),
-                    Json::new(value),
-                ));
-            }
-        }
-        for ((id, name), value) in batch.vprops {
-            items.push(BulkInsertItem::VertexProperty(
-                id,
-                ident(name),
-                Json::new(value),
-            ));
-        }
         let d = ident(prop::DETAILS);
-        for (e, mut details) in batch.edges {
-            if !details.is_empty() {
-                // Merged with what is stored, if anything can be.
-                let stored = !run.fresh || run.edges.contains(&e);
-                if stored {
-                    if let Some(Value::Object(old)) = view.edge_details(&e)? {
-                        let mut merged = old;
-                        details::merge(&mut merged, &details);
-                        details = merged;
-                    }
-                }
-                run.edges.insert(e.clone());
-                items.push(BulkInsertItem::EdgeProperty(
-                    e.clone(),
-                    d,
-                    Json::new(Value::Object(details)),
-                ));
+        let mut more = Vec::with_capacity(merge.len());
+        for (e, mut details) in merge {
+            if let Some(Value::Object(old)) = view.edge_details(&e)? {
+                let mut merged = old;
+                details::merge(&mut merged, &details);
+                details = merged;
             }
-            items.push(BulkInsertItem::Edge(e));
-        }
-        for e in batch.blocked {
-            items.push(BulkInsertItem::EdgeProperty(
+            more.push(BulkInsertItem::EdgeProperty(
                 e,
-                ident(prop::BLOCKED),
-                Json::new(Value::Bool(true)),
+                d,
+                Json::new(Value::Object(details)),
             ));
         }
         drop(view);
         self.database()
-            .bulk_insert(items)
-            .map_err(self.store_error())?;
-        run.forget_if_large();
-        Ok(batch.triggers)
+            .datastore
+            .write_prepared(insert, more)
+            .map_err(self.store_error())
     }
 
     /// The world's ingest state and the chains a batch completed, in one
@@ -438,7 +427,8 @@ impl GraphWriter {
 
     /// Flushes memtables once the write-ahead log holds more than a few
     /// MiB, so that a query's open (which replays it) stays quick; small
-    /// ingests (a world's end) leave it to grow.
+    /// ingests (a world's end) leave it to grow. Either way, waits for the
+    /// compactions that are due ([`GraphWriter::settle`]).
     fn flush_if_log_large(&self) -> Result<()> {
         let db = self.dir().path().join("db");
         let log_bytes: u64 = std::fs::read_dir(&db)
@@ -452,18 +442,11 @@ impl GraphWriter {
             })
             .unwrap_or(0);
         if log_bytes > 8 << 20 {
-            self.flush()?;
+            self.flush()
+        } else {
+            self.settle()
         }
-        Ok(())
     }
-}
-
-/// What the reading thread tells the writing one.
-enum Msg {
-    /// World `i` starts (or could not).
-    Begin(usize, Result<Begun>),
-    /// A batch of world `i` (or why there is none).
-    Batch(usize, Result<Box<Prepared>>),
 }
 
 /// A world's ingest, started.
@@ -471,13 +454,12 @@ struct Begun {
     state: IngestState,
     report: IngestReport,
     started: Instant,
-    /// Nothing of the world was ingested before ([`Run::fresh`]).
+    /// Nothing of the world was ingested before ([`Sent::fresh`]).
     fresh: bool,
 }
 
-/// The world being written.
+/// A world being written.
 struct Ingesting<'w> {
-    index: usize,
     world: &'w str,
     begun: Begun,
     memory: detect::Memory,
@@ -498,16 +480,75 @@ impl Ingesting<'_> {
     }
 }
 
-/// A batch read, parsed and made into graph items, ready to be written.
+/// A batch read, parsed and made into graph items, ready to be written:
+/// what the reading thread sends the writing one.
 struct Prepared {
-    batch: Batch,
-    /// Bytes of the trace it covers.
+    /// Its items as RocksDB records (made on the reading thread), or why
+    /// they could not be made.
+    insert: Result<PreparedInsert>,
+    /// Edges whose details may merge with stored ones (`Sent::may_hold`).
+    merge: Vec<(Edge, Map<String, Value>)>,
+    /// What `insert` writes that later batches need not write again.
+    written: Written,
+    /// What happens to each world, in order, once the batch is written.
+    parts: Vec<Part>,
+}
+
+/// Lines of an ingest's first batch (at most).
+const FIRST_BATCH_LINES: usize = 2_000;
+
+/// A batch being made.
+#[derive(Default)]
+struct Gathering {
+    plain: Vec<BulkInsertItem>,
+    merge: Vec<(Edge, Map<String, Value>)>,
+    written: Written,
+    parts: Vec<Part>,
+    /// Lines read into it.
+    lines: usize,
+}
+
+impl Gathering {
+    /// A world's lines, into the batch.
+    fn add(&mut self, index: usize, mut read: ReadLines, sent: &mut Sent) {
+        read.batch.items(sent, self);
+        self.lines += read.lines.read as usize;
+        read.lines.triggers = std::mem::take(&mut read.batch.triggers);
+        self.parts.push(Part::Lines(index, Box::new(read.lines)));
+    }
+}
+
+/// What a batch does to one world once written.
+enum Part {
+    /// World `i` starts.
+    Begin(usize, Box<Begun>),
+    /// Lines of world `i`.
+    Lines(usize, Box<PartLines>),
+    /// World `i` is read to its end, but for an unfinished last line of
+    /// this many bytes, if any, not in a batch (none read before it).
+    End(usize, Option<u64>),
+    /// World `i` could not be started or read on.
+    Failed(usize, Error),
+}
+
+/// A world's lines in a batch: what they ask the chains' rules to look
+/// at, and how far they move the world's state.
+struct PartLines {
+    triggers: Triggers,
+    /// Bytes of the trace they cover.
     consumed: u64,
     read: u64,
     spans: u64,
     skipped: u64,
     skipped_lines: Vec<Skipped>,
     unfinished: Option<u64>,
+}
+
+/// A world's lines read: its graph items, and what they are.
+struct ReadLines {
+    batch: Batch,
+    lines: PartLines,
+    /// The trace was read to its end (or to an unfinished last line).
     at_end: bool,
 }
 
@@ -516,6 +557,8 @@ struct Lines {
     /// The next line's number.
     next: u64,
     buf: Vec<u8>,
+    /// Bytes of an unfinished last line found where no line was left.
+    unfinished: Option<u64>,
 }
 
 /// The working dirs of the world's processes, to make relative paths
@@ -547,16 +590,113 @@ impl Cwd {
 }
 
 impl GraphWriter {
-    /// The next batch: up to `batch_lines` lines, parsed (in parallel) and
-    /// made into graph items. `None` at the end of the trace.
-    fn prepare<R: BufRead>(
+    /// The reading thread's work: each world's lines, parsed and made into
+    /// graph items, gathered into batches of `batch_lines` lines. The
+    /// first batches are smaller ([`FIRST_BATCH_LINES`], each next one
+    /// twice as large): the other threads have nothing to do until the
+    /// first is read, and an ingest of a few worlds would be one batch that
+    /// each thread takes in turn.
+    fn read_worlds(
+        &self,
+        worlds: &[(&str, &Path)],
+        batch_lines: usize,
+        tx: &std::sync::mpsc::SyncSender<Gathering>,
+        written: std::sync::mpsc::Receiver<Written>,
+    ) {
+        let mut sent = Sent::new(written);
+        let mut gathering = Gathering::default();
+        let mut limit = batch_lines.min(FIRST_BATCH_LINES);
+        for (i, &(world, trace)) in worlds.iter().enumerate() {
+            let (file, begun) = match self.begin(world, trace) {
+                Ok(b) => b,
+                Err(e) => {
+                    gathering.parts.push(Part::Failed(i, e));
+                    continue;
+                }
+            };
+            let mut lines = Lines {
+                next: begun.state.lines + 1,
+                buf: Vec::new(),
+                unfinished: None,
+            };
+            let mut cwd = Cwd {
+                known: HashMap::new(),
+                fresh: begun.fresh,
+            };
+            sent.start_world(begun.fresh);
+            gathering.parts.push(Part::Begin(i, Box::new(begun)));
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            loop {
+                let room = limit.saturating_sub(gathering.lines).max(1);
+                let ended = match self.read_lines(world, &mut reader, &mut lines, room, &mut cwd) {
+                    Ok(Some(read)) => {
+                        let at_end = read.at_end;
+                        gathering.add(i, read, &mut sent);
+                        if at_end {
+                            gathering.parts.push(Part::End(i, None));
+                        }
+                        at_end
+                    }
+                    Ok(None) => {
+                        gathering.parts.push(Part::End(i, lines.unfinished));
+                        true
+                    }
+                    Err(e) => {
+                        gathering.parts.push(Part::Failed(i, e));
+                        true
+                    }
+                };
+                if gathering.lines >= limit {
+                    if tx.send(std::mem::take(&mut gathering)).is_err() {
+                        return;
+                    }
+                    limit = (limit * 2).min(batch_lines);
+                }
+                if ended {
+                    break;
+                }
+            }
+        }
+        if !gathering.parts.is_empty() {
+            let _ = tx.send(gathering);
+        }
+    }
+
+    /// A batch gathered, made into RocksDB records (the second thread's
+    /// work).
+    fn seal(&self, gathering: Gathering) -> Prepared {
+        let Gathering {
+            plain,
+            merge,
+            written,
+            parts,
+            ..
+        } = gathering;
+        let insert = self
+            .database()
+            .datastore
+            .prepare_insert(plain)
+            .map_err(self.store_error());
+        Prepared {
+            insert,
+            merge,
+            written,
+            parts,
+        }
+    }
+
+    /// A world's next lines: up to `max_lines`, parsed (in parallel) and
+    /// made into graph items. `None` at the end of the trace (with
+    /// `lines.unfinished` set if an unfinished line is all there is).
+    fn read_lines<R: BufRead>(
         &self,
         world: &str,
         reader: &mut R,
         lines: &mut Lines,
-        batch_lines: usize,
+        max_lines: usize,
         cwd: &mut Cwd,
-    ) -> Result<Option<Prepared>> {
+    ) -> Result<Option<ReadLines>> {
+        let batch_lines = max_lines;
         let mut raw: Vec<(u64, RawLine)> = Vec::with_capacity(batch_lines.min(65_536));
         let mut consumed = 0u64;
         let mut at_end = false;
@@ -589,6 +729,7 @@ impl GraphWriter {
             }
         }
         if raw.is_empty() {
+            lines.unfinished = unfinished;
             return Ok(None);
         }
         let parsed: Vec<(u64, Option<Result<Span, String>>)> = raw
@@ -596,73 +737,119 @@ impl GraphWriter {
             .map(|(number, raw)| (number, parse(raw)))
             .collect();
         let view = self.view();
-        let mut p = Prepared {
-            batch: Batch::new(world),
+        let mut batch = Batch::new(world);
+        let mut part = PartLines {
+            triggers: Triggers::default(),
             consumed,
             read: 0,
             spans: 0,
             skipped: 0,
             skipped_lines: Vec::new(),
             unfinished,
-            at_end,
         };
         for (number, span) in parsed {
-            p.read += 1;
+            part.read += 1;
             let reason = match span {
                 None => continue,
                 Some(Ok(span)) if span.world_id == world => {
-                    p.spans += 1;
-                    p.batch.add(&view, cwd, span)?;
+                    part.spans += 1;
+                    batch.add(&view, cwd, span)?;
                     continue;
                 }
                 Some(Ok(span)) => format!("a span of world {:?}", span.world_id),
                 Some(Err(reason)) => reason,
             };
-            p.skipped += 1;
-            if p.skipped_lines.len() < MAX_SKIPPED_LISTED {
-                p.skipped_lines.push(Skipped {
+            part.skipped += 1;
+            if part.skipped_lines.len() < MAX_SKIPPED_LISTED {
+                part.skipped_lines.push(Skipped {
                     line: number,
                     reason,
                 });
             }
         }
-        Ok(Some(p))
+        Ok(Some(ReadLines {
+            batch,
+            lines: part,
+            at_end,
+        }))
     }
 }
 
-/// What one ingest has written so far, so that later batches neither read
-/// back nor write again what earlier ones did.
-struct Run {
-    /// The world had nothing ingested when this ingest started: an edge
-    /// not written by this ingest holds nothing to merge with (what a
-    /// crashed ingest left past the offset is of lines this one takes
-    /// again, so it may be overwritten).
-    fresh: bool,
-    /// Edges with details written by this ingest (stored: read back to
-    /// merge).
-    edges: HashSet<Edge>,
-    /// Vertices and fixed properties written by this ingest.
+/// What the reading thread knows of what this ingest has written, so that
+/// later batches neither write again what earlier ones did nor read back
+/// what cannot be there.
+struct Sent {
+    /// Vertices and fixed properties the writer wrote (told through
+    /// `written`: skipped only once written, so that a batch that failed
+    /// to be written leaves nothing unwritten for the next world).
     vertices: HashSet<Uuid>,
     fixed: HashSet<(Uuid, &'static str)>,
+    written: std::sync::mpsc::Receiver<Written>,
+    /// The world had nothing ingested when this ingest started: an edge
+    /// not sent by this ingest holds nothing to merge with (what a crashed
+    /// ingest left past the offset is of lines this one takes again, so it
+    /// may be overwritten).
+    fresh: bool,
+    /// Edges of this world with details, sent in an earlier batch: their
+    /// details are merged with what is stored (the writer reads them after
+    /// every earlier batch is written). Every edge with details starts at
+    /// a vertex of one world (its actor, or the name of one world's
+    /// answer), so a world's set is all it needs.
+    edges: HashSet<Edge>,
 }
 
-/// Past this many remembered keys an ingest reads back instead (memory).
+/// What one batch wrote that later ones need not write again.
+#[derive(Default)]
+struct Written {
+    vertices: Vec<Uuid>,
+    fixed: Vec<(Uuid, &'static str)>,
+}
+
+/// Past this many remembered keys an ingest writes (vertices) or reads
+/// back (edges) instead (memory).
 const RUN_MEMORY: usize = 4_000_000;
 
-impl Run {
-    fn new(fresh: bool) -> Run {
-        Run {
-            fresh,
-            edges: HashSet::new(),
+impl Sent {
+    fn new(written: std::sync::mpsc::Receiver<Written>) -> Sent {
+        Sent {
             vertices: HashSet::new(),
             fixed: HashSet::new(),
+            written,
+            fresh: false,
+            edges: HashSet::new(),
         }
     }
 
-    fn forget_if_large(&mut self) {
-        if self.edges.len() + self.vertices.len() + self.fixed.len() > RUN_MEMORY {
-            *self = Run::new(false);
+    fn start_world(&mut self, fresh: bool) {
+        self.fresh = fresh;
+        self.edges.clear();
+    }
+
+    /// Learns what the writer has written since it was last asked.
+    fn learn(&mut self) {
+        while let Ok(written) = self.written.try_recv() {
+            self.vertices.extend(written.vertices);
+            self.fixed.extend(written.fixed);
         }
+        if self.vertices.len() + self.fixed.len() > RUN_MEMORY {
+            self.vertices.clear();
+            self.fixed.clear();
+        }
+    }
+
+    /// The edge may hold details already, to merge with; remembered as
+    /// sent.
+    fn may_hold(&mut self, edge: &Edge) -> bool {
+        if !self.fresh {
+            return true;
+        }
+        if self.edges.len() >= RUN_MEMORY {
+            // From here on, every edge is read back.
+            self.fresh = false;
+            self.edges.clear();
+            return true;
+        }
+        !self.edges.insert(edge.clone())
     }
 }
 
@@ -769,6 +956,67 @@ impl Batch {
             .fixed
             .insert((wv, prop::WORLD), Value::String(world.to_owned()));
         batch
+    }
+
+    /// The batch's items, into `into`: those that need no read of the
+    /// store, the edges whose details may merge with stored ones, and what
+    /// the items write that later batches need not write again.
+    fn items(&mut self, sent: &mut Sent, into: &mut Gathering) {
+        sent.learn();
+        let Gathering {
+            plain,
+            merge,
+            written,
+            ..
+        } = into;
+        plain.reserve(
+            self.vertices.len() + self.vprops.len() + self.fixed.len() + 2 * self.edges.len(),
+        );
+        for (id, t) in self.vertices.drain() {
+            if !sent.vertices.contains(&id) {
+                written.vertices.push(id);
+                plain.push(BulkInsertItem::Vertex(Vertex::with_id(id, ident(t))));
+            }
+        }
+        for ((id, name), value) in self.fixed.drain() {
+            if !sent.fixed.contains(&(id, name)) {
+                written.fixed.push((id, name));
+                plain.push(BulkInsertItem::VertexProperty(
+                    id,
+                    ident(name),
+                    Json::new(value),
+                ));
+            }
+        }
+        for ((id, name), value) in self.vprops.drain() {
+            plain.push(BulkInsertItem::VertexProperty(
+                id,
+                ident(name),
+                Json::new(value),
+            ));
+        }
+        let d = ident(prop::DETAILS);
+        for (e, details) in self.edges.drain() {
+            if !details.is_empty() {
+                if sent.may_hold(&e) {
+                    merge.push((e.clone(), details));
+                } else {
+                    plain.push(BulkInsertItem::EdgeProperty(
+                        e.clone(),
+                        d,
+                        Json::new(Value::Object(details)),
+                    ));
+                }
+            }
+            plain.push(BulkInsertItem::Edge(e));
+        }
+        for e in self.blocked.drain() {
+            plain.push(BulkInsertItem::EdgeProperty(
+                e,
+                ident(prop::BLOCKED),
+                Json::new(Value::Bool(true)),
+            ));
+        }
     }
 
     fn edge(&mut self, from: Uuid, t: &'static str, to: Uuid, details: Map<String, Value>) {

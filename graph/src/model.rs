@@ -235,8 +235,7 @@ pub fn is_pseudo_path(path: &[u8]) -> bool {
 /// suspicious (`chains`, kind `credential_write`).
 pub fn is_credential_write_path(path: &[u8]) -> bool {
     is_credential_read_path(path)
-        || contains(path, b"/.git/hooks/")
-        || path.ends_with(b"/.git/hooks")
+        || has_dir(path, &[b"/.git/hooks"])
         || path == b"/etc/profile"
         || path == b"/etc/bash.bashrc"
         || path.starts_with(b"/etc/profile.d/")
@@ -250,12 +249,10 @@ pub fn is_credential_write_path(path: &[u8]) -> bool {
 /// (`chains`, kind `credential_read`). Not rc files or hooks: every shell
 /// reads those.
 pub fn is_credential_read_path(path: &[u8]) -> bool {
-    for dir in [&b"/.ssh"[..], b"/.aws", b"/.gnupg", b"/.kube", b"/.docker"] {
-        if contains(path, &[dir, b"/"].concat()) || path.ends_with(dir) {
-            return true;
-        }
-    }
-    path == b"/etc/shadow"
+    has_dir(
+        path,
+        &[b"/.ssh", b"/.aws", b"/.gnupg", b"/.kube", b"/.docker"],
+    ) || path == b"/etc/shadow"
         || path == b"/etc/gshadow"
         || path.ends_with(b"/.netrc")
         || path.ends_with(b"/.git-credentials")
@@ -276,8 +273,17 @@ const RC_FILES: [&[u8]; 11] = [
     b".cshrc",
 ];
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether `path` has one of `dirs` (each `/name`, `/a/b`) as whole
+/// components: followed by `/` or at its end. (Every file span asks, so it
+/// looks only where a `/` is, and allocates nothing.)
+fn has_dir(path: &[u8], dirs: &[&[u8]]) -> bool {
+    path.iter().enumerate().any(|(i, &b)| {
+        b == b'/'
+            && dirs.iter().any(|dir| {
+                path[i..].starts_with(dir)
+                    && path.get(i + dir.len()).is_none_or(|&next| next == b'/')
+            })
+    })
 }
 
 /// The last path component.
@@ -468,11 +474,16 @@ mod tests {
             "/root/.bashrc.d/x",
             "/etc/shadow-",
             "/src/git/hooks/x",
+            "/root/.sshx/id_rsa",
+            "/src/.git/hooksy",
         ] {
             assert!(!is_credential_write_path(p.as_bytes()), "{p}");
         }
         assert!(is_credential_read_path(b"/root/.ssh/id_rsa"));
+        assert!(is_credential_read_path(b"/home/a/.kube"));
+        assert!(is_credential_write_path(b"/src/.git/hooks"));
         assert!(!is_credential_read_path(b"/root/.bashrc"));
+        assert!(!is_credential_read_path(b"/root/x.ssh/id_rsa"));
     }
 
     #[test]

@@ -69,33 +69,43 @@ impl GraphDir {
 }
 
 /// RocksDB's options for the graph, tuned for what it does (docs/graph.md,
-/// "Tuning"): IndraDB's own (level compaction, 4 levels), plus
+/// "Tuning"; IndraDB gives every column family these, patched: it gave
+/// them RocksDB's defaults): IndraDB's own (level compaction, 4 levels,
+/// a compaction at 8 files in level 0), plus
 ///
 /// - a bloom filter per table: most reads are point reads of a property or
 ///   of whether a vertex exists, and misses (a file nobody wrote) are
-///   common; without it each miss reads a block of every level;
+///   common; without it each miss reads a block of every file it may be in;
 /// - one block cache for every column family, index and filter blocks in
-///   it: a query touches a few keys each of many tables;
-/// - LZ4 above the last level, Zstandard in it: the keys are UUIDs and
-///   JSON, which compress well, and the last level holds most of them;
+///   it (level 0's pinned): a query touches a few keys each of many tables,
+///   and a one-shot query process reads only the index blocks it needs;
+/// - tables of at most 16 MiB: a table's index block must fit in one of
+///   the cache's 64 shards (1 MiB each), or it is read and decompressed
+///   again for every key looked up in the table (a store compacted into
+///   IndraDB's 64 MiB tables answered `tree` in 78 ms instead of 3);
+/// - LZ4 at every level: a compaction with Zstandard at the last level
+///   took twice the CPU, which ingest competes for, for 16% less disk;
 /// - dynamic level sizes (RocksDB's advice when data keeps growing: the
 ///   slowdown users saw as IndraDB's stores grew, indradb#115, came from
 ///   levels far from their targets, which this keeps near);
-/// - a bounded write-ahead log (memtables flushed when it exceeds 64 MiB),
-///   so that an open never replays much of it. (Writing without it was
-///   measured: no faster, docs/graph.md "Tuning".)
+/// - 64 MiB memtables and a write-ahead log bounded at 128 MiB (memtables
+///   flushed when it exceeds that): fewer, larger flushes, so fewer files
+///   in level 0 for a read to look through and fewer compactions, at the
+///   cost of a query that opens the store during a large ingest
+///   replaying up to that much log (an ingest that leaves more than 8 MiB
+///   flushes).
 pub fn options() -> Options {
     let mut opts = RocksdbDatastore::get_options(Some(512));
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    opts.set_write_buffer_size(32 << 20);
+    opts.set_write_buffer_size(64 << 20);
     opts.set_max_write_buffer_number(3);
-    opts.set_max_total_wal_size(64 << 20);
+    opts.set_max_total_wal_size(128 << 20);
+    opts.set_target_file_size_base(16 << 20);
     opts.set_level_compaction_dynamic_level_bytes(true);
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1 << 20);
     opts.set_compression_type(DBCompressionType::Lz4);
-    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
@@ -264,15 +274,36 @@ impl GraphWriter {
         Graph::open_locked(&dir, lock)
     }
 
-    /// Memtables to files: the next open replays no log.
+    /// Memtables to files: the next open replays no log. Then waits for
+    /// the compactions that are due ([`GraphWriter::settle`]).
     pub fn flush(&self) -> Result<()> {
         self.graph
             .db
             .datastore
             .flush()
-            .map_err(self.graph.store_error())
+            .map_err(self.graph.store_error())?;
+        self.settle()
+    }
+
+    /// Waits (up to [`SETTLE_WAIT`]) for the flushes and compactions under
+    /// way or due to finish before the writer lets go of the store: closed
+    /// now, RocksDB would abandon them, and short ingests one after another
+    /// would each start them again and finish none, while level 0's files
+    /// piled up for every query's reads to look through (until RocksDB
+    /// stopped writes at 24 of them).
+    pub fn settle(&self) -> Result<()> {
+        self.graph
+            .db
+            .datastore
+            .wait_for_compactions(SETTLE_WAIT)
+            .map_err(self.graph.store_error())?;
+        Ok(())
     }
 }
+
+/// How long a writer waits for compactions before it closes the store
+/// anyway (they start again with the next writer).
+pub const SETTLE_WAIT: Duration = Duration::from_secs(300);
 
 /// A value read from the store, without copying it (it is the only
 /// reference to what was just parsed).

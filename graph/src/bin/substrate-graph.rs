@@ -13,6 +13,11 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 use substrate_graph::{render, store, Graph, GraphDir, IngestOptions, Traces};
 
+// Ingest frees on one thread what another allocated: mimalloc does that
+// without glibc's per-free lock (graph/Cargo.toml).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ABOUT: &str = "\
 The span graph: every world's trace indexed in IndraDB (RocksDB), and the
 questions people ask of it. The graph is an index of the worlds' traces

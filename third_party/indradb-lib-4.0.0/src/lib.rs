@@ -37,4 +37,4 @@ pub use crate::models::*;
 mod rdb;
 
 #[cfg(feature = "rocksdb-datastore")]
-pub use crate::rdb::{RocksdbDatastore, WriteConfig};
+pub use crate::rdb::{PreparedInsert, RocksdbDatastore, WriteConfig};

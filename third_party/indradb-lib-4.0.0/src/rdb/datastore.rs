@@ -8,7 +8,7 @@ use super::managers::*;
 use crate::errors::Result;
 use crate::{BulkInsertItem, Database, Datastore, DynIter, Edge, Identifier, Json, Transaction, Vertex};
 
-use rocksdb::{DBCompactionStyle, Options, DB};
+use rocksdb::{ColumnFamilyDescriptor, DBCompactionStyle, Options, WriteBatch, DB};
 use uuid::Uuid;
 
 const CF_NAMES: [&str; 8] = [
@@ -21,6 +21,15 @@ const CF_NAMES: [&str; 8] = [
     "edge_property_values:v2",
     "metadata:v2",
 ];
+
+/// Substrate patch: the column families, each with `opts` (as
+/// `new_db_with_options` and `new_db_read_only` open them).
+fn cf_descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
+    CF_NAMES
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()))
+        .collect()
+}
 
 pub struct RocksdbTransaction<'a> {
     db: &'a DB,
@@ -42,6 +51,48 @@ impl<'a> RocksdbTransaction<'a> {
     fn write(&self, batch: Batch<'a>) -> Result<()> {
         self.db.write(batch.into_write_batch())?;
         Ok(())
+    }
+
+    /// Substrate patch: one bulk-insert item's keys and values, into
+    /// `batch` (what `bulk_insert` does for each).
+    fn insert_item(
+        &self,
+        batch: &mut Batch<'a>,
+        indexed_properties: &HashSet<Identifier>,
+        item: &BulkInsertItem,
+    ) -> Result<()> {
+        match item {
+            BulkInsertItem::Vertex(vertex) => self.vertex_manager.create(batch, vertex),
+            BulkInsertItem::Edge(edge) => self.edge_manager.set(batch, edge),
+            BulkInsertItem::VertexProperty(id, name, value) => self.vertex_property_manager.set(
+                batch,
+                indexed_properties,
+                *id,
+                *name,
+                value,
+                self.write.unchanging.contains(name),
+            ),
+            BulkInsertItem::EdgeProperty(edge, name, value) => self.edge_property_manager.set(
+                batch,
+                indexed_properties,
+                edge,
+                *name,
+                value,
+                self.write.unchanging.contains(name),
+            ),
+        }
+    }
+
+    /// Substrate patch: whether making `item`'s keys reads the store: an
+    /// indexed property that may change has its old index entry read, to
+    /// be deleted.
+    fn reads_to_insert(&self, indexed_properties: &HashSet<Identifier>, item: &BulkInsertItem) -> bool {
+        match item {
+            BulkInsertItem::Vertex(_) | BulkInsertItem::Edge(_) => false,
+            BulkInsertItem::VertexProperty(_, name, _) | BulkInsertItem::EdgeProperty(_, name, _) => {
+                indexed_properties.contains(name) && !self.write.unchanging.contains(name)
+            }
+        }
     }
 
     fn vertex_ids_from_property_value_iterator(
@@ -292,35 +343,8 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
         let indexed_properties = self.indexed_properties.read().unwrap();
         let mut batch = Batch::default();
 
-        for item in items {
-            match item {
-                BulkInsertItem::Vertex(ref vertex) => {
-                    self.vertex_manager.create(&mut batch, vertex)?;
-                }
-                BulkInsertItem::Edge(ref edge) => {
-                    self.edge_manager.set(&mut batch, edge)?;
-                }
-                BulkInsertItem::VertexProperty(id, ref name, ref value) => {
-                    self.vertex_property_manager.set(
-                        &mut batch,
-                        &indexed_properties,
-                        id,
-                        *name,
-                        value,
-                        self.write.unchanging.contains(name),
-                    )?;
-                }
-                BulkInsertItem::EdgeProperty(ref edge, ref name, ref value) => {
-                    self.edge_property_manager.set(
-                        &mut batch,
-                        &indexed_properties,
-                        edge,
-                        *name,
-                        value,
-                        self.write.unchanging.contains(name),
-                    )?;
-                }
-            }
+        for item in &items {
+            self.insert_item(&mut batch, &indexed_properties, item)?;
         }
 
         self.write(batch)?;
@@ -380,6 +404,37 @@ impl<'a> Transaction<'a> for RocksdbTransaction<'a> {
     }
 }
 
+/// Substrate patch: a bulk insert made into RocksDB's keys and values (one
+/// write batch, sorted as every write is) ahead of its write, on whichever
+/// thread made it, so that the writing thread only hands it to RocksDB
+/// (`RocksdbDatastore::prepare_insert`, `write_prepared`). Items whose keys
+/// depend on what the store holds (`reads_to_insert`) are kept as they
+/// are and made at the write, where what they read is current.
+pub struct PreparedInsert {
+    batch: WriteBatch,
+    deferred: Vec<BulkInsertItem>,
+}
+
+// SAFETY: a `WriteBatch` owns its buffer (a `std::string` of encoded
+// records, column families named by id) and keeps no pointer to the
+// database, a column family handle or the thread that filled it; RocksDB
+// asks only that no two threads use one at once (include/rocksdb/
+// write_batch.h: "if any of the threads may call a non-const method, all
+// threads accessing the same WriteBatch must use external synchronization"),
+// which moving it to another thread, by value, cannot break.
+unsafe impl Send for PreparedInsert {}
+
+impl PreparedInsert {
+    /// Records in the batch (each item is one or more).
+    pub fn len(&self) -> usize {
+        self.batch.len() + self.deferred.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Substrate patch: how the datastore writes (`RocksdbDatastore::configure_writes`).
 #[derive(Debug, Default)]
 pub struct WriteConfig {
@@ -436,7 +491,12 @@ impl RocksdbDatastore {
     pub fn new_db_with_options<P: AsRef<Path>>(path: P, opts: &Options) -> Result<Database<RocksdbDatastore>> {
         let path = path.as_ref();
 
-        let db = match DB::open_cf(opts, path, CF_NAMES) {
+        // Substrate patch: every column family opened with `opts`.
+        // `DB::open_cf` gives each one `Options::default()` (only the DB-wide
+        // fields of `opts` applied): the caller's write buffers, table
+        // options (filters, block cache), compression and level shape
+        // reached no column family IndraDB keeps its data in.
+        let db = match DB::open_cf_descriptors(opts, path, cf_descriptors(opts)) {
             Ok(db) => db,
             Err(_) => {
                 let mut db = DB::open(opts, path)?;
@@ -468,7 +528,7 @@ impl RocksdbDatastore {
     /// * `path`: The file path to the rocksdb database.
     /// * `opts`: The rocksdb options used on datastore.
     pub fn new_db_read_only<P: AsRef<Path>>(path: P, opts: &Options) -> Result<Database<RocksdbDatastore>> {
-        let db = DB::open_cf_for_read_only(opts, path.as_ref(), CF_NAMES, false)?;
+        let db = DB::open_cf_descriptors_read_only(opts, path.as_ref(), cf_descriptors(opts), false)?;
         let metadata_manager = MetadataManager::new(&db);
         let indexed_properties = metadata_manager.get_indexed_properties()?;
         Ok(Database::new(RocksdbDatastore {
@@ -493,6 +553,46 @@ impl RocksdbDatastore {
             .collect()
     }
 
+    /// Substrate patch: `items` made into one write batch, to be written
+    /// by `write_prepared` (on any thread, later). Reads nothing: an item
+    /// that would (`reads_to_insert`) is made at the write.
+    pub fn prepare_insert(&self, items: Vec<BulkInsertItem>) -> Result<PreparedInsert> {
+        let txn = self.transaction();
+        let indexed_properties = self.indexed_properties.read().unwrap();
+        let mut batch = Batch::default();
+        let mut deferred = Vec::new();
+        for item in items {
+            if txn.reads_to_insert(&indexed_properties, &item) {
+                deferred.push(item);
+            } else {
+                txn.insert_item(&mut batch, &indexed_properties, &item)?;
+            }
+        }
+        Ok(PreparedInsert {
+            batch: batch.into_write_batch(),
+            deferred,
+        })
+    }
+
+    /// Substrate patch: writes `prepared` and `more` in one atomic write:
+    /// the deferred items and `more` are made now (reading the store as
+    /// `bulk_insert` does) and go after the prepared records, so that where
+    /// both set a key, `more`'s value stays.
+    pub fn write_prepared(&self, prepared: PreparedInsert, more: Vec<BulkInsertItem>) -> Result<()> {
+        let PreparedInsert { mut batch, deferred } = prepared;
+        if !deferred.is_empty() || !more.is_empty() {
+            let txn = self.transaction();
+            let indexed_properties = self.indexed_properties.read().unwrap();
+            let mut now = Batch::default();
+            for item in deferred.iter().chain(&more) {
+                txn.insert_item(&mut now, &indexed_properties, item)?;
+            }
+            now.append_to(&mut batch);
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
     /// Substrate patch: how writes are made from now on.
     pub fn configure_writes(&mut self, write: WriteConfig) {
         self.write = write;
@@ -508,6 +608,37 @@ impl RocksdbDatastore {
             }
         }
         Ok(())
+    }
+
+    /// Substrate patch: waits, up to `limit`, until no flush or compaction
+    /// is running or due in any column family; whether it got there. A
+    /// store closed with a compaction under way abandons it, and a writer
+    /// that never stays open long enough (one short ingest after another)
+    /// would start it again each time and finish it never, while the files
+    /// it would have merged pile up for every read to look through.
+    pub fn wait_for_compactions(&self, limit: std::time::Duration) -> Result<bool> {
+        let started = std::time::Instant::now();
+        loop {
+            let mut busy = self.db.property_int_value("rocksdb.num-running-compactions")?.unwrap_or(0) > 0
+                || self.db.property_int_value("rocksdb.num-running-flushes")?.unwrap_or(0) > 0;
+            for name in CF_NAMES {
+                if let Some(cf) = self.db.cf_handle(name) {
+                    busy |= self.db.property_int_value_cf(cf, "rocksdb.compaction-pending")?.unwrap_or(0) > 0
+                        || self.db.property_int_value_cf(cf, "rocksdb.mem-table-flush-pending")?.unwrap_or(0) > 0;
+                }
+            }
+            if !busy {
+                return Ok(true);
+            }
+            // A background error stops every flush and compaction: none
+            // would come.
+            if self.db.property_int_value("rocksdb.background-errors")?.unwrap_or(0) > 0
+                || started.elapsed() >= limit
+            {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Runs a repair operation on the rocksdb database.

@@ -22,31 +22,84 @@ pub type EdgePropertyValueKey = (models::Identifier, u64, models::Edge);
 /// remembers where its last insert went; keys that come in order land next
 /// to each other and each insert searches only the lowest levels, where in
 /// random order (what UUID keys give) each one searches the whole list.
+/// Keys and values are kept one after another in one buffer (values
+/// serialized straight into it), not each in an allocation of its own.
 #[derive(Default)]
 pub(crate) struct Batch<'a> {
-    ops: Vec<(&'a ColumnFamily, Vec<u8>, Option<Vec<u8>>)>,
+    bytes: Vec<u8>,
+    ops: Vec<Op<'a>>,
+}
+
+/// A put (`value` set) or delete of the key at `bytes[start..key_end]`,
+/// its value at `bytes[key_end..end]`.
+struct Op<'a> {
+    cf: &'a ColumnFamily,
+    start: usize,
+    key_end: usize,
+    end: usize,
+    put: bool,
 }
 
 impl<'a> Batch<'a> {
-    pub fn put_cf<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, cf: &ColumnFamilyRef<'a>, key: K, value: V) {
-        self.ops.push((cf, key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    pub fn put_cf(&mut self, cf: &ColumnFamilyRef<'a>, key: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.push(cf, start, key_end, true);
     }
 
-    pub fn delete_cf<K: AsRef<[u8]>>(&mut self, cf: &ColumnFamilyRef<'a>, key: K) {
-        self.ops.push((cf, key.as_ref().to_vec(), None));
+    /// A put of `value` as JSON.
+    pub fn put_json_cf(&mut self, cf: &ColumnFamilyRef<'a>, key: &[u8], value: &models::Json) -> Result<()> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        if let Err(e) = serde_json::to_writer(&mut self.bytes, value) {
+            self.bytes.truncate(start);
+            return Err(e.into());
+        }
+        self.push(cf, start, key_end, true);
+        Ok(())
     }
 
-    pub fn into_write_batch(mut self) -> WriteBatch {
-        self.ops
-            .sort_by(|a, b| (a.0 as *const ColumnFamily, &a.1).cmp(&(b.0 as *const ColumnFamily, &b.1)));
+    pub fn delete_cf(&mut self, cf: &ColumnFamilyRef<'a>, key: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        self.push(cf, start, key_end, false);
+    }
+
+    fn push(&mut self, cf: &ColumnFamilyRef<'a>, start: usize, key_end: usize, put: bool) {
+        self.ops.push(Op {
+            cf,
+            start,
+            key_end,
+            end: self.bytes.len(),
+            put,
+        });
+    }
+
+    pub fn into_write_batch(self) -> WriteBatch {
         let mut batch = WriteBatch::default();
-        for (cf, key, value) in self.ops {
-            match value {
-                Some(value) => batch.put_cf(cf, key, value),
-                None => batch.delete_cf(cf, key),
+        self.append_to(&mut batch);
+        batch
+    }
+
+    /// The puts and deletes, sorted, after what `batch` holds.
+    pub fn append_to(mut self, batch: &mut WriteBatch) {
+        let bytes = &self.bytes;
+        self.ops.sort_by(|a, b| {
+            (a.cf as *const ColumnFamily, &bytes[a.start..a.key_end])
+                .cmp(&(b.cf as *const ColumnFamily, &bytes[b.start..b.key_end]))
+        });
+        for op in &self.ops {
+            let key = &bytes[op.start..op.key_end];
+            if op.put {
+                batch.put_cf(op.cf, key, &bytes[op.key_end..op.end]);
+            } else {
+                batch.delete_cf(op.cf, key);
             }
         }
-        batch
     }
 }
 
@@ -126,7 +179,7 @@ impl<'a> VertexManager<'a> {
         indexed_properties: &HashSet<models::Identifier>,
         id: Uuid,
     ) -> Result<()> {
-        batch.delete_cf(&self.cf, self.key(id));
+        batch.delete_cf(&self.cf, &self.key(id));
 
         let vertex_property_manager = VertexPropertyManager::new(self.db);
         for item in vertex_property_manager.iterate_for_owner(id)? {
@@ -309,12 +362,12 @@ impl<'a> EdgeRangeManager<'a> {
 
     pub fn set(&self, batch: &mut Batch<'a>, edge: &models::Edge) -> Result<()> {
         let key = self.key(edge);
-        batch.put_cf(&self.cf, &key, []);
+        batch.put_cf(&self.cf, &key, &[]);
         Ok(())
     }
 
     pub fn delete(&self, batch: &mut Batch<'a>, edge: &models::Edge) -> Result<()> {
-        batch.delete_cf(&self.cf, self.key(edge));
+        batch.delete_cf(&self.cf, &self.key(edge));
         Ok(())
     }
 
@@ -391,8 +444,7 @@ impl<'a> VertexPropertyManager<'a> {
         if is_indexed && !unchanging {
             self.delete(batch, indexed_properties, vertex_id, name)?;
         }
-        let value_json = serde_json::to_vec(value)?;
-        batch.put_cf(&self.cf, &key, &value_json);
+        batch.put_json_cf(&self.cf, &key, value)?;
         if is_indexed {
             let vertex_property_value_manager = VertexPropertyValueManager::new(self.db);
             vertex_property_value_manager.set(batch, vertex_id, name, value);
@@ -413,7 +465,7 @@ impl<'a> VertexPropertyManager<'a> {
                 vertex_property_value_manager.delete(batch, vertex_id, name, &value);
             }
         }
-        batch.delete_cf(&self.cf, self.key(vertex_id, name));
+        batch.delete_cf(&self.cf, &self.key(vertex_id, name));
         Ok(())
     }
 
@@ -535,8 +587,7 @@ impl<'a> EdgePropertyManager<'a> {
         if is_indexed && !unchanging {
             self.delete(batch, indexed_properties, edge, name)?;
         }
-        let value_json = serde_json::to_vec(value)?;
-        batch.put_cf(&self.cf, &key, &value_json);
+        batch.put_json_cf(&self.cf, &key, value)?;
         if is_indexed {
             let edge_property_value_manager = EdgePropertyValueManager::new(self.db);
             edge_property_value_manager.set(batch, edge, name, value);
@@ -557,7 +608,7 @@ impl<'a> EdgePropertyManager<'a> {
                 edge_property_value_manager.delete(batch, edge, name, &value);
             }
         }
-        batch.delete_cf(&self.cf, self.key(edge, name));
+        batch.delete_cf(&self.cf, &self.key(edge, name));
         Ok(())
     }
 
@@ -639,7 +690,7 @@ impl<'a> VertexPropertyValueManager<'a> {
         property_value: &models::Json,
     ) {
         let key = self.key(property_name, property_value, vertex_id);
-        batch.put_cf(&self.cf, key, []);
+        batch.put_cf(&self.cf, &key, &[]);
     }
 
     pub fn delete(
@@ -650,7 +701,7 @@ impl<'a> VertexPropertyValueManager<'a> {
         property_value: &models::Json,
     ) {
         let key = self.key(property_name, property_value, vertex_id);
-        batch.delete_cf(&self.cf, key);
+        batch.delete_cf(&self.cf, &key);
     }
 
     pub fn compact(&self) {
@@ -735,7 +786,7 @@ impl<'a> EdgePropertyValueManager<'a> {
         property_value: &models::Json,
     ) {
         let key = self.key(property_name, property_value, edge);
-        batch.put_cf(&self.cf, key, []);
+        batch.put_cf(&self.cf, &key, &[]);
     }
 
     pub fn delete(
@@ -746,7 +797,7 @@ impl<'a> EdgePropertyValueManager<'a> {
         property_value: &models::Json,
     ) {
         let key = self.key(property_name, property_value, edge);
-        batch.delete_cf(&self.cf, key);
+        batch.delete_cf(&self.cf, &key);
     }
 
     pub fn compact(&self) {
@@ -777,7 +828,7 @@ impl<'a> MetadataManager<'a> {
 
     pub fn set_indexed_properties(&self, batch: &mut Batch<'a>, indices: &HashSet<models::Identifier>) -> Result<()> {
         let value_bytes = bincode::serialize(&indices)?;
-        batch.put_cf(&self.cf, "indexed_properties", &value_bytes);
+        batch.put_cf(&self.cf, b"indexed_properties", &value_bytes);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 mod datastore;
 mod managers;
 
-pub use self::datastore::{RocksdbDatastore, WriteConfig};
+pub use self::datastore::{PreparedInsert, RocksdbDatastore, WriteConfig};
 
 #[cfg(feature = "bench-suite")]
 full_bench_impl!({
