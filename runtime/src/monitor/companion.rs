@@ -17,7 +17,21 @@ use crate::store::WorldStore;
 /// export (when the node names a collector) and the graph's ingest. The
 /// monitor calls it as it closes the trace, and so does the runtime when it
 /// closes the trace of a world whose monitor was lost.
+///
+/// Under the world dir's lock, which `delete` holds while it removes the
+/// dir: the companions' logs are made in it before the removal (and go
+/// with the rest), or not at all. Made while the removal ran, a log left
+/// the dir not empty and `delete` failed.
 pub(crate) fn world_ended(store: &WorldStore, id: &WorldId) {
+    let _lock = match store.lock(id) {
+        Ok(Some(lock)) if store.has_record(id) => lock,
+        // Removed meanwhile: no trace to read.
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!("world {id}: not exported nor ingested: {e}");
+            return;
+        }
+    };
     super::export::world_ended(store, id);
     super::graph::world_ended(store, id);
 }
