@@ -334,15 +334,7 @@ impl View<'_> {
             .txn
             .range_edges(Edge::new(id, t, Uuid::nil()))
             .map_err(|e| self.err(e))?;
-        let mut edges = Vec::new();
-        for edge in iter {
-            let edge = edge.map_err(|e| self.err(e))?;
-            if edge.outbound_id != id || edge.t != t {
-                break;
-            }
-            edges.push(edge);
-        }
-        Ok(edges)
+        self.while_from(iter, |edge| edge.outbound_id == id && edge.t == t)
     }
 
     /// Every edge out of `id`, of any type (one seek).
@@ -351,10 +343,20 @@ impl View<'_> {
             .txn
             .range_edges(Edge::new(id, Identifier::default(), Uuid::nil()))
             .map_err(|e| self.err(e))?;
+        self.while_from(iter, |edge| edge.outbound_id == id)
+    }
+
+    /// The edges of a range scan, up to the first that is not `within`
+    /// (the scan runs in key order: the rest are not either).
+    fn while_from(
+        &self,
+        iter: indradb::DynIter<'_, Edge>,
+        within: impl Fn(&Edge) -> bool,
+    ) -> Result<Vec<Edge>> {
         let mut edges = Vec::new();
         for edge in iter {
             let edge = edge.map_err(|e| self.err(e))?;
-            if edge.outbound_id != id {
+            if !within(&edge) {
                 break;
             }
             edges.push(edge);
@@ -384,15 +386,8 @@ impl View<'_> {
             .txn
             .range_reversed_edges(Edge::new(id, t, Uuid::nil()))
             .map_err(|e| self.err(e))?;
-        let mut edges = Vec::new();
-        for edge in iter {
-            let edge = edge.map_err(|e| self.err(e))?;
-            if edge.outbound_id != id || edge.t != t {
-                break;
-            }
-            edges.push(edge.reversed());
-        }
-        Ok(edges)
+        let edges = self.while_from(iter, |edge| edge.outbound_id == id && edge.t == t)?;
+        Ok(edges.into_iter().map(|edge| edge.reversed()).collect())
     }
 
     /// The vertex's type, `None` when there is no such vertex.
