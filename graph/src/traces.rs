@@ -72,24 +72,10 @@ impl Traces {
     }
 }
 
-/// A world id as the runtime allows them (`runtime/src/id.rs`): it names a
-/// directory, so nothing else.
+/// A world id as the runtime allows them ([`substrate_trace::world_id_flaw`]):
+/// it names a directory, so nothing else.
 pub fn check_world_id(id: &str) -> Result<()> {
-    let reason = if id.is_empty() {
-        Some("it is empty")
-    } else if id == "." || id == ".." {
-        Some("it names a directory")
-    } else if id.len() > 1024 {
-        Some("it is longer than 1024 bytes")
-    } else if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
-    {
-        Some("only letters, digits, '_', '+', '-' and '.' are allowed")
-    } else {
-        None
-    };
-    match reason {
+    match substrate_trace::world_id_flaw(id) {
         Some(reason) => Err(Error::BadWorldId {
             id: id.to_owned(),
             reason,

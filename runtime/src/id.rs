@@ -19,21 +19,7 @@ pub struct WorldId(String);
 impl WorldId {
     pub fn new(id: impl Into<String>) -> Result<WorldId> {
         let id = id.into();
-        let reason = if id.is_empty() {
-            Some("it is empty")
-        } else if id == "." || id == ".." {
-            Some("it names a directory")
-        } else if id.len() > 1024 {
-            Some("it is longer than 1024 bytes")
-        } else if !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
-        {
-            Some("only letters, digits, '_', '+', '-' and '.' are allowed")
-        } else {
-            None
-        };
-        match reason {
+        match substrate_trace::world_id_flaw(&id) {
             Some(reason) => Err(Error::InvalidId { id, reason }),
             None => Ok(WorldId(id)),
         }

@@ -134,3 +134,25 @@ mod tests {
         assert!("not-a-uuid".parse::<SpanId>().is_err());
     }
 }
+
+/// What is wrong with `id` as a world's id, if anything: runc's rule for
+/// container ids (`^[\w+\-.]+$`, not `.` or `..`, at most 1024 bytes),
+/// under which an id joined to a directory never names anything outside
+/// it. The runtime, which names worlds, and every reader of the store that
+/// does not link it (the graph) check ids with this one rule.
+pub fn world_id_flaw(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("it is empty")
+    } else if id == "." || id == ".." {
+        Some("it names a directory")
+    } else if id.len() > 1024 {
+        Some("it is longer than 1024 bytes")
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
+    {
+        Some("only letters, digits, '_', '+', '-' and '.' are allowed")
+    } else {
+        None
+    }
+}

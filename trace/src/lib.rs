@@ -31,7 +31,7 @@ mod wire;
 pub use build::SpanBuilder;
 pub use chain::{verify_chain, Broken, Chain, ChainCheck, ChainEnd};
 pub use errno::Errno;
-pub use id::{SpanId, SpanIdError};
+pub use id::{world_id_flaw, SpanId, SpanIdError};
 pub use read::{read_spans, ReadError, ReadStats, SpanReader};
 pub use redact::{EnvAllowList, REDACTED};
 pub use span::{
